@@ -1,0 +1,46 @@
+"""rnnkit: recurrent neural networks end to end on PyTorch.
+
+The public API, as one explicit list: cells (one step's equations), the layer that runs any cell over
+time, and drop-in replacements for torch.nn.RNN / LSTM / GRU.
+"""
+
+from rnnkit import state
+from rnnkit.cells import (
+    CELLS,
+    Cell,
+    ElmanCell,
+    ElmanState,
+    GRUCell,
+    GRUState,
+    IRNNCell,
+    JordanCell,
+    JordanState,
+    LSTMCell,
+    LSTMState,
+)
+from rnnkit.compat import GRU, IRNN, LSTM, RNN
+from rnnkit.layers import Jordan, Recurrent, flip_padded
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CELLS",
+    "GRU",
+    "IRNN",
+    "LSTM",
+    "RNN",
+    "Cell",
+    "ElmanCell",
+    "ElmanState",
+    "GRUCell",
+    "GRUState",
+    "IRNNCell",
+    "Jordan",
+    "JordanCell",
+    "JordanState",
+    "LSTMCell",
+    "LSTMState",
+    "Recurrent",
+    "flip_padded",
+    "state",
+]

@@ -1,0 +1,30 @@
+"""Recurrent cells, one family per file, and ``CELLS``: the one registry of cells by name."""
+
+from rnnkit.cells.base import Cell
+from rnnkit.cells.elman import ElmanCell, ElmanState, IRNNCell
+from rnnkit.cells.gru import GRUCell, GRUState
+from rnnkit.cells.jordan import JordanCell, JordanState
+from rnnkit.cells.lstm import LSTMCell, LSTMState
+
+CELLS: dict[str, type[Cell]] = {
+    "rnn": ElmanCell,
+    "elman": ElmanCell,
+    "irnn": IRNNCell,
+    "jordan": JordanCell,
+    "gru": GRUCell,
+    "lstm": LSTMCell,
+}
+
+__all__ = [
+    "CELLS",
+    "Cell",
+    "ElmanCell",
+    "ElmanState",
+    "GRUCell",
+    "GRUState",
+    "IRNNCell",
+    "JordanCell",
+    "JordanState",
+    "LSTMCell",
+    "LSTMState",
+]

@@ -1,0 +1,97 @@
+"""Long short-term memory (Hochreiter and Schmidhuber 1997, with the forget gate of Gers et al. 2000)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.activations import get_activation
+from rnnkit.cells.base import WeightedCell
+
+
+class LSTMState(NamedTuple):
+    h: Tensor  # (B, H), or (B, proj_size) with a projection
+    c: Tensor  # (B, H), the memory cell
+
+
+class LSTMCell(WeightedCell):
+    r"""LSTM cell; gate order (i, f, g, o) and parameters as torch.nn.LSTMCell / torch.nn.LSTM.
+
+    .. math::
+        i_t, f_t, g_t, o_t = \text{split}(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}) \\
+        c_t = \sigma(f_t) \odot c_{t-1} + \sigma(i_t) \odot \phi(g_t) \\
+        h_t = \sigma(o_t) \odot \phi(c_t) \qquad (h_t = W_{hr} h_t \text{ with } proj\_size > 0)
+
+    Args:
+        activation: phi, the cell input and output activation (Keras's ``activation``, default "tanh";
+            "identity" gives a linear LSTM).
+        recurrent_activation: sigma, the gates' activation (default "sigmoid").
+        forget_bias: if given, the forget gate's bias starts at this value (b_ih) and 0 (b_hh), as
+            Jozefowicz et al. 2015 recommend (1.0); otherwise it follows ``init``.
+        proj_size: if > 0, h_t is projected to this size by ``weight_hr`` (torch's LSTMP).
+
+    >>> out, state = LSTMCell(3, 5)(torch.zeros(2, 3))
+    >>> state.c.shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        bias: bool = True,
+        proj_size: int = 0,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
+        forget_bias: float | None = None,
+        init: str = "uniform",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        if not isinstance(proj_size, int) or proj_size < 0 or (proj_size and proj_size >= hidden_size):
+            raise ValueError(f"LSTMCell: proj_size must be 0 or in 1..hidden_size-1, got {proj_size!r}")
+        rec = proj_size or hidden_size
+        super().__init__(input_size, hidden_size, 4, bias=bias, recurrent_input_size=rec, device=device, dtype=dtype)
+        self.proj_size = proj_size
+        if proj_size:
+            self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, device=device, dtype=dtype))
+        else:
+            self.register_parameter("weight_hr", None)
+        self.activation, self.act = activation, get_activation(activation)
+        self.recurrent_activation, self.gate = recurrent_activation, get_activation(recurrent_activation)
+        self.forget_bias, self.init = forget_bias, init
+        self.reset_parameters(init)
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def reset_parameters(self, init: str = "uniform") -> None:
+        super().reset_parameters(init)
+        if self.forget_bias is not None and self.bias_ih is not None:
+            H = self.hidden_size
+            with torch.no_grad():
+                self.bias_ih[H : 2 * H].fill_(self.forget_bias)
+                self.bias_hh[H : 2 * H].zero_()
+
+    def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> LSTMState:
+        return LSTMState(
+            self._zeros(batch_size, self.output_size, device, dtype),
+            self._zeros(batch_size, self.hidden_size, device, dtype),
+        )
+
+    def step(self, x_proj: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        i, f, g, o = (x_proj + F.linear(state.h, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
+        c = self.gate(f) * state.c + self.gate(i) * self.act(g)
+        h = self.gate(o) * self.act(c)
+        if self.weight_hr is not None:
+            h = F.linear(h, self.weight_hr)
+        return h, LSTMState(h, c)
+
+    def extra_repr(self) -> str:
+        proj = f", proj_size={self.proj_size}" if self.proj_size else ""
+        return f"{self.input_size}, {self.hidden_size}{proj}, init={self.init!r}"

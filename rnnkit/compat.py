@@ -1,0 +1,288 @@
+"""Drop-in replacements for torch.nn.RNN, torch.nn.LSTM and torch.nn.GRU.
+
+Same constructor arguments, same call, same state_dict names and shapes, same outputs (within float
+rounding), and the same default initialisation draws under a seed. They are :class:`rnnkit.Recurrent`
+layers, so they also take rnnkit's extensions: ``nonlinearity="identity"``, ``activation`` /
+``recurrent_activation``, ``reset_after=False`` (GRU), ``forget_bias`` and ``init`` schemes, ``lengths=``
+for padded input, ``residual=True`` and ``return_steps=True``.
+
+Speed is a dispatch, not a fork: :meth:`_fused_unsupported` names every condition under which torch's
+fused kernels (cuDNN on GPU, the native/oneDNN kernels on CPU) compute exactly this layer. When it
+returns None, :meth:`forward` calls the kernel; otherwise the reference loop of :class:`Recurrent`
+runs. ``fused=False`` forces the loop and ``fused=True`` raises if the kernel cannot be used.
+tests/test_compat.py runs both paths on the same weights and compares them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import _VF, Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit import state as S
+from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
+from rnnkit.layers import Recurrent, _Batch
+
+_FUSED_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+}
+
+
+class _TorchCompatible(Recurrent):
+    """torch.nn.RNNBase's signature on rnnkit's layer, plus the fused-kernel dispatch."""
+
+    _kernel: Any  # the _VF function
+    _single_tensor_state = True  # RNN and GRU take and return h alone; LSTM a (h, c) pair
+
+    def __init__(
+        self,
+        cell: type,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        residual: bool = False,
+        fused: bool | str = "auto",
+        **cell_kwargs: Any,
+    ) -> None:
+        if fused not in ("auto", True, False):
+            raise ValueError(f"{type(self).__name__}: fused must be 'auto', True or False, got {fused!r}")
+        super().__init__(
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            residual=residual,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+            **cell_kwargs,
+        )
+        self.bias, self.fused = bias, fused
+
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Any = None, lengths: Any = None, *, return_steps: bool = False
+    ) -> tuple[Any, ...]:
+        batch = self._prepare(input, lengths)
+        state = self._check_state(hx, batch)
+        reason = self._fused_unsupported(batch.x, return_steps)
+        if reason is None and self.fused is not False:
+            out, final = self._fused(batch, state)
+            return self._finish(batch, out, final, None)
+        if self.fused is True:
+            raise ValueError(f"{type(self).__name__}: fused=True but torch's fused kernel cannot run this: {reason}")
+        out, final, steps = self._loop(batch, state, return_steps)
+        return self._finish(batch, out, final, steps)
+
+    def _fused_unsupported(self, x: Tensor, return_steps: bool) -> str | None:
+        """Why torch's fused kernel cannot compute this call, or None when it can."""
+        if return_steps:
+            return "return_steps=True needs every step's state, which the kernel does not give"
+        if self.residual:
+            return "residual connections are not in the kernel"
+        if x.dtype not in _FUSED_DTYPES.get(x.device.type, ()):
+            return f"no fused kernel for {x.dtype} on {x.device.type}"
+        return self._cell_unsupported(self.cells[0])
+
+    def _cell_unsupported(self, cell: Any) -> str | None:
+        raise NotImplementedError
+
+    def _fused(self, batch: _Batch, state: Any) -> tuple[Tensor, Any]:
+        """Run torch's kernel on padded input (packing it first when there are lengths)."""
+        weights = [p for cell in self.cells for p in cell.parameters(recurse=False)]
+        hx = state[0] if self._single_tensor_state else tuple(state)
+        args = (weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if batch.lengths is None and batch.packed is None:
+            out, *final = self._kernel(batch.x, hx, *args, False)
+            return out, type(state)(*final)
+        packed = batch.packed
+        if packed is None:
+            packed = pack_padded_sequence(batch.x, batch.lengths.cpu(), enforce_sorted=False)
+        if packed.sorted_indices is not None:  # the kernel wants the state in sorted (longest-first) order
+            hx = tuple(S.select(_as_tuple(hx), packed.sorted_indices, dim=1))
+            hx = hx[0] if self._single_tensor_state else hx
+        out, *final = self._kernel(packed.data, packed.batch_sizes, hx, *args)
+        if packed.unsorted_indices is not None:
+            final = S.select(tuple(final), packed.unsorted_indices, dim=1)
+        out, _ = pad_packed_sequence(
+            PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+            total_length=batch.x.shape[0],
+        )
+        return out, type(state)(*final)
+
+    def _state_out(self, state: Any) -> Any:
+        return state[0] if self._single_tensor_state else state
+
+
+def _as_tuple(hx: Any) -> tuple:
+    return (hx,) if isinstance(hx, Tensor) else tuple(hx)
+
+
+class RNN(_TorchCompatible):
+    r"""torch.nn.RNN's drop-in: h_t = g(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), g = tanh | relu | identity.
+
+    Reference loop: :class:`rnnkit.ElmanCell` run by :class:`rnnkit.Recurrent`. Fused kernel: tanh and relu.
+
+    >>> rnn = RNN(10, 20, 2)
+    >>> out, h_n = rnn(torch.randn(5, 3, 10), torch.zeros(2, 3, 20))
+    >>> out.shape, h_n.shape
+    (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("nonlinearity", nonlinearity)
+        super().__init__(
+            ElmanCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            **kwargs,
+        )
+        self.nonlinearity = kwargs["nonlinearity"]
+
+    @property
+    def _kernel(self) -> Any:
+        return _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
+
+    def _cell_unsupported(self, cell: ElmanCell) -> str | None:
+        if cell.nonlinearity not in ("tanh", "relu"):
+            return f"nonlinearity={cell.nonlinearity!r} (the kernel has tanh and relu)"
+        return None
+
+
+class IRNN(RNN):
+    """The IRNN (Le, Jaitly and Hinton 2015): :class:`RNN` with ReLU, identity recurrent matrices and zero
+    biases (see :class:`rnnkit.IRNNCell`). Runs on torch's fused relu kernel."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("nonlinearity", "relu")
+        kwargs.setdefault("init", "identity")
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+
+class GRU(_TorchCompatible):
+    r"""torch.nn.GRU's drop-in (gate order r, z, n). See :class:`rnnkit.GRUCell` for the equations and for
+    ``reset_after=False`` (Cho et al. 2014), ``activation`` and ``recurrent_activation``.
+
+    >>> out, h_n = GRU(10, 20, batch_first=True)(torch.randn(3, 5, 10))
+    >>> out.shape, h_n.shape
+    (torch.Size([3, 5, 20]), torch.Size([1, 3, 20]))
+    """
+
+    _kernel = staticmethod(_VF.gru)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            GRUCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            **kwargs,
+        )
+
+    def _cell_unsupported(self, cell: GRUCell) -> str | None:
+        if not cell.reset_after:
+            return "reset_after=False (the kernel computes torch's formulation)"
+        return _default_activations(cell)
+
+
+class LSTM(_TorchCompatible):
+    r"""torch.nn.LSTM's drop-in (gate order i, f, g, o; ``proj_size`` for LSTMP). See :class:`rnnkit.LSTMCell`
+    for the equations, ``activation``, ``recurrent_activation`` and ``forget_bias``.
+
+    >>> lstm = LSTM(10, 20, 2, proj_size=5)
+    >>> out, (h_n, c_n) = lstm(torch.randn(7, 3, 10))
+    >>> out.shape, h_n.shape, c_n.shape
+    (torch.Size([7, 3, 5]), torch.Size([2, 3, 5]), torch.Size([2, 3, 20]))
+    """
+
+    _kernel = staticmethod(_VF.lstm)
+    _single_tensor_state = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            LSTMCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            proj_size=proj_size,
+            **kwargs,
+        )
+        self.proj_size = proj_size
+
+    def _cell_unsupported(self, cell: LSTMCell) -> str | None:
+        return _default_activations(cell)
+
+
+def _default_activations(cell: Any) -> str | None:
+    if (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
+        return f"activation={cell.activation!r}, recurrent_activation={cell.recurrent_activation!r}"
+    return None

@@ -1,0 +1,368 @@
+"""One layer that runs any cell over time: :class:`Recurrent`.
+
+It stacks cells (``num_layers``), runs a second stack on the reversed sequences (``bidirectional``),
+applies dropout between layers and optional residual connections, and takes padded batches with
+``lengths=`` or a PackedSequence. It knows only the cell protocol of :mod:`rnnkit.cells.base`.
+
+Shapes: T time steps, B batch, L layers, D = 2 if bidirectional else 1, O the cell's output size.
+State: the cell's NamedTuple with every field stacked as (L*D, B, ...), index ``layer * D + direction``,
+as torch's h_0 / c_0. Outputs at padded positions are zero, and padding never changes the output or the
+final state of a real position: the final state is each sequence's state at its own last step.
+
+Parameter names in ``state_dict()`` follow torch.nn.RNN: cell ``k``'s ``weight_ih`` is ``weight_ih_l{layer}``
+(``..._reverse`` for the backward direction), so torch.nn.LSTM/GRU/RNN state_dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit import state as S
+from rnnkit.cells import CELLS, Cell
+
+CellSpec = str | type[Cell] | Callable[..., Cell] | Cell
+
+
+def flip_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence's first ``lengths[b]`` steps along dim 0; padding stays where it is.
+
+    >>> x = torch.tensor([[1, 1], [2, 2], [3, 0]])        # (T=3, B=2): lengths 3 and 2
+    >>> flip_padded(x, torch.tensor([3, 2])).tolist()
+    [[3, 2], [2, 1], [1, 0]]
+    """
+    if lengths is None:
+        return x.flip(0)
+    T, B = x.shape[:2]
+    t = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+    rev = lengths.to(x.device).unsqueeze(0) - 1 - t  # (T, B)
+    index = torch.where(rev >= 0, rev, t.expand(T, B))
+    index = index.view(T, B, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, index)
+
+
+@dataclass
+class _Batch:
+    """The input put in one form: time-major padded, with what is needed to give results back."""
+
+    x: Tensor  # (T, B, input_size)
+    lengths: Tensor | None  # (B,) int64 on x's device, None when every sequence fills T
+    mask: Tensor | None  # (T, B) bool, true at real positions; None when there is no padding
+    batch_first: bool
+    unbatched: bool
+    packed: PackedSequence | None  # the PackedSequence that came in, to pack the output alike
+
+
+class Recurrent(nn.Module):
+    """Run any cell over batches of variable-length sequences, stacked and in both directions.
+
+    Args:
+        cell: a cell class (or any ``factory(input_size, hidden_size, **cell_kwargs) -> Cell``), a name in
+            :data:`rnnkit.cells.CELLS` ("lstm", "gru", "rnn", "jordan", ...), or one Cell instance
+            (then ``num_layers`` must be 1 and ``bidirectional`` False).
+        input_size, hidden_size: sizes of the first layer's input and of each cell's hidden state.
+        num_layers: cells stacked; layer l > 0 reads D * output_size features.
+        batch_first: input and output are (B, T, F) instead of (T, B, F).
+        dropout: dropout on each layer's output except the last (as torch.nn.LSTM).
+        bidirectional: add a second stack that reads each sequence backwards; outputs are concatenated.
+        residual: add each layer's input to its output, from the second layer on (Wu et al. 2016).
+        **cell_kwargs: passed to every cell (``nonlinearity=``, ``init=``, ``output_size=``, ...).
+
+    Call: ``out, state = layer(x, state=None, lengths=None)``; with ``return_steps=True`` a third
+    value holds every step's full state (fields (L*D, T, B, ...), (L*D, B, T, ...) if batch_first; zero at
+    padding), e.g. an LSTM's memory c_t, which torch's fused kernels cannot give.
+
+    >>> layer = Recurrent("lstm", 8, 16, num_layers=2, bidirectional=True, batch_first=True)
+    >>> out, state = layer(torch.randn(4, 10, 8), lengths=torch.tensor([10, 7, 3, 1]))
+    >>> out.shape, state.c.shape
+    (torch.Size([4, 10, 32]), torch.Size([4, 4, 16]))
+    """
+
+    def __init__(
+        self,
+        cell: CellSpec,
+        input_size: int | None = None,
+        hidden_size: int | None = None,
+        num_layers: int = 1,
+        *,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        residual: bool = False,
+        **cell_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"{name}: dropout={dropout} acts between layers and num_layers=1: it has no effect", stacklevel=2
+            )
+        self.num_layers, self.batch_first, self.dropout = num_layers, batch_first, float(dropout)
+        self.bidirectional, self.residual = bidirectional, residual
+        D = 2 if bidirectional else 1
+        if isinstance(cell, Cell):
+            if num_layers != 1 or bidirectional or cell_kwargs:
+                raise ValueError(
+                    f"{name}: a cell instance makes a single one-way layer; for num_layers={num_layers} or "
+                    "bidirectional=True pass the cell class (e.g. rnnkit.LSTMCell) and its keyword arguments"
+                )
+            cells = [cell]
+        else:
+            factory = CELLS[cell] if isinstance(cell, str) and cell in CELLS else cell
+            if isinstance(factory, str) or not callable(factory):
+                raise ValueError(f"{name}: unknown cell {cell!r}: choose one of {', '.join(CELLS)} or pass a class")
+            if input_size is None or hidden_size is None:
+                raise ValueError(f"{name}: input_size and hidden_size are required with a cell class or name")
+            cells, size = [], input_size
+            for _ in range(num_layers):
+                cells += [factory(size, hidden_size, **cell_kwargs) for _ in range(D)]
+                size = D * cells[-1].output_size
+        self.cells = nn.ModuleList(cells)
+        self.input_size, self.hidden_size = cells[0].input_size, cells[0].hidden_size
+        self.register_state_dict_post_hook(_save_torch_names)
+        self.register_load_state_dict_pre_hook(_load_torch_names)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of each output step: D times the cell's output size."""
+        return self.num_directions * self.cells[-1].output_size
+
+    def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> Any:
+        """Zeros, each field (L*D, B, ...)."""
+        return S.stack([c.initial_state(batch_size, device=device, dtype=dtype) for c in self.cells])
+
+    def forward(
+        self, input: Tensor | PackedSequence, state: Any = None, lengths: Any = None, *, return_steps: bool = False
+    ) -> tuple[Any, ...]:
+        batch = self._prepare(input, lengths)
+        state = self._check_state(state, batch)
+        out, final, steps = self._loop(batch, state, return_steps)
+        return self._finish(batch, out, final, steps)
+
+    # -- the reference loop: every cell, every option -------------------------------------------------
+
+    def _loop(self, batch: _Batch, state: Any, keep_steps: bool) -> tuple[Tensor, Any, Any]:
+        D, lengths, mask = self.num_directions, batch.lengths, batch.mask
+        states_in = S.unbind(state)
+        finals, all_steps, layer_input = [], [], batch.x
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                cell = self.cells[layer * D + d]
+                x = layer_input if d == 0 else flip_padded(layer_input, lengths)
+                y, final, steps = cell.sequence(cell.project_inputs(x), states_in[layer * D + d], mask, keep_steps)
+                if d == 1:
+                    y = flip_padded(y, lengths)
+                if keep_steps:
+                    steps = S.stack(steps)  # fields (T, B, ...)
+                    if d == 1:
+                        steps = S.map_state(lambda t: flip_padded(t, lengths), steps)
+                    all_steps.append(steps)
+                outs.append(y)
+                finals.append(final)
+            y = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D*O)
+            if mask is not None:
+                y = y.masked_fill(~mask.unsqueeze(-1), 0.0)
+            if self.residual and layer > 0:
+                y = y + layer_input
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                y = F.dropout(y, self.dropout, training=True)
+            layer_input = y
+        steps = None
+        if keep_steps:
+            steps = S.stack(all_steps)  # fields (L*D, T, B, ...)
+            if mask is not None:
+                steps = S.map_state(lambda t: _zero_padding(t, mask), steps)
+        return layer_input, S.stack(finals), steps
+
+    # -- input, state and output handling shared by every layer ---------------------------------------
+
+    def _prepare(self, input: Tensor | PackedSequence, lengths: Any) -> _Batch:
+        name, packed = type(self).__name__, None
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(f"{name}: pass either a PackedSequence or lengths=, not both")
+            packed = input
+            x, lengths = pad_packed_sequence(input)  # (T, B, F) in the caller's batch order
+            unbatched = False
+        elif not isinstance(input, Tensor) or input.dim() not in (2, 3):
+            got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+            want = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"{name} expected input of shape {want} or (T, input_size), got {got}")
+        else:
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if self.batch_first else input
+        T, B, features = x.shape
+        shape = tuple(input.data.shape if packed is not None else input.shape)
+        if features != self.input_size:
+            raise ValueError(f"{name} expected input feature size {self.input_size}, got {features} (input {shape})")
+        if B == 0:
+            raise ValueError(f"{name} got an empty batch (input {shape}): pass at least one sequence")
+        if T == 0:
+            raise ValueError(f"{name} got sequences of length 0 (input {shape}): each needs at least one step")
+        lengths = _check_lengths(name, lengths, T, B, x.device)
+        mask = None
+        if lengths is not None and bool((lengths < T).any()):
+            mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+        else:
+            lengths = None
+        return _Batch(x, lengths, mask, self.batch_first and packed is None, unbatched, packed)
+
+    def _check_state(self, state: Any, batch: _Batch) -> Any:
+        B, x = batch.x.shape[1], batch.x
+        expected = self.initial_state(B, device="meta", dtype=x.dtype)
+        if state is None:
+            return S.map_state(lambda t: torch.zeros(t.shape, dtype=t.dtype, device=x.device), expected)
+        name, fields = type(self).__name__, expected._fields
+        if isinstance(state, Tensor):
+            state = (state,)
+        if not isinstance(state, (tuple, list)) or len(state) != len(fields):
+            raise ValueError(f"{name} expected a state with fields {fields}, got {_describe(state)}")
+        if batch.unbatched:
+            state = [t.unsqueeze(1) if isinstance(t, Tensor) else t for t in state]
+        for field, got, want in zip(fields, state, expected, strict=True):
+            if not isinstance(got, Tensor) or got.shape != want.shape:
+                got_shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise ValueError(
+                    f"{name} expected state {field} of shape {tuple(want.shape)} "
+                    f"(num_layers * num_directions, batch, size), got {got_shape}"
+                )
+        return type(expected)(*state)
+
+    def _finish(self, batch: _Batch, out: Tensor, final: Any, steps: Any) -> tuple[Any, ...]:
+        if batch.packed is not None:
+            out = _pack_like(out, batch.packed)
+        elif batch.unbatched:
+            out = out.squeeze(1)
+        elif batch.batch_first:
+            out = out.transpose(0, 1)
+        if batch.unbatched:
+            final = S.map_state(lambda t: t.squeeze(1), final)
+        result = (out, self._state_out(final))
+        if steps is not None:
+            if batch.unbatched:
+                steps = S.map_state(lambda t: t.squeeze(2), steps)
+            elif batch.batch_first:
+                steps = S.map_state(lambda t: t.transpose(1, 2), steps)
+            result += (steps,)
+        return result
+
+    def _state_out(self, state: Any) -> Any:
+        """The final state as this layer returns it (torch-compatible layers return a bare tensor)."""
+        return state
+
+    # -- torch-style names: weight_ih_l0 as an attribute ----------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        match = _TORCH_NAME.fullmatch(name)
+        if match and "cells" in self._modules:
+            k = int(match["layer"]) * self.num_directions + bool(match["reverse"])
+            if k < len(self.cells) and (match["reverse"] is None or self.bidirectional):
+                return getattr(self.cells[k], match["param"])
+        return super().__getattr__(name)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Each cell's own parameters, as torch.nn.RNN's ``all_weights``."""
+        return [list(c.parameters(recurse=False)) for c in self.cells]
+
+    def flatten_parameters(self) -> None:
+        """Accepted for torch.nn compatibility; rnnkit keeps each cell's parameters separate."""
+
+
+_TORCH_NAME = re.compile(r"(?P<param>[A-Za-z_]+?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
+_CELL_KEY = re.compile(r"cells\.(?P<k>\d+)\.(?P<param>[^.]+)")
+
+
+def _save_torch_names(module: Recurrent, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+    """state_dict post-hook: ``cells.3.weight_hh`` -> ``weight_hh_l1_reverse`` (torch.nn.RNN's names)."""
+    D = module.num_directions
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        match = _CELL_KEY.fullmatch(key[len(prefix) :])
+        if match:
+            k = int(match["k"])
+            new = f"{prefix}{match['param']}_l{k // D}{'_reverse' if k % D else ''}"
+            state_dict[new] = state_dict.pop(key)
+
+
+def _load_torch_names(module: Recurrent, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: the reverse of :func:`_save_torch_names`."""
+    D = module.num_directions
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        match = _TORCH_NAME.fullmatch(key[len(prefix) :])
+        if match and (match["reverse"] is None or D == 2):
+            k = int(match["layer"]) * D + bool(match["reverse"])
+            state_dict[f"{prefix}cells.{k}.{match['param']}"] = state_dict.pop(key)
+
+
+def _check_lengths(name: str, lengths: Any, T: int, B: int, device: torch.device) -> Tensor | None:
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise ValueError(f"{name} expected lengths as a 1-D integer tensor of size {B}, got {_describe(lengths)}")
+    if lengths.numel() != B:
+        raise ValueError(f"{name} got {lengths.numel()} lengths for a batch of {B} sequences: give one per sequence")
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 1 or high > T:
+        raise ValueError(f"{name} expected lengths in 1..{T} (the padded length), got values from {low} to {high}")
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def _pack_like(out: Tensor, packed: PackedSequence) -> PackedSequence:
+    """Pack a padded (T, B, F) output with the batch order and sizes of the PackedSequence that came in."""
+    lengths = _lengths_of(packed)
+    if packed.sorted_indices is not None:
+        out, lengths = out.index_select(1, packed.sorted_indices), lengths[packed.sorted_indices.cpu()]
+    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+
+
+def _lengths_of(packed: PackedSequence) -> Tensor:
+    """Each sequence's length, in the caller's batch order."""
+    sizes = packed.batch_sizes  # (T,) on the CPU: sequences still running at each step, longest first
+    lengths = (torch.arange(int(sizes[0])).unsqueeze(0) < sizes.unsqueeze(1)).sum(0)
+    return lengths if packed.unsorted_indices is None else lengths[packed.unsorted_indices.cpu()]
+
+
+def _zero_padding(t: Tensor, mask: Tensor) -> Tensor:
+    m = mask.view(1, *mask.shape, *([1] * (t.dim() - 3)))
+    return torch.where(m, t, torch.zeros((), dtype=t.dtype, device=t.device))
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return type(x).__name__
+
+
+class Jordan(Recurrent):
+    """A Jordan network layer: :class:`rnnkit.JordanCell` run over time (stacked, bidirectional, ...).
+
+    >>> out, state = Jordan(4, 16, 3)(torch.randn(6, 2, 4))
+    >>> out.shape, state.y.shape
+    (torch.Size([6, 2, 3]), torch.Size([1, 2, 3]))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1, **kwargs: Any):
+        from rnnkit.cells import JordanCell
+
+        super().__init__(JordanCell, input_size, hidden_size, num_layers, output_size=output_size, **kwargs)
