@@ -99,8 +99,8 @@ class _TorchCompatible(Recurrent):
     def _cell_unsupported(self, cell: Any) -> str | None:
         raise NotImplementedError
 
-    def _fused(self, batch: _Batch, state: Any) -> tuple[Tensor, Any]:
-        """Run torch's kernel on padded input (packing it first when there are lengths)."""
+    def _fused(self, batch: _Batch, state: Any) -> tuple[Tensor | PackedSequence, Any]:
+        """Run torch's kernel: on the padded input, or packed (as it came, or packed here from lengths)."""
         weights = [p for cell in self.cells for p in cell.parameters(recurse=False)]
         hx = state[0] if self._single_tensor_state else tuple(state)
         args = (weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
@@ -116,10 +116,9 @@ class _TorchCompatible(Recurrent):
         out, *final = self._kernel(packed.data, packed.batch_sizes, hx, *args)
         if packed.unsorted_indices is not None:
             final = S.select(tuple(final), packed.unsorted_indices, dim=1)
-        out, _ = pad_packed_sequence(
-            PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
-            total_length=batch.x.shape[0],
-        )
+        out = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        if batch.packed is None:  # padded input with lengths: padded output
+            out, _ = pad_packed_sequence(out, total_length=batch.x.shape[0])
         return out, type(state)(*final)
 
     def _state_out(self, state: Any) -> Any:

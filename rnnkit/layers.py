@@ -245,8 +245,10 @@ class Recurrent(nn.Module):
                 )
         return type(expected)(*state)
 
-    def _finish(self, batch: _Batch, out: Tensor, final: Any, steps: Any) -> tuple[Any, ...]:
-        if batch.packed is not None:
+    def _finish(self, batch: _Batch, out: Tensor | PackedSequence, final: Any, steps: Any) -> tuple[Any, ...]:
+        if isinstance(out, PackedSequence):
+            pass  # a fused kernel's packed output, already in the caller's form
+        elif batch.packed is not None:
             out = _pack_like(out, batch.packed)
         elif batch.unbatched:
             out = out.squeeze(1)

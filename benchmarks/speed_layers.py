@@ -1,0 +1,89 @@
+"""Forward + backward speed of rnnkit's layers against torch.nn's, measured in one run.
+
+    python benchmarks/speed_layers.py                 # batch 32, T 100, hidden 256 (the issue's setting)
+    python benchmarks/speed_layers.py --hidden 512 --repeats 21
+
+Each row times one forward and backward pass (sum of the outputs) of an rnnkit layer and of its torch.nn
+baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
+Rows marked "loop" force rnnkit's reference loop (``fused=False``): the speed a custom cell gets.
+Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN.
+Writes benchmarks/results/speed_layers.json and prints a markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import interleaved_medians, machine, write_result
+from torch import nn
+
+import rnnkit
+
+
+def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]]:
+    """(rnnkit name, rnnkit layer, baseline name, baseline layer, target ratio)."""
+    H = size
+    return [
+        ("rnnkit.LSTM", rnnkit.LSTM(H, H), "torch.nn.LSTM", nn.LSTM(H, H), 0.9),
+        ("rnnkit.GRU", rnnkit.GRU(H, H), "torch.nn.GRU", nn.GRU(H, H), 0.9),
+        ("rnnkit.RNN", rnnkit.RNN(H, H), "torch.nn.RNN", nn.RNN(H, H), 0.9),
+        ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN", nn.RNN(H, H), 0.5),
+        ("rnnkit.LSTM (loop)", rnnkit.LSTM(H, H, fused=False), "torch.nn.LSTM", nn.LSTM(H, H), None),
+        ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
+        ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),
+    ]
+
+
+def fwd_bwd(layer: nn.Module, x: torch.Tensor):
+    def run() -> None:
+        layer.zero_grad(set_to_none=True)
+        layer(x)[0].sum().backward()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    B, T, H = args.batch, args.steps, args.hidden
+    x = torch.randn(T, B, H)
+    rows = []
+    for name, layer, base_name, base, target in cases(H):
+        med = interleaved_medians({"rnnkit": fwd_bwd(layer, x), "torch": fwd_bwd(base, x)}, args.repeats)
+        tok = {k: B * T / v for k, v in med.items()}
+        ratio = tok["rnnkit"] / tok["torch"]
+        rows.append(
+            {
+                "layer": name,
+                "baseline": base_name,
+                "rnnkit_tok_s": round(tok["rnnkit"]),
+                "torch_tok_s": round(tok["torch"]),
+                "ratio": round(ratio, 3),
+                "target": target,
+                "met": None if target is None else ratio >= target,
+            }
+        )
+        print(f"{name:20s} {tok['rnnkit']:9.0f} tok/s   {base_name:14s} {tok['torch']:9.0f} tok/s   {ratio:.2f}x")
+    info = machine() | {"batch": B, "steps": T, "hidden": H, "repeats": args.repeats}
+    path = write_result("speed_layers", {"setting": info, "rows": rows})
+    print(f"\nwritten {path}\n")
+    print(
+        f"Forward+backward, batch {B}, T {T}, hidden {H}, {info['cpu']}, {info['torch_threads']} threads, "
+        f"torch {info['torch']}, {info['date']}; median of {args.repeats} interleaved runs.\n"
+    )
+    print("| layer | baseline | rnnkit tok/s | baseline tok/s | ratio | target |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        target = "" if r["target"] is None else f">= {r['target']}"
+        cells = [r["layer"], r["baseline"], f"{r['rnnkit_tok_s']:,}", f"{r['torch_tok_s']:,}", f"{r['ratio']:.2f}x"]
+        print("| " + " | ".join([*cells, target]) + " |")
+
+
+if __name__ == "__main__":
+    main()
