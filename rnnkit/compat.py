@@ -285,3 +285,20 @@ def _default_activations(cell: Any) -> str | None:
     if (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
         return f"activation={cell.activation!r}, recurrent_activation={cell.recurrent_activation!r}"
     return None
+
+
+#: the fastest layer for each cell name; other names run on the generic :class:`Recurrent`
+LAYERS: dict[str, type[_TorchCompatible]] = {"lstm": LSTM, "gru": GRU, "rnn": RNN, "elman": RNN, "irnn": IRNN}
+
+
+def make_layer(cell: str, input_size: int, hidden_size: int, **kwargs: Any) -> Recurrent:
+    """A one-cell-type layer by name: torch-compatible (fused) where there is one, else :class:`Recurrent`.
+
+    >>> make_layer("jordan", 4, 8).cells[0].output_size   # a Jordan layer's output defaults to hidden_size
+    8
+    """
+    if cell in LAYERS:
+        return LAYERS[cell](input_size, hidden_size, **kwargs)
+    if cell == "jordan":
+        kwargs.setdefault("output_size", hidden_size)
+    return Recurrent(cell, input_size, hidden_size, **kwargs)

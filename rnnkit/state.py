@@ -59,4 +59,44 @@ def _is_namedtuple(x: Any) -> bool:
     return isinstance(x, tuple) and hasattr(x, "_fields")
 
 
-__all__ = ["NamedTuple", "detach", "map_state", "select", "stack", "unbind", "where"]
+# -- nested states: a model's state is a tuple of its layers' states (tensors or NamedTuples) -----------
+
+
+def tree_map(fn: Callable[[Tensor], Tensor], tree: Any) -> Any:
+    """Apply ``fn`` to every tensor of a nested structure of tuples, NamedTuples and lists."""
+    if isinstance(tree, Tensor):
+        return fn(tree)
+    if tree is None:
+        return None
+    if _is_namedtuple(tree):
+        return type(tree)(*(tree_map(fn, t) for t in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(tree_map(fn, t) for t in tree)
+    raise TypeError(f"a state holds tensors, tuples and lists, not {type(tree).__name__}")
+
+
+def tree_leaves(tree: Any) -> list[Tensor]:
+    """The tensors of a nested state, depth first."""
+    leaves: list[Tensor] = []
+    tree_map(lambda t: leaves.append(t) or t, tree)
+    return leaves
+
+
+def tree_replace(template: Any, leaves: Sequence[Tensor]) -> Any:
+    """A state shaped like ``template`` holding ``leaves`` (the inverse of :func:`tree_leaves`)."""
+    it = iter(leaves)
+    return tree_map(lambda _: next(it), template)
+
+
+__all__ = [
+    "NamedTuple",
+    "detach",
+    "map_state",
+    "select",
+    "stack",
+    "tree_leaves",
+    "tree_map",
+    "tree_replace",
+    "unbind",
+    "where",
+]

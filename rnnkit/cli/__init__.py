@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnkit.cli import demo
+from rnnkit.cli import demo, lm
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
-COMMANDS = {"demo": demo}
+COMMANDS = {"lm": lm, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,205 @@
+"""Batches: language-model streams (the Penn Treebank column layout) and length-bucketed padded batches.
+
+Shapes: T time steps, B batch entries, N rows of the stream layout (tokens per column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from rnnkit.errors import RnnkitError
+
+
+class StreamBatches:
+    """A token stream cut into ``batch_size`` parallel columns and read ``bptt`` steps at a time.
+
+    The classic layout of Zaremba et al. (2014) and pytorch/examples ``word_language_model``: the ids are
+    trimmed to a multiple of ``batch_size`` and laid out as ``data = ids.view(B, N).t()`` (N, B), so column
+    ``b`` is one contiguous stretch of the corpus and row ``t + 1`` continues row ``t``. Chunk ``i`` covers
+    rows ``[i*bptt, min((i+1)*bptt, N-1))``: inputs ``x = data[start:end]`` and next-token targets
+    ``y = data[start+1:end+1]``, both (T_i, B) long, time-major. The last chunk may be shorter. Carrying the
+    recurrent state from one chunk to the next (detached) is truncated backpropagation through time.
+
+    Args:
+        ids: the corpus as a 1-D tensor of integer token ids; the batches live on its device.
+        batch_size: parallel streams B.
+        bptt: time steps per chunk.
+
+    Raises:
+        RnnkitError: ``ids`` is not a 1-D integer tensor, ``batch_size`` or ``bptt`` < 1, or the corpus
+            has fewer than ``2 * batch_size`` tokens (each column needs an input and a target).
+
+    >>> from rnnkit.data import StreamBatches
+    >>> batches = StreamBatches(torch.arange(26), batch_size=4, bptt=3)
+    >>> len(batches), batches.data.shape
+    (2, torch.Size([6, 4]))
+    >>> x, y = batches[0]
+    >>> x
+    tensor([[ 0,  6, 12, 18],
+            [ 1,  7, 13, 19],
+            [ 2,  8, 14, 20]])
+    >>> y[0]
+    tensor([ 1,  7, 13, 19])
+    >>> batches.shard(1, 2)[0][0]
+    tensor([[12, 18],
+            [13, 19],
+            [14, 20]])
+    """
+
+    def __init__(self, ids: Tensor, batch_size: int, bptt: int) -> None:
+        if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.is_complex():
+            got = f"shape {tuple(ids.shape)} and dtype {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
+            raise RnnkitError(f"ids must be a 1-D tensor of integer token ids, got {got}")
+        if batch_size < 1:
+            raise RnnkitError(f"batch_size must be at least 1, got {batch_size}")
+        if bptt < 1:
+            raise RnnkitError(f"bptt must be at least 1, got {bptt}")
+        rows = ids.numel() // batch_size
+        if rows < 2:
+            raise RnnkitError(
+                f"{ids.numel()} tokens are too few for batch_size {batch_size}: one chunk needs at least "
+                f"{2 * batch_size} (2 per stream); use a smaller batch size or more text"
+            )
+        data = ids[: rows * batch_size].long().view(batch_size, rows).t().contiguous()  # (N, B)
+        self._init(data, bptt)
+
+    def _init(self, data: Tensor, bptt: int) -> None:
+        self.data = data  # (N, B)
+        self.bptt = bptt
+
+    @property
+    def batch_size(self) -> int:
+        """Parallel streams B (the columns of ``data``)."""
+        return self.data.shape[1]
+
+    def __len__(self) -> int:
+        return -(-(self.data.shape[0] - 1) // self.bptt)  # ceil((N - 1) / bptt)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"chunk {i} is out of range for {n} chunks")
+        start = (i % n) * self.bptt
+        end = min(start + self.bptt, self.data.shape[0] - 1)
+        return self.data[start:end], self.data[start + 1 : end + 1]  # (T_i, B), (T_i, B)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        rows, b = self.data.shape
+        return f"StreamBatches({len(self)} chunks of bptt {self.bptt}, batch_size {b}, {rows} tokens per stream)"
+
+    def shard(self, rank: int, world: int) -> StreamBatches:
+        """The columns ``[rank*B/world, (rank+1)*B/world)`` of every chunk, for data-parallel training.
+
+        Every shard has the same number of chunks, and concatenating the shards' ``x`` (or ``y``) along the
+        batch dimension in rank order gives the full chunk. The shard holds a contiguous copy of its columns.
+
+        Args:
+            rank: this process, ``0 <= rank < world``.
+            world: number of processes; must divide ``batch_size``.
+
+        Returns:
+            The shard, with batch size ``batch_size // world``.
+
+        Raises:
+            RnnkitError: ``world`` < 1, ``rank`` out of range, or ``batch_size`` not a multiple of ``world``.
+        """
+        b = self.batch_size
+        if world < 1 or not 0 <= rank < world:
+            raise RnnkitError(f"rank {rank} of world size {world} is invalid: need world >= 1 and 0 <= rank < world")
+        if b % world:
+            raise RnnkitError(
+                f"batch_size {b} does not divide by the world size {world}: "
+                f"use a batch size that is a multiple of {world}"
+            )
+        per = b // world
+        shard = StreamBatches.__new__(StreamBatches)
+        shard._init(self.data[:, rank * per : (rank + 1) * per].contiguous(), self.bptt)
+        return shard
+
+
+def bucket_batches(
+    lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, window: int = 50
+) -> list[list[int]]:
+    """Group example indices into batches of similar length, so that padding wastes little.
+
+    With ``shuffle``, the indices are permuted (seeded by ``(seed, epoch)``), cut into windows of
+    ``window * batch_size``, sorted by length within each window, cut into batches, and the batch order is
+    permuted again. Without it, all indices are sorted by length and ``seed``/``epoch`` are unused (the
+    tightest packing, for evaluation). Either way each batch lists its longest example first (ties in
+    index order), every index appears exactly once, only one batch may be smaller than ``batch_size``,
+    and the result depends only on the arguments.
+
+    Args:
+        lengths: the length of each example.
+        batch_size: examples per batch.
+        shuffle: permute examples and batches (training) or not (evaluation).
+        seed: the run's seed (>= 0).
+        epoch: the epoch (>= 0); each epoch gets a different order.
+        window: batches per sorting window; larger packs tighter and shuffles less.
+
+    Returns:
+        The batches, as lists of indices into ``lengths``.
+
+    Raises:
+        RnnkitError: ``batch_size`` or ``window`` < 1, or a negative ``seed`` or ``epoch``.
+
+    >>> bucket_batches([5, 1, 4, 2, 3], 2, shuffle=False)
+    [[0, 2], [4, 3], [1]]
+    """
+    if batch_size < 1 or window < 1:
+        raise RnnkitError(f"batch_size and window must be at least 1, got {batch_size} and {window}")
+    if seed < 0 or epoch < 0:
+        raise RnnkitError(f"seed and epoch must be non-negative, got {seed} and {epoch}")
+    sizes = [int(n) for n in lengths]
+
+    def by_length(indices: list[int]) -> list[list[int]]:
+        ordered = sorted(indices, key=lambda i: -sizes[i])  # stable: ties stay in the order given
+        return [ordered[k : k + batch_size] for k in range(0, len(ordered), batch_size)]
+
+    if not shuffle:
+        return by_length(list(range(len(sizes))))
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(sizes)).tolist()
+    span = window * batch_size
+    batches = [batch for k in range(0, len(order), span) for batch in by_length(order[k : k + span])]
+    return [batches[j] for j in rng.permutation(len(batches)).tolist()]
+
+
+def pad_batch(sequences: Sequence[Tensor], pad_id: int, *, batch_first: bool = False) -> tuple[Tensor, Tensor]:
+    """Stack sequences of different lengths into one tensor, filling the tail of the shorter ones.
+
+    Args:
+        sequences: B tensors of shape (T_b, *) with the same trailing shape and dtype (lists of ids work too).
+        pad_id: the value of padded positions (``Vocabulary.pad_id`` for ids).
+        batch_first: return (B, T, *) instead of time-major (T, B, *).
+
+    Returns:
+        ``(padded, lengths)``: padded (T, B, *) or (B, T, *) with T = max T_b, and ``lengths`` (B,) long on
+        the CPU (where ``pack_padded_sequence`` wants it).
+
+    Raises:
+        RnnkitError: no sequences, a 0-d tensor, or trailing shapes that differ.
+
+    >>> padded, lengths = pad_batch([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_id=0)
+    >>> padded.T, lengths
+    (tensor([[5, 6, 7],
+            [8, 0, 0]]), tensor([3, 1]))
+    """
+    if len(sequences) == 0:
+        raise RnnkitError("pad_batch needs at least one sequence")
+    seqs = [torch.as_tensor(s) for s in sequences]
+    if any(s.dim() == 0 for s in seqs):
+        raise RnnkitError("pad_batch needs sequences of shape (T, *), got a 0-d tensor")
+    trailing = {tuple(s.shape[1:]) for s in seqs}
+    if len(trailing) > 1:
+        raise RnnkitError(f"pad_batch needs the same trailing shape in every sequence, got {sorted(trailing)}")
+    lengths = torch.tensor([s.shape[0] for s in seqs], dtype=torch.long)
+    return pad_sequence(seqs, batch_first=batch_first, padding_value=pad_id), lengths

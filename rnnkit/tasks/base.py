@@ -1,0 +1,61 @@
+"""The contract between a task's model and the trainer (flair's ``forward_loss`` with the state added).
+
+The trainer knows nothing else about a task: it calls ``loss(batch, state)``, backpropagates
+``loss / count``, carries ``state`` to the next batch when ``carries_state`` (truncated BPTT over
+streams) and reads ``metrics`` of the validation loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit import state as S
+
+
+class LossOutput(NamedTuple):
+    loss: Tensor  # summed over the counted items (tokens, sequences, ...)
+    count: Tensor  # how many items the sum covers
+    state: Any  # recurrent state after the batch (carried by the trainer when the task says so)
+
+
+class Task(nn.Module):
+    """Base class of rnnkit's task models."""
+
+    #: True for stream tasks (language models): the state after one batch starts the next
+    carries_state: bool = False
+
+    def loss(self, batch: Any, state: Any = None) -> LossOutput:
+        raise NotImplementedError
+
+    def metrics(self, mean_loss: float) -> dict[str, float]:
+        """Metrics of a mean loss per item (the task adds perplexity, bits per character, ...)."""
+        return {"loss": mean_loss}
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, float]:
+        """Mean loss over ``batches`` and the task's metrics of it, in eval mode."""
+        was_training = self.training
+        self.eval()
+        total, count, state = 0.0, 0, None
+        try:
+            for batch in batches:
+                out = self.loss(batch, state)
+                total, count = total + float(out.loss), count + int(out.count)
+                state = S.tree_map(Tensor.detach, out.state) if self.carries_state else None
+        finally:
+            self.train(was_training)
+        mean = total / max(count, 1)
+        return self.metrics(mean) | {"count": count}
+
+
+def perplexity(mean_nats: float) -> float:
+    return math.exp(min(mean_nats, 700.0))
+
+
+def bits(mean_nats: float) -> float:
+    return mean_nats / math.log(2)

@@ -1,0 +1,199 @@
+"""A language-model run folder as Python objects: config, vocabulary, model; and the data it reads."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnkit.config import build, option, to_dict
+from rnnkit.data import StreamBatches, Vocabulary, detokenize, read_text, tokenize
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks.lm import LanguageModel, LMConfig
+from rnnkit.tasks.sampling import check_sampling, generate
+from rnnkit.train import Trainer
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
+from rnnkit.train.config import TrainConfig
+
+
+@dataclass
+class LMDataConfig:
+    train: str | None = option(None, "training text file (UTF-8)")
+    valid: str | None = option(None, "validation text file, for perplexity / bits per character after each epoch")
+    level: str | None = option(None, "tokens: characters or whitespace-separated words", choices=(None, "char", "word"))
+    min_freq: int = option(1, "word level: rarer words become <unk>")
+    max_vocab: int | None = option(None, "keep at most this many tokens (specials included)")
+    encoding_errors: str = option(
+        "strict", "undecodable bytes: stop, or replace/ignore them", choices=("strict", "replace", "ignore")
+    )
+    eval_batch_size: int = option(10, "parallel streams when evaluating")
+
+    def __post_init__(self) -> None:
+        if self.level is None:
+            raise RnnkitError("--level is required: char or word")
+
+
+SECTIONS = {"data": LMDataConfig, "model": LMConfig, "train": TrainConfig}
+
+
+@dataclass
+class LMRun:
+    """Everything a trained run folder holds, loaded."""
+
+    path: Path
+    data: LMDataConfig
+    model_config: LMConfig
+    train: TrainConfig
+    vocab: Vocabulary
+    model: LanguageModel
+
+    @property
+    def boundary_id(self) -> int:
+        """The token that precedes a sentence in training: <eos> for words, a newline for characters."""
+        if self.data.level == "char" and "\n" in self.vocab:
+            return self.vocab.index("\n")
+        return self.vocab.eos_id
+
+    def tokens(self, text: str) -> list[str]:
+        return list(text) if self.data.level == "char" else text.split()
+
+    def sample(
+        self,
+        prime: str = "",
+        *,
+        length: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        allow_unk: bool = False,
+        seed: int = 0,
+    ) -> str:
+        """``prime`` followed by up to ``length`` sampled tokens (stopping at <eos>)."""
+        check_sampling(temperature, top_k, top_p)
+        if length < 0:
+            raise RnnkitError(f"--length must be at least 0, got {length}")
+        prime_tokens = self.tokens(prime)
+        unknown = self.vocab.unknown_count(prime_tokens)
+        if unknown:
+            warnings.warn(f"{unknown} priming token(s) not in the vocabulary are read as <unk>", stacklevel=2)
+        v = self.vocab
+        banned = [v.pad_id, v.bos_id] + ([] if allow_unk else [v.unk_id])
+        ids = generate(
+            self.model.step,
+            [self.boundary_id, *v.encode(prime_tokens)],
+            max_length=length,
+            stop_id=v.eos_id,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            banned=banned,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        continuation = detokenize(v.decode(ids), self.data.level)
+        sep = " " if self.data.level == "word" and prime and continuation else ""
+        return prime + sep + continuation
+
+    def score(self, sentences: list[str]) -> list[dict[str, float | int | str]]:
+        """Each sentence's log-probability (nats), perplexity, tokens and rank (1 = most probable)."""
+        results = self.model.score([self.vocab.encode(self.tokens(s)) for s in sentences], self.boundary_id)
+        order = sorted(range(len(results)), key=lambda i: -results[i]["logprob"])
+        for rank, i in enumerate(order, 1):
+            results[i] = {"text": sentences[i]} | results[i] | {"rank": rank}
+        return results
+
+    def evaluate(self, path: str, *, batch_size: int | None = None, encoding_errors: str = "strict") -> dict:
+        """Perplexity (and bits per character at char level) of a text file."""
+        ids = encode_file(path, self.vocab, self.data.level, encoding_errors)
+        batches = stream(ids, batch_size or self.data.eval_batch_size, self.train.bptt, path)
+        metrics = self.model.evaluate(batches)
+        return {"data": path, "tokens": metrics.pop("count")} | metrics
+
+
+def read_configs(path: Path) -> dict[str, object]:
+    """The three config sections saved in a run folder."""
+    saved = ckpt.read_json(path / "config.json")
+    source = str(path / "config.json")
+    return {name: build(cls, (saved.get(name, {}), source)) for name, cls in SECTIONS.items()}
+
+
+def load_run(path: str | Path, *, weights: str = "best") -> LMRun:
+    """Load a run folder for evaluation, sampling or scoring (the best weights, else the last checkpoint)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RnnkitError(f"{path}: no such run folder; train one with: rnnkit lm train --out {path} ...")
+    cfg = read_configs(path)
+    vocab = Vocabulary.load(path / "vocab.json")
+    model = new_model(vocab, cfg["model"], cfg["data"].level)
+    best = path / "best.safetensors"
+    ckpt.load_weights(
+        model, best if weights == "best" and best.exists() else ckpt.checkpoint_dir(path) / "model.safetensors"
+    )
+    model.eval()
+    return LMRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, model)
+
+
+def new_model(vocab: Vocabulary, config: LMConfig, level: str) -> LanguageModel:
+    return LanguageModel(len(vocab), config, pad_id=vocab.pad_id, level=level)
+
+
+def train_lm(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a language model into ``run_dir``; ``cfg`` maps the
+    sections "data", "model" and "train" to their configs. Works under torchrun too."""
+    run_dir = Path(run_dir)
+    data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
+    if data.train is None:
+        raise RnnkitError("--train FILE is required: the text to learn from")
+    rank, world = dist.setup()
+    if rank == 0:
+        ckpt.prepare_run_dir(run_dir, resume=resume, force=force)
+    dist.barrier()
+    if resume:
+        vocab = Vocabulary.load(run_dir / "vocab.json")
+    else:
+        tokens = tokenize(read_text(data.train, encoding_errors=data.encoding_errors), data.level)
+        vocab = Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab)
+    train_ids = encode_file(data.train, vocab, data.level, data.encoding_errors)
+    train_batches = stream(train_ids, train_cfg.batch_size, train_cfg.bptt, data.train).shard(rank, world)
+    valid = None
+    if data.valid is not None:
+        valid_ids = encode_file(data.valid, vocab, data.level, data.encoding_errors)
+        valid = stream(valid_ids, data.eval_batch_size, train_cfg.bptt, data.valid)
+    torch.manual_seed(train_cfg.seed)
+    model = new_model(vocab, model_cfg, data.level)
+    if rank == 0 and not resume:
+        ckpt.write_json(run_dir / "config.json", {k: to_dict(v) for k, v in cfg.items()})
+        vocab.save(run_dir / "vocab.json")
+    trainer = Trainer(model, train_batches, valid, train_cfg, run_dir)
+    if resume:
+        trainer.resume()
+    if rank == 0:
+        params = sum(p.numel() for p in model.parameters())
+        print(
+            f"training a {model_cfg.layers}-layer {model_cfg.cell} LM: vocabulary {len(vocab)}, {params:,} parameters, "
+            f"{len(train_ids):,} training tokens, {world} process(es) -> {run_dir}",
+            file=sys.stderr,
+        )
+    return trainer.fit()
+
+
+def encode_file(path: str, vocab: Vocabulary, level: str, encoding_errors: str) -> torch.Tensor:
+    """A text file as a 1-D tensor of ids; warns when much of it is unknown to the vocabulary."""
+    tokens = tokenize(read_text(path, encoding_errors=encoding_errors), level)
+    unknown = vocab.unknown_count(tokens)
+    if unknown and unknown > 0.05 * len(tokens) and Vocabulary.UNK not in tokens:
+        warnings.warn(
+            f"{path}: {unknown} of {len(tokens)} tokens are not in the vocabulary and count as <unk>", stacklevel=2
+        )
+    return torch.tensor(vocab.encode(tokens), dtype=torch.long)
+
+
+def stream(ids: torch.Tensor, batch_size: int, bptt: int, what: str) -> StreamBatches:
+    try:
+        return StreamBatches(ids, batch_size, bptt)
+    except RnnkitError as err:
+        raise RnnkitError(f"{what}: {err}") from None

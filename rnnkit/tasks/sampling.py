@@ -1,0 +1,86 @@
+"""Sampling a sequence from a step function: greedy, temperature, top-k and nucleus (top-p)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit.errors import RnnkitError
+
+StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]  # (ids (T, B), state) -> (logits (T, B, V), state)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if temperature < 0:
+        raise RnnkitError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise RnnkitError(f"top-k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise RnnkitError(f"top-p must lie in (0, 1], got {top_p}")
+
+
+def filter_logits(
+    logits: Tensor, *, top_k: int | None = None, top_p: float | None = None, banned: Iterable[int] = ()
+) -> Tensor:
+    """Set to -inf what may not be drawn: banned ids, all but the k best, all outside the top-p mass.
+
+    >>> filter_logits(torch.tensor([[1.0, 3.0, 2.0]]), top_k=2).tolist()
+    [[-inf, 3.0, 2.0]]
+    """
+    logits = logits.clone()
+    banned = list(banned)
+    if banned:
+        logits[..., banned] = float("-inf")
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        outside = probs.cumsum(-1) - probs >= top_p  # the smallest set whose mass reaches p stays
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+    return logits
+
+
+def sample_next(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    banned: Iterable[int] = (),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw one id per row of ``logits`` (B, V); temperature 0 takes the most likely one."""
+    logits = filter_logits(logits.float(), top_k=top_k, top_p=top_p, banned=banned)
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = (logits / temperature).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    step: StepFn,
+    prime: list[int],
+    *,
+    max_length: int,
+    stop_id: int | None = None,
+    state: Any = None,
+    **sampling: Any,
+) -> list[int]:
+    """Feed ``prime`` (at least one id), then draw up to ``max_length`` ids, stopping at ``stop_id``."""
+    if not prime:
+        raise RnnkitError("generation needs at least one priming token")
+    logits, state = step(torch.tensor(prime).unsqueeze(1), state)  # (T, 1, V)
+    out: list[int] = []
+    for _ in range(max_length):
+        token = sample_next(logits[-1], **sampling)
+        if stop_id is not None and int(token) == stop_id:
+            break
+        out.append(int(token))
+        logits, state = step(token.view(1, 1), state)
+    return out

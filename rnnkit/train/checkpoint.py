@@ -1,0 +1,171 @@
+"""The run folder: config, vocabulary, weights and trainer state, written atomically, loaded without pickle.
+
+Layout of a run folder::
+
+    config.json              the resolved config (model, data, train)
+    vocab.json               the vocabulary
+    best.safetensors         weights with the best validation loss so far (what eval/sample/score use)
+    checkpoint/              the latest checkpoint, replaced as a whole:
+        model.safetensors    weights
+        trainer.safetensors  optimizer tensors, RNG states, the carried recurrent state
+        trainer.json         step, epoch, position in the epoch, schedule and early-stopping counters
+    metrics.jsonl            one JSON line per logging step and per epoch
+
+A checkpoint is written into ``checkpoint.tmp/``, then the old one is moved to ``checkpoint.old/`` and the
+new one renamed into place, so a crash at any moment leaves a complete checkpoint (``load`` falls back
+to ``checkpoint.old/`` if it must). Weights are safetensors and the rest JSON: loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import Tensor, nn
+
+from rnnkit.errors import RnnkitError
+
+RUN_FILES = ("config.json", "vocab.json", "best.safetensors", "metrics.jsonl", "checkpoint", "checkpoint.old")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RnnkitError(f"{path} is corrupted ({err}); restore it or train again with --force") from None
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Weights as safetensors, atomically (tied weights are stored once)."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(_unwrap(model), str(tmp), metadata={"format": "rnnkit"})
+    _fsync(tmp)
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder with a trained model?")
+    try:
+        missing, unexpected = load_model(_unwrap(model), str(path), strict=False)
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise RnnkitError(f"{path} is corrupted or not rnnkit weights ({_first_line(err)})") from None
+    if missing or unexpected:
+        raise RnnkitError(
+            f"{path} does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+
+
+def save_checkpoint(run_dir: Path, model: nn.Module, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Replace ``run_dir/checkpoint`` with a new complete checkpoint, atomically."""
+    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_weights(model, tmp / "model.safetensors")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "trainer.safetensors"))
+    _fsync(tmp / "trainer.safetensors")
+    write_json(tmp / "trainer.json", meta)
+    _fsync(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    _fsync(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """The newest complete checkpoint folder of a run."""
+    for name in ("checkpoint", "checkpoint.old"):
+        if (run_dir / name / "trainer.json").is_file():
+            return run_dir / name
+    raise RnnkitError(f"{run_dir} holds no checkpoint to resume: train without --resume to start the run")
+
+
+def load_checkpoint(run_dir: Path, model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Load the checkpoint's weights into ``model``; return its trainer tensors and metadata."""
+    path = checkpoint_dir(run_dir)
+    load_weights(model, path / "model.safetensors")
+    try:
+        tensors = load_file(str(path / "trainer.safetensors"))
+    except (SafetensorError, OSError) as err:
+        raise RnnkitError(f"{path / 'trainer.safetensors'} is corrupted ({_first_line(err)})") from None
+    return tensors, read_json(path / "trainer.json")
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """An optimizer's state_dict split into tensors (for safetensors) and JSON-able rest."""
+    sd = optimizer.state_dict()
+    tensors, rest = {}, {}
+    for index, entries in sd["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                rest.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": rest}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
+    """Check a run folder before training: refuse to overwrite another run without --force."""
+    if resume and force:
+        raise RnnkitError("--resume continues a run and --force starts over: pass one of them")
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise RnnkitError(f"{run_dir} holds no run to resume: drop --resume to start one there")
+        checkpoint_dir(run_dir)
+        return
+    if (run_dir / "config.json").exists() or (run_dir / "checkpoint").exists():
+        if not force:
+            raise RnnkitError(
+                f"{run_dir} holds another run: pass --resume to continue it, --force to overwrite it, "
+                "or choose another --out"
+            )
+        for name in RUN_FILES:
+            target = run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,251 @@
+"""The training loop, shared by every task: ``Trainer(task, train, valid, cfg, run_dir).fit()``.
+
+``fit`` reads top to bottom: per batch, forward (carrying and detaching the recurrent state for truncated
+BPTT), backward, clip and count, skip a non-finite step, step, log; per epoch, evaluate, schedule, keep
+the best weights, checkpoint, stop early. The trainer does not know what it trains: the task's
+``loss(batch, state)`` is all it calls. Stopping for ``max_steps``, ``max_minutes`` or a signal (Ctrl-C,
+SIGTERM) saves a checkpoint at the exact position, and ``resume()`` continues from it bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit import state as S
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks.base import Task
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.log import MetricsLog, Progress
+from rnnkit.train.optim import make_optimizer, scheduled_lr, set_lr
+
+_COUNTERS = ("step", "epoch", "position", "best", "bad_epochs", "plateau_scale", "plateau_wait", "tokens")
+
+
+class Trainer:
+    """Trains ``task`` on ``train`` (a sequence of batches, or an object with ``for_epoch(e)`` giving one)."""
+
+    def __init__(self, task: Task, train: Any, valid: Sequence | None, cfg: TrainConfig, run_dir: Path) -> None:
+        self.task, self.train_data, self.valid, self.cfg, self.run_dir = task, train, valid, cfg, Path(run_dir)
+        self.rank, self.world = dist.rank_world()
+        self.model = dist.wrap(_Loss(task))  # DDP must see the forward to synchronise gradients
+        self.optimizer = make_optimizer(task.parameters(), cfg)
+        self.step = self.epoch = self.position = self.tokens = self.bad_epochs = self.plateau_wait = 0
+        self.best, self.plateau_scale = math.inf, 1.0
+        self.carry: Any = None
+        self.resumed_step: int | None = None
+        self._signal: int | None = None
+        self._window: dict[str, float] = {}
+        self._bad_streak = 0
+        torch.manual_seed(cfg.seed + 7919 * self.rank)  # dropout streams: the same run after the same seed
+
+    def fit(self) -> dict[str, Any]:
+        cfg, main = self.cfg, self.rank == 0
+        self.log = MetricsLog(self.run_dir, enabled=main, tensorboard=cfg.tensorboard, resume_step=self.resumed_step)
+        self.progress, self._start = Progress(cfg.progress and main), time.monotonic()
+        with _Signals(self):
+            try:
+                while self.epoch < cfg.epochs:
+                    batches = self._epoch_batches()
+                    set_lr(self.optimizer, scheduled_lr(cfg, self.epoch, self.plateau_scale))
+                    self.progress.start(self.epoch, cfg.epochs, len(batches), self.position)
+                    while self.position < len(batches):
+                        if reason := self._stop_reason():
+                            return self._finish(reason)
+                        loss, count, state = self.model(batches[self.position], self.carry)  # 1. forward
+                        (loss * self._loss_scale(count)).backward()  # 2. backward
+                        ok, norm = self._clip_and_check(loss)  # 3. clip; skip a non-finite step
+                        if ok:
+                            self.optimizer.step()  # 4. step
+                        self.optimizer.zero_grad(set_to_none=True)
+                        self.carry = S.tree_map(Tensor.detach, state) if self.task.carries_state and ok else None
+                        self.step, self.position = self.step + 1, self.position + 1
+                        self._after_step(loss.item(), int(count), norm, ok)  # 5. log
+                    if reason := self._end_epoch():  # 6. evaluate, schedule, best weights, checkpoint
+                        return self._finish(reason)
+                return self._finish("done")
+            finally:
+                self.progress.close()
+                self.log.close()
+
+    # -- helpers of the loop, in the order it calls them --------------------------------------------------
+
+    def _epoch_batches(self) -> Sequence:
+        data = self.train_data
+        return data.for_epoch(self.epoch) if hasattr(data, "for_epoch") else data
+
+    def _stop_reason(self) -> str | None:
+        cfg = self.cfg
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            return f"reached --max-steps {cfg.max_steps}"
+        late = cfg.max_minutes is not None and time.monotonic() - self._start > 60 * cfg.max_minutes
+        flags = dist.all_reduce(torch.tensor([float(self._signal or 0), float(late)]), op="max")
+        if flags[0]:
+            return f"interrupted by {signal.Signals(int(flags[0])).name}"
+        return f"reached --max-minutes {cfg.max_minutes}" if flags[1] else None
+
+    def _loss_scale(self, count: Tensor) -> Tensor:
+        """1 / (items in the global batch), times the world size that DDP's gradient mean divides by."""
+        total = dist.all_reduce(count.detach().clone().float())
+        return self.world / total.clamp(min=1)
+
+    def _clip_and_check(self, loss: Tensor) -> tuple[bool, float]:
+        cfg, params = self.cfg, [p for p in self.task.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
+        if cfg.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
+        bad_loss = dist.all_reduce(torch.tensor(float(not math.isfinite(loss.item()))), op="max")
+        if math.isfinite(norm) and not bad_loss:
+            self._bad_streak = 0
+            return True, norm
+        self._bad_streak += 1
+        self.progress.say(f"step {self.step + 1}: non-finite loss or gradient; the step is skipped")
+        if self._bad_streak >= cfg.max_bad_steps:
+            raise RnnkitError(
+                f"stopped at step {self.step + 1} after {self._bad_streak} non-finite losses or gradients in a row; "
+                f"the last good checkpoint in {self.run_dir} is intact: lower --lr or set --clip-norm"
+            )
+        return False, norm
+
+    def _after_step(self, loss: float, count: int, norm: float, ok: bool) -> None:
+        w = self._window
+        self.tokens += count * self.world
+        for key, value in {"loss": loss * ok, "count": count * ok, "n": 1, "norm": norm * ok, "ok": ok}.items():
+            w[key] = w.get(key, 0.0) + value
+        w["clipped"] = w.get("clipped", 0) + (ok and self.cfg.clip_norm is not None and norm > self.cfg.clip_norm)
+        w.setdefault("t0", time.monotonic())
+        w.setdefault("tokens", 0)
+        w["tokens"] += count * self.world
+        mean = w["loss"] / max(w["count"], 1)
+        self.progress.update(**{k: f"{v:.3g}" for k, v in self.task.metrics(mean).items()})
+        if self.step % self.cfg.log_every == 0:
+            elapsed = max(time.monotonic() - w["t0"], 1e-9)
+            record = {"step": self.step, "epoch": self.epoch + 1} | self.task.metrics(mean)
+            record |= {"lr": self.optimizer.param_groups[0]["lr"], "tok_s": w["tokens"] / elapsed}
+            record |= {"grad_norm": w["norm"] / max(w["ok"], 1), "clipped_frac": w["clipped"] / w["n"]}
+            self.log.write(record | {"skipped": int(w["n"] - w["ok"])})
+            self._window = {}
+
+    def _end_epoch(self) -> str | None:
+        """Evaluate; keep the best weights; reduce on plateau; checkpoint; say whether to stop early.
+
+        Without validation data the last weights count as the best and nothing is scheduled on plateau.
+        """
+        metrics = self.task.evaluate(self.valid) if self.valid is not None else {}
+        value = metrics.get("loss", -math.inf)
+        improved = value < self.best
+        if improved:
+            self.best, self.bad_epochs, self.plateau_wait = value, 0, 0
+            if self.rank == 0:
+                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+        else:
+            self.bad_epochs += 1
+            self.plateau_wait += 1
+            if self.cfg.plateau_factor is not None and self.plateau_wait > self.cfg.plateau_patience:
+                self.plateau_scale, self.plateau_wait = self.plateau_scale * self.cfg.plateau_factor, 0
+        record = {"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        self.log.write(record | {f"valid_{k}": v for k, v in metrics.items()})
+        if self.rank == 0 and metrics:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "count")
+            self.progress.say(f"epoch {self.epoch + 1}: valid {shown}{' (best)' if improved else ''}")
+        self.epoch, self.position, self.carry = self.epoch + 1, 0, None
+        self.save()
+        if self.cfg.early_stop is not None and self.bad_epochs >= self.cfg.early_stop:
+            return f"early stop: {self.bad_epochs} epochs without a better validation loss"
+        return None
+
+    def _finish(self, reason: str) -> dict[str, Any]:
+        if reason != "done" and not reason.startswith("early stop"):  # those saved at the epoch's end
+            self.save()
+            if self.rank == 0 and self.valid is None:
+                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+        return {"reason": reason, "step": self.step, "epoch": self.epoch, "best_valid_loss": self.best}
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write a checkpoint of everything needed to continue exactly here (rank 0 writes)."""
+        tensors, meta = ckpt.optimizer_state(self.optimizer)
+        for r, rng in enumerate(dist.all_gather(torch.get_rng_state())):
+            tensors[f"rng.{r}"] = rng
+        carry = S.tree_leaves(self.carry) if self.carry is not None else []
+        for i, leaf in enumerate(carry):
+            for r, part in enumerate(dist.all_gather(leaf)):
+                tensors[f"carry.{r}.{i}"] = part
+        meta = {"optimizer": meta, "world": self.world, "carry": len(carry)} | {k: getattr(self, k) for k in _COUNTERS}
+        if self.rank == 0:
+            ckpt.save_checkpoint(self.run_dir, self.task, tensors, meta)
+        dist.barrier()
+
+    def resume(self) -> None:
+        """Continue from the run folder's checkpoint: weights, optimizer, RNG, counters, carried state."""
+        tensors, meta = ckpt.load_checkpoint(self.run_dir, self.task)
+        if meta["world"] != self.world:
+            raise RnnkitError(
+                f"{self.run_dir} was trained with {meta['world']} processes and this run has {self.world}: "
+                "resume with the same number for an exact continuation"
+            )
+        ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
+        for key in _COUNTERS:
+            setattr(self, key, meta[key])
+        if meta["carry"]:
+            template = self._carry_template()
+            leaves = [tensors[f"carry.{self.rank}.{i}"] for i in range(meta["carry"])]
+            self.carry = S.tree_replace(
+                template, [t.to(leaf.device) for t, leaf in zip(leaves, S.tree_leaves(template), strict=True)]
+            )
+        torch.set_rng_state(tensors[f"rng.{self.rank}"])  # last: nothing may draw a random number after it
+        self.resumed_step = self.step
+
+    def _carry_template(self) -> Any:
+        """A state of the right structure: one forward pass of the first batch, without gradients."""
+        was_training = self.task.training
+        self.task.eval()
+        try:
+            with torch.no_grad():
+                return self.task.loss(self._epoch_batches()[0], None).state
+        finally:
+            self.task.train(was_training)
+
+
+class _Loss(torch.nn.Module):
+    """The task's loss as a forward pass, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, batch: Any, state: Any) -> Any:
+        return self.task.loss(batch, state)
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM set a flag; the loop saves a checkpoint at the next step and stops."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, self.previous = trainer, {}
+
+    def __enter__(self) -> None:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave the handlers alone
+            self.previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.trainer._signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.trainer._signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
