@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from rnnkit.cli import demo, lm
 
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:  # warnings as one line each, like the errors
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as err:

@@ -125,10 +125,10 @@ class Trainer:
         w.setdefault("t0", time.monotonic())
         w.setdefault("tokens", 0)
         w["tokens"] += count * self.world
-        mean = w["loss"] / max(w["count"], 1)
-        self.progress.update(**{k: f"{v:.3g}" for k, v in self.task.metrics(mean).items()})
+        mean, elapsed = w["loss"] / max(w["count"], 1), max(time.monotonic() - w["t0"], 1e-9)
+        shown = {k: f"{v:.3g}" for k, v in self.task.metrics(mean).items()}
+        self.progress.update(**shown, tok_s=f"{w['tokens'] / elapsed:.0f}")
         if self.step % self.cfg.log_every == 0:
-            elapsed = max(time.monotonic() - w["t0"], 1e-9)
             record = {"step": self.step, "epoch": self.epoch + 1} | self.task.metrics(mean)
             record |= {"lr": self.optimizer.param_groups[0]["lr"], "tok_s": w["tokens"] / elapsed}
             record |= {"grad_norm": w["norm"] / max(w["ok"], 1), "clipped_frac": w["clipped"] / w["n"]}
