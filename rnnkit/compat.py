@@ -54,7 +54,7 @@ class _TorchCompatible(Recurrent):
         fused: bool | str = "auto",
         **cell_kwargs: Any,
     ) -> None:
-        if fused not in ("auto", True, False):
+        if not (fused == "auto" or fused is True or fused is False):  # identity: 0 and 1 are not booleans here
             raise ValueError(f"{type(self).__name__}: fused must be 'auto', True or False, got {fused!r}")
         super().__init__(
             cell,

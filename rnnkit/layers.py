@@ -288,7 +288,7 @@ class Recurrent(nn.Module):
         """Accepted for torch.nn compatibility; rnnkit keeps each cell's parameters separate."""
 
 
-_TORCH_NAME = re.compile(r"(?P<param>[A-Za-z_]+?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
+_TORCH_NAME = re.compile(r"(?P<param>[A-Za-z_][A-Za-z0-9_]*?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
 _CELL_KEY = re.compile(r"cells\.(?P<k>\d+)\.(?P<param>[^.]+)")
 
 

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = warnings.formatwarning
     if not args.debug:  # warnings as one line each, like the errors
         warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {message}\n"
     try:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Trainer:
         cfg, main = self.cfg, self.rank == 0
         self.log = MetricsLog(self.run_dir, enabled=main, tensorboard=cfg.tensorboard, resume_step=self.resumed_step)
         self.progress, self._start = Progress(cfg.progress and main), time.monotonic()
+        self._window = {"t0": self._start}
         with _Signals(self):
             try:
                 while self.epoch < cfg.epochs:
@@ -122,7 +123,6 @@ class Trainer:
         for key, value in {"loss": loss * ok, "count": count * ok, "n": 1, "norm": norm * ok, "ok": ok}.items():
             w[key] = w.get(key, 0.0) + value
         w["clipped"] = w.get("clipped", 0) + (ok and self.cfg.clip_norm is not None and norm > self.cfg.clip_norm)
-        w.setdefault("t0", time.monotonic())
         w.setdefault("tokens", 0)
         w["tokens"] += count * self.world
         mean, elapsed = w["loss"] / max(w["count"], 1), max(time.monotonic() - w["t0"], 1e-9)
@@ -133,7 +133,7 @@ class Trainer:
             record |= {"lr": self.optimizer.param_groups[0]["lr"], "tok_s": w["tokens"] / elapsed}
             record |= {"grad_norm": w["norm"] / max(w["ok"], 1), "clipped_frac": w["clipped"] / w["n"]}
             self.log.write(record | {"skipped": int(w["n"] - w["ok"])})
-            self._window = {}
+            self._window = {"t0": time.monotonic()}
 
     def _end_epoch(self) -> str | None:
         """Evaluate; keep the best weights; reduce on plateau; checkpoint; say whether to stop early.
