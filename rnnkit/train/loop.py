@@ -118,13 +118,15 @@ class Trainer:
         return False, norm
 
     def _after_step(self, loss: float, count: int, norm: float, ok: bool) -> None:
+        """Add the step to the logging window (the global batch's loss, a skipped step counting as none)."""
+        if self.world > 1:
+            loss, count = dist.all_reduce(torch.tensor([loss, float(count)], dtype=torch.float64)).tolist()
         w = self._window
-        self.tokens += count * self.world
-        for key, value in {"loss": loss * ok, "count": count * ok, "n": 1, "norm": norm * ok, "ok": ok}.items():
+        self.tokens += int(count)
+        good = {"loss": loss, "count": count, "norm": norm} if ok else {"loss": 0.0, "count": 0, "norm": 0.0}
+        for key, value in (good | {"n": 1, "ok": ok, "tokens": count}).items():
             w[key] = w.get(key, 0.0) + value
         w["clipped"] = w.get("clipped", 0) + (ok and self.cfg.clip_norm is not None and norm > self.cfg.clip_norm)
-        w.setdefault("tokens", 0)
-        w["tokens"] += count * self.world
         mean, elapsed = w["loss"] / max(w["count"], 1), max(time.monotonic() - w["t0"], 1e-9)
         shown = {k: f"{v:.3g}" for k, v in self.task.metrics(mean).items()}
         self.progress.update(**shown, tok_s=f"{w['tokens'] / elapsed:.0f}")
@@ -140,11 +142,17 @@ class Trainer:
 
         Without validation data the last weights count as the best and nothing is scheduled on plateau.
         """
-        metrics = self.task.evaluate(self.valid) if self.valid is not None else {}
-        value = metrics.get("loss", -math.inf)
-        improved = value < self.best
+        if self.valid is None:
+            self.log.write({"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]})
+            if self.rank == 0:
+                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+            self.epoch, self.position, self.carry = self.epoch + 1, 0, None
+            self.save()
+            return None
+        metrics = self.task.evaluate(self.valid)
+        improved = metrics["loss"] < self.best
         if improved:
-            self.best, self.bad_epochs, self.plateau_wait = value, 0, 0
+            self.best, self.bad_epochs, self.plateau_wait = metrics["loss"], 0, 0
             if self.rank == 0:
                 ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
         else:
@@ -154,7 +162,7 @@ class Trainer:
                 self.plateau_scale, self.plateau_wait = self.plateau_scale * self.cfg.plateau_factor, 0
         record = {"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
         self.log.write(record | {f"valid_{k}": v for k, v in metrics.items()})
-        if self.rank == 0 and metrics:
+        if self.rank == 0:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "count")
             self.progress.say(f"epoch {self.epoch + 1}: valid {shown}{' (best)' if improved else ''}")
         self.epoch, self.position, self.carry = self.epoch + 1, 0, None
@@ -182,6 +190,7 @@ class Trainer:
             for r, part in enumerate(dist.all_gather(leaf)):
                 tensors[f"carry.{r}.{i}"] = part
         meta = {"optimizer": meta, "world": self.world, "carry": len(carry)} | {k: getattr(self, k) for k in _COUNTERS}
+        meta["best"] = None if math.isinf(self.best) else self.best  # JSON has no infinity
         if self.rank == 0:
             ckpt.save_checkpoint(self.run_dir, self.task, tensors, meta)
         dist.barrier()
@@ -189,6 +198,14 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the run folder's checkpoint: weights, optimizer, RNG, counters, carried state."""
         tensors, meta = ckpt.load_checkpoint(self.run_dir, self.task)
+        missing = [
+            k for k in (*_COUNTERS, "optimizer", "world", "carry") if not isinstance(meta, dict) or k not in meta
+        ]
+        if missing:
+            path = ckpt.checkpoint_dir(self.run_dir) / "trainer.json"
+            raise RnnkitError(
+                f"{path} is not an rnnkit trainer state (missing {', '.join(missing)}); train again with --force"
+            )
         if meta["world"] != self.world:
             raise RnnkitError(
                 f"{self.run_dir} was trained with {meta['world']} processes and this run has {self.world}: "
@@ -197,6 +214,7 @@ class Trainer:
         ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
         for key in _COUNTERS:
             setattr(self, key, meta[key])
+        self.best = math.inf if self.best is None else self.best
         if meta["carry"]:
             template = self._carry_template()
             leaves = [tensors[f"carry.{self.rank}.{i}"] for i in range(meta["carry"])]
