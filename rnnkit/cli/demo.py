@@ -1,7 +1,7 @@
 """``rnnkit demo``: the main job on a corpus every Python machine has.
 
 It trains a character-level LSTM language model on the Python standard library's own source files (no
-download), with a progress bar, for at most ``--minutes`` (default 3.5), then prints samples at two
+download), with a progress bar, for at most ``--minutes`` (default 3.2), then prints samples at two
 temperatures and scores a few lines. The run folder (default ``runs/demo``) is a normal run:
 ``rnnkit lm sample runs/demo --prime "def "`` works on it afterwards.
 """
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="runs/demo", help="run folder (overwritten; default runs/demo)")
-    p.add_argument("--minutes", type=float, default=3.5, help="training time budget (default 3.5)")
+    p.add_argument("--minutes", type=float, default=3.2, help="training time budget (default 3.2)")
     p.add_argument("--corpus-mb", type=float, default=2.0, help="megabytes of source to read (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     lm = load_run(out, weights="last")
     result = lm.evaluate(str(valid))
     print(f"\ntrained {summary['step']} steps; validation: {result['bpc']:.3f} bits per character\n")
-    for temperature in (0.5, 1.0):
+    for temperature in (0.7, 1.0):
         print(f"--- sample at temperature {temperature} " + "-" * 40)
         print(lm.sample("def ", length=400, temperature=temperature, seed=args.seed))
     print("--- scores: which line looks more like Python? " + "-" * 20)
