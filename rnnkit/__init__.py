@@ -8,6 +8,8 @@ from rnnkit import state
 from rnnkit.cells import (
     CELLS,
     Cell,
+    ClockworkCell,
+    ClockworkState,
     ElmanCell,
     ElmanState,
     GRUCell,
@@ -17,9 +19,11 @@ from rnnkit.cells import (
     JordanState,
     LSTMCell,
     LSTMState,
+    SCRNCell,
+    SCRNState,
 )
 from rnnkit.compat import GRU, IRNN, LSTM, RNN
-from rnnkit.layers import Jordan, Recurrent, flip_padded
+from rnnkit.layers import SCRN, Clockwork, Jordan, Recurrent, flip_padded
 
 __version__ = "0.1.0"
 
@@ -29,7 +33,11 @@ __all__ = [
     "IRNN",
     "LSTM",
     "RNN",
+    "SCRN",
     "Cell",
+    "Clockwork",
+    "ClockworkCell",
+    "ClockworkState",
     "ElmanCell",
     "ElmanState",
     "GRUCell",
@@ -41,6 +49,8 @@ __all__ = [
     "LSTMCell",
     "LSTMState",
     "Recurrent",
+    "SCRNCell",
+    "SCRNState",
     "flip_padded",
     "state",
 ]

@@ -368,3 +368,31 @@ class Jordan(Recurrent):
         from rnnkit.cells import JordanCell
 
         super().__init__(JordanCell, input_size, hidden_size, num_layers, output_size=output_size, **kwargs)
+
+
+class SCRN(Recurrent):
+    """An SCRN layer (:class:`rnnkit.SCRNCell`): outputs [h_t; s_t], D * (hidden_size + context_size) features.
+
+    >>> out, state = SCRN(4, 16, context_size=8)(torch.randn(6, 2, 4))
+    >>> out.shape, state.s.shape
+    (torch.Size([6, 2, 24]), torch.Size([1, 2, 8]))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any):
+        from rnnkit.cells import SCRNCell
+
+        super().__init__(SCRNCell, input_size, hidden_size, num_layers, **kwargs)
+
+
+class Clockwork(Recurrent):
+    """A Clockwork RNN layer (:class:`rnnkit.ClockworkCell`); ``periods=`` sets the modules' clocks.
+
+    >>> out, state = Clockwork(4, 16, periods=[1, 2, 4, 8])(torch.randn(6, 2, 4))
+    >>> out.shape, state.t.tolist()
+    (torch.Size([6, 2, 16]), [[6, 6]])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any):
+        from rnnkit.cells import ClockworkCell
+
+        super().__init__(ClockworkCell, input_size, hidden_size, num_layers, **kwargs)

@@ -1,10 +1,12 @@
 """Recurrent cells, one family per file, and ``CELLS``: the one registry of cells by name."""
 
 from rnnkit.cells.base import Cell
+from rnnkit.cells.clockwork import ClockworkCell, ClockworkState
 from rnnkit.cells.elman import ElmanCell, ElmanState, IRNNCell
 from rnnkit.cells.gru import GRUCell, GRUState
 from rnnkit.cells.jordan import JordanCell, JordanState
 from rnnkit.cells.lstm import LSTMCell, LSTMState
+from rnnkit.cells.scrn import SCRNCell, SCRNState
 
 CELLS: dict[str, type[Cell]] = {
     "rnn": ElmanCell,
@@ -13,11 +15,15 @@ CELLS: dict[str, type[Cell]] = {
     "jordan": JordanCell,
     "gru": GRUCell,
     "lstm": LSTMCell,
+    "scrn": SCRNCell,
+    "clockwork": ClockworkCell,
 }
 
 __all__ = [
     "CELLS",
     "Cell",
+    "ClockworkCell",
+    "ClockworkState",
     "ElmanCell",
     "ElmanState",
     "GRUCell",
@@ -27,4 +33,6 @@ __all__ = [
     "JordanState",
     "LSTMCell",
     "LSTMState",
+    "SCRNCell",
+    "SCRNState",
 ]

@@ -60,16 +60,19 @@ class LanguageModel(Task):
         self.config, self.pad_id, self.level = config, pad_id, level
         E, H = config.embed or config.hidden, config.hidden
         self.embedding = nn.Embedding(vocab_size, E)
-        sizes = [E] + [H] * config.layers
-        self.layers = nn.ModuleList(
-            make_layer(config.cell, sizes[i], H, init=config.init) for i in range(config.layers)
-        )
-        self.decoder = nn.Linear(H, vocab_size)
+        layers, size = [], E
+        for _ in range(config.layers):  # a layer's output size need not be H (SCRN outputs [h; s])
+            layers.append(make_layer(config.cell, size, H, init=config.init))
+            size = layers[-1].output_size
+        self.layers = nn.ModuleList(layers)
+        self.decoder = nn.Linear(size, vocab_size)
         with torch.no_grad():  # as pytorch/examples' word_language_model
             self.embedding.weight.uniform_(-0.1, 0.1)
             self.decoder.weight.uniform_(-0.1, 0.1)
             self.decoder.bias.zero_()
         if config.tie_weights:
+            if size != E:
+                raise RnnkitError(f"--tie-weights needs the last layer's output size ({size}) to equal --embed ({E})")
             self.decoder.weight = self.embedding.weight
         if config.init_range is not None:
             with torch.no_grad():

@@ -165,3 +165,15 @@ def test_score_reads_between_boundaries():
     logp = -float(F.cross_entropy(logits.squeeze(1), ids[1:], reduction="sum"))
     assert r["tokens"] == 4 and r["logprob"] == pytest.approx(logp, rel=1e-5)
     assert r["perplexity"] == pytest.approx(math.exp(-logp / 4), rel=1e-6)
+
+
+def test_a_cell_whose_output_is_wider_than_hidden_feeds_the_next_layer_and_the_softmax():
+    from rnnkit.errors import RnnkitError
+    from rnnkit.tasks.lm import LanguageModel, LMConfig
+
+    lm = LanguageModel(30, LMConfig(cell="scrn", hidden=8, layers=2))
+    assert lm.layers[1].input_size == 8 + 40 and lm.decoder.in_features == 8 + 40
+    logits, state = lm(torch.randint(0, 30, (5, 3)))
+    assert logits.shape == (5, 3, 30) and state[1].s.shape == (1, 3, 40)
+    with pytest.raises(RnnkitError, match="tie-weights needs the last layer's output size"):
+        LanguageModel(30, LMConfig(cell="scrn", hidden=8, layers=1, tie_weights=True))

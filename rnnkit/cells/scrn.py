@@ -1,0 +1,84 @@
+"""The Structurally Constrained Recurrent Network (Mikolov et al. 2014): a slow context beside a fast state."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.cells.base import Cell, _check_sizes
+
+
+class SCRNState(NamedTuple):
+    h: Tensor  # (B, H): the fast hidden state
+    s: Tensor  # (B, S): the slow context state
+
+
+class SCRNCell(Cell):
+    r"""SCRN cell: a context state that changes slowly by construction, and a sigmoid hidden state.
+
+    .. math::
+        s_t = (1 - \alpha) B x_t + \alpha s_{t-1} \\
+        h_t = \sigma(P s_t + A x_t + R h_{t-1} + b)
+
+    The output reads both: y_t = [h_t; s_t], so ``output_size`` is hidden_size + context_size (an
+    output layer on top computes Mikolov's y_t = f(U h_t + V s_t)).
+
+    Parameters: ``weight_ih`` = [B; A] ((S + H) x I, projected for all steps at once), ``weight_sh`` = P
+    (H x S), ``weight_hh`` = R (H x H), ``bias`` = b (H). alpha is fixed, as in the paper (0.95).
+
+    >>> y, state = SCRNCell(3, 8, context_size=4)(torch.zeros(2, 3))
+    >>> y.shape, state.s.shape
+    (torch.Size([2, 12]), torch.Size([2, 4]))
+    """
+
+    recurrent_weights = ("weight_hh",)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        context_size: int = 40,
+        alpha: float = 0.95,
+        bias: bool = True,
+        init: str = "uniform",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        _check_sizes("SCRNCell", input_size=input_size, hidden_size=hidden_size, context_size=context_size)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"SCRNCell: alpha must be a number in [0, 1], got {alpha!r}")
+        self.input_size, self.hidden_size, self.context_size, self.alpha = input_size, hidden_size, context_size, alpha
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(context_size + hidden_size, input_size, **kw))
+        self.weight_sh = nn.Parameter(torch.empty(hidden_size, context_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
+        self.bias = nn.Parameter(torch.empty(hidden_size, **kw)) if bias else None
+        self.init = init
+        self.reset_parameters(init)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size + self.context_size
+
+    def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> SCRNState:
+        return SCRNState(
+            self._zeros(batch_size, self.hidden_size, device, dtype),
+            self._zeros(batch_size, self.context_size, device, dtype),
+        )
+
+    def project_inputs(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_ih)  # [B x; A x]
+
+    def step(self, x_proj: Tensor, state: SCRNState) -> tuple[Tensor, SCRNState]:
+        bx, ax = x_proj.split([self.context_size, self.hidden_size], dim=-1)
+        s = (1 - self.alpha) * bx + self.alpha * state.s
+        h = torch.sigmoid(F.linear(s, self.weight_sh, self.bias) + ax + F.linear(state.h, self.weight_hh))
+        return torch.cat([h, s], dim=-1), SCRNState(h, s)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, context_size={self.context_size}, alpha={self.alpha}"
