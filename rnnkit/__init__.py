@@ -19,11 +19,14 @@ from rnnkit.cells import (
     JordanState,
     LSTMCell,
     LSTMState,
+    MinGRUCell,
+    MinLSTMCell,
+    MinState,
     SCRNCell,
     SCRNState,
 )
 from rnnkit.compat import GRU, IRNN, LSTM, RNN
-from rnnkit.layers import SCRN, Clockwork, Jordan, Recurrent, flip_padded
+from rnnkit.layers import SCRN, Clockwork, Jordan, MinGRU, MinLSTM, Recurrent, flip_padded
 
 __version__ = "0.1.0"
 
@@ -48,6 +51,11 @@ __all__ = [
     "JordanState",
     "LSTMCell",
     "LSTMState",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
+    "MinState",
     "Recurrent",
     "SCRNCell",
     "SCRNState",

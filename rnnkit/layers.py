@@ -396,3 +396,26 @@ class Clockwork(Recurrent):
         from rnnkit.cells import ClockworkCell
 
         super().__init__(ClockworkCell, input_size, hidden_size, num_layers, **kwargs)
+
+
+class MinGRU(Recurrent):
+    """A minGRU layer (:class:`rnnkit.MinGRUCell`): trained by a parallel scan over each sequence.
+
+    >>> out, state = MinGRU(4, 16, num_layers=2)(torch.randn(6, 2, 4))
+    >>> out.shape, state.h.shape
+    (torch.Size([6, 2, 16]), torch.Size([2, 2, 16]))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any):
+        from rnnkit.cells import MinGRUCell
+
+        super().__init__(MinGRUCell, input_size, hidden_size, num_layers, **kwargs)
+
+
+class MinLSTM(Recurrent):
+    """A minLSTM layer (:class:`rnnkit.MinLSTMCell`): trained by a parallel scan over each sequence."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any):
+        from rnnkit.cells import MinLSTMCell
+
+        super().__init__(MinLSTMCell, input_size, hidden_size, num_layers, **kwargs)

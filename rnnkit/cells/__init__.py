@@ -6,6 +6,7 @@ from rnnkit.cells.elman import ElmanCell, ElmanState, IRNNCell
 from rnnkit.cells.gru import GRUCell, GRUState
 from rnnkit.cells.jordan import JordanCell, JordanState
 from rnnkit.cells.lstm import LSTMCell, LSTMState
+from rnnkit.cells.mingru import MinGRUCell, MinLSTMCell, MinState
 from rnnkit.cells.scrn import SCRNCell, SCRNState
 
 CELLS: dict[str, type[Cell]] = {
@@ -17,6 +18,8 @@ CELLS: dict[str, type[Cell]] = {
     "lstm": LSTMCell,
     "scrn": SCRNCell,
     "clockwork": ClockworkCell,
+    "mingru": MinGRUCell,
+    "minlstm": MinLSTMCell,
 }
 
 __all__ = [
@@ -33,6 +36,9 @@ __all__ = [
     "JordanState",
     "LSTMCell",
     "LSTMState",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "MinState",
     "SCRNCell",
     "SCRNState",
 ]
