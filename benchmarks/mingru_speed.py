@@ -1,0 +1,71 @@
+"""minGRU / minLSTM (parallel scan and step-by-step loop) against torch.nn.GRU / LSTM, forward + backward.
+
+    python benchmarks/mingru_speed.py            # batch 16, hidden 256, T = 128, 512, 2048
+
+Interleaved runs in one process; medians. Issue 4's goal: minGRU at least 3x faster than nn.GRU at every
+T, the parallel form never slower than the sequential one. Writes benchmarks/results/mingru_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import interleaved_medians, machine, write_result
+from torch import nn
+
+import rnnkit
+from rnnkit.cells.base import Cell
+
+
+def sequential(cell: Cell, xs: torch.Tensor) -> torch.Tensor:
+    """The step-by-step form (what generation runs), for comparison."""
+    return Cell.sequence(cell, cell.project_inputs(xs), cell.initial_state(xs.shape[1]))[0]
+
+
+def fwd_bwd(fn, params):
+    def run() -> None:
+        for p in params:
+            p.grad = None
+        fn().sum().backward()
+
+    return run
+
+
+def make_cases(x: torch.Tensor, H: int) -> dict:
+    gru, lstm = nn.GRU(H, H), nn.LSTM(H, H)
+    mingru, minlstm = rnnkit.MinGRU(H, H), rnnkit.MinLSTM(H, H)
+    return {
+        "nn.GRU": fwd_bwd(lambda: gru(x)[0], list(gru.parameters())),
+        "minGRU scan": fwd_bwd(lambda: mingru(x)[0], list(mingru.parameters())),
+        "minGRU loop": fwd_bwd(lambda: sequential(mingru.cells[0], x), list(mingru.parameters())),
+        "nn.LSTM": fwd_bwd(lambda: lstm(x)[0], list(lstm.parameters())),
+        "minLSTM scan": fwd_bwd(lambda: minlstm(x)[0], list(minlstm.parameters())),
+        "minLSTM loop": fwd_bwd(lambda: sequential(minlstm.cells[0], x), list(minlstm.parameters())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--steps", type=int, nargs="+", default=[128, 512, 2048])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    B, H = args.batch, args.hidden
+    rows = []
+    for T in args.steps:
+        fns = make_cases(torch.randn(T, B, H), H)
+        med = interleaved_medians(fns, args.repeats, warmup=1)
+        row = {"T": T} | {k: round(v * 1e3, 2) for k, v in med.items()}
+        row |= {"speedup_minGRU_vs_GRU": round(med["nn.GRU"] / med["minGRU scan"], 2)}
+        row |= {"speedup_minLSTM_vs_LSTM": round(med["nn.LSTM"] / med["minLSTM scan"], 2)}
+        rows.append(row)
+        print(row, flush=True)
+    path = write_result("mingru_speed", {"setting": machine() | {"batch": B, "hidden": H}, "rows_ms": rows})
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
