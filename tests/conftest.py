@@ -81,3 +81,12 @@ def _gradcheck_layer(layer: nn.Module, x: torch.Tensor, state=None, *, fast_mode
 @pytest.fixture
 def gradcheck_layer() -> Callable[..., None]:
     return _gradcheck_layer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread; two threads beside a busy core spin for nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

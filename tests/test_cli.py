@@ -64,10 +64,10 @@ def test_demo_wiring(monkeypatch, capsys, tmp_path):
     train, valid = tmp_path / "run-corpus" / "corpus.train.txt", tmp_path / "run-corpus" / "corpus.valid.txt"
     assert cfg["data"].train == str(train) and cfg["data"].valid == str(valid)
     assert ("evaluate", str(valid)) in fake.calls
-    assert ("sample", "def ", 400, 0.5, 3) in fake.calls and ("sample", "def ", 400, 1.0, 3) in fake.calls
+    assert ("sample", "def ", 400, 0.7, 3) in fake.calls and ("sample", "def ", 400, 1.0, 3) in fake.calls
 
     assert "trained 7 steps; validation: 1.234 bits per character" in printed
-    assert "def sampled at 0.5" in printed and "def sampled at 1.0" in printed
+    assert "def sampled at 0.7" in printed and "def sampled at 1.0" in printed
     ranks = [line.split()[0] for line in printed.splitlines() if "logprob" in line]
     assert ranks == ["1.", "2.", "3.", "4."]
     assert printed.index("self._value return") < printed.index("for i in range(len(items)):")  # sorted by rank

@@ -4,18 +4,9 @@ import json
 import warnings
 
 import pytest
-import torch
 
 import rnnkit.cli
 from rnnkit.cli.demo import SCORED
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +22,7 @@ def test_demo_with_a_tiny_budget(tmp_path, capsys):
 
     assert "corpus: 0.0 MB of the standard library's source" in printed
     assert "bits per character" in printed
-    assert "--- sample at temperature 0.5" in printed and "--- sample at temperature 1.0" in printed
+    assert "--- sample at temperature 0.7" in printed and "--- sample at temperature 1.0" in printed
     samples = [line for line in printed.splitlines() if line.startswith("def ")]
     assert len(samples) >= 2
     scored = [line.split("  ")[-1] for line in printed.splitlines() if "logprob" in line]

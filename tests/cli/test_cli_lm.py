@@ -22,14 +22,6 @@ WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "log", "a
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def _restore_formatwarning(monkeypatch):
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
 

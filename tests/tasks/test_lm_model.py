@@ -16,14 +16,6 @@ from rnnkit.train import checkpoint as ckpt
 V = 11
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_forward_shapes_and_state_carry(cell, layers):

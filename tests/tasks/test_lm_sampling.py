@@ -18,14 +18,6 @@ from rnnkit.train.config import TrainConfig
 NEG = float("-inf")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def kept(logits: torch.Tensor) -> list[int]:
     return [i for i, v in enumerate(logits.tolist()) if v != NEG]
 

@@ -7,7 +7,6 @@ import random
 import warnings
 
 import pytest
-import torch
 
 import rnnkit.cli
 from rnnkit.tasks.lm_run import load_run
@@ -19,14 +18,6 @@ OTHER = [
     "we need a pair of hands",
     "the pear tree is old",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

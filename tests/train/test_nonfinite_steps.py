@@ -16,14 +16,6 @@ from rnnkit.tasks.base import LossOutput
 from rnnkit.train import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_corpus(path: Path, n: int = 244, seed: int = 1) -> Path:
     rng = random.Random(seed)
     path.write_text("".join(rng.choice("abcde fg\n") for _ in range(n)), encoding="utf-8")

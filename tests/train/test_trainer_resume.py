@@ -26,15 +26,6 @@ from rnnkit.train import Trainer, loop
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a busy 2-core machine: one intra-op thread is many times faster (and deterministic)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_corpus(path: Path, n: int = 244, seed: int = 1) -> Path:
     rng = random.Random(seed)
     path.write_text("".join(rng.choice("abcde fg\n") for _ in range(n)), encoding="utf-8")
