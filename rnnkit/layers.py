@@ -59,6 +59,7 @@ class _Batch:
     batch_first: bool
     unbatched: bool
     packed: PackedSequence | None  # the PackedSequence that came in, to pack the output alike
+    packed_lengths: Tensor | None  # its lengths (CPU, caller's order), as pad_packed_sequence gave them
 
 
 class Recurrent(nn.Module):
@@ -194,12 +195,13 @@ class Recurrent(nn.Module):
     # -- input, state and output handling shared by every layer ---------------------------------------
 
     def _prepare(self, input: Tensor | PackedSequence, lengths: Any) -> _Batch:
-        name, packed = type(self).__name__, None
+        name, packed, packed_lengths = type(self).__name__, None, None
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError(f"{name}: pass either a PackedSequence or lengths=, not both")
             packed = input
             x, lengths = pad_packed_sequence(input)  # (T, B, F) in the caller's batch order
+            packed_lengths = lengths
             unbatched = False
         elif not isinstance(input, Tensor) or input.dim() not in (2, 3):
             got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
@@ -222,7 +224,7 @@ class Recurrent(nn.Module):
             mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
         else:
             lengths = None
-        return _Batch(x, lengths, mask, self.batch_first and packed is None, unbatched, packed)
+        return _Batch(x, lengths, mask, self.batch_first and packed is None, unbatched, packed, packed_lengths)
 
     def _check_state(self, state: Any, batch: _Batch) -> Any:
         B, x = batch.x.shape[1], batch.x
@@ -249,7 +251,7 @@ class Recurrent(nn.Module):
         if isinstance(out, PackedSequence):
             pass  # a fused kernel's packed output, already in the caller's form
         elif batch.packed is not None:
-            out = _pack_like(out, batch.packed)
+            out = _pack_like(out, batch.packed, batch.packed_lengths)
         elif batch.unbatched:
             out = out.squeeze(1)
         elif batch.batch_first:
@@ -327,20 +329,12 @@ def _check_lengths(name: str, lengths: Any, T: int, B: int, device: torch.device
     return lengths.to(device=device, dtype=torch.long)
 
 
-def _pack_like(out: Tensor, packed: PackedSequence) -> PackedSequence:
+def _pack_like(out: Tensor, packed: PackedSequence, lengths: Tensor) -> PackedSequence:
     """Pack a padded (T, B, F) output with the batch order and sizes of the PackedSequence that came in."""
-    lengths = _lengths_of(packed)
     if packed.sorted_indices is not None:
         out, lengths = out.index_select(1, packed.sorted_indices), lengths[packed.sorted_indices.cpu()]
     data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-
-
-def _lengths_of(packed: PackedSequence) -> Tensor:
-    """Each sequence's length, in the caller's batch order."""
-    sizes = packed.batch_sizes  # (T,) on the CPU: sequences still running at each step, longest first
-    lengths = (torch.arange(int(sizes[0])).unsqueeze(0) < sizes.unsqueeze(1)).sum(0)
-    return lengths if packed.unsorted_indices is None else lengths[packed.unsorted_indices.cpu()]
 
 
 def _zero_padding(t: Tensor, mask: Tensor) -> Tensor:
