@@ -28,13 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = lm.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("train", help="train a language model", epilog=TRAIN_EXAMPLE, formatter_class=RAW)
-    p.add_argument("--out", required=True, help="run folder: config, vocabulary, checkpoints, metrics")
-    p.add_argument("--config", help="a TOML or JSON file with [data], [model] and [train] tables; flags override it")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--force", action="store_true", help="overwrite the run in --out")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    for name, cls in SECTIONS.items():
-        add_flags(p.add_argument_group(f"{name} options"), cls)
+    add_run_flags(p, SECTIONS)
     p.set_defaults(func=train)
 
     p = verbs.add_parser(
@@ -80,27 +74,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=score)
 
 
-def resolve_configs(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+def add_run_flags(p: argparse.ArgumentParser, sections: dict[str, type]) -> None:
+    """A train command's flags: the run folder, config file, resume/force, and one flag per config field."""
+    p.add_argument("--out", required=True, help="run folder: config, checkpoints, metrics")
+    p.add_argument("--config", help="a TOML or JSON file with [data], [model] and [train] tables; flags override it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for name, cls in sections.items():
+        add_flags(p.add_argument_group(f"{name} options"), cls)
+
+
+def resolve_configs(args: argparse.Namespace, run_dir: Path, sections: dict[str, type] = SECTIONS) -> dict[str, Any]:
     """defaults < config file < flags; on --resume the run's saved config, where only [train] may change."""
     if args.resume:
-        saved = read_configs(run_dir)
+        saved = read_configs(run_dir, sections)
         for name in ("data", "model"):
-            changed = {k: v for k, v in pick(args, SECTIONS[name]).items() if getattr(saved[name], k) != v}
+            changed = {k: v for k, v in pick(args, sections[name]).items() if getattr(saved[name], k) != v}
             if changed:
                 flags = ", ".join("--" + k.replace("_", "-") for k in changed)
                 raise RnnkitError(f"--resume keeps the run's {name} options; drop {flags}")
         source = str(run_dir / "config.json")
         saved_train = to_dict(saved["train"])
         return saved | {
-            "train": build(SECTIONS["train"], (saved_train, source), (pick(args, SECTIONS["train"]), "command line"))
+            "train": build(sections["train"], (saved_train, source), (pick(args, sections["train"]), "command line"))
         }
     file = read_config_file(args.config) if args.config else {}
-    unknown = set(file) - set(SECTIONS)
+    unknown = set(file) - set(sections)
     if unknown:
         raise RnnkitError(f"{args.config}: unknown table(s) {sorted(unknown)}; use [data], [model] and [train]")
     return {
         name: build(cls, (file.get(name, {}), str(args.config)), (pick(args, cls), "command line"))
-        for name, cls in SECTIONS.items()
+        for name, cls in sections.items()
     }
 
 
@@ -112,18 +117,17 @@ def train(args: argparse.Namespace) -> int:
         return 0
     summary = train_lm(cfg, run_dir, resume=args.resume, force=args.force)
     if dist.rank_world()[0] == 0:
-        print(_summary_line(summary, run_dir), file=sys.stderr)
+        print(summary_line(summary, run_dir, "rnnkit lm train"), file=sys.stderr)
     dist.teardown()
     return 130 if summary["reason"].startswith("interrupted") else 0
 
 
-def _summary_line(summary: dict[str, Any], run_dir: Path) -> str:
+def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:
+    """The line a finished or stopped training ends with; ``command`` is how to continue it."""
     reason, step = summary["reason"], summary["step"]
     if reason == "done" or reason.startswith("early stop"):
         return f"finished ({reason}) after {step} steps; best weights in {run_dir / 'best.safetensors'}"
-    return (
-        f"stopped at step {step} ({reason}); checkpoint saved: continue with rnnkit lm train --out {run_dir} --resume"
-    )
+    return f"stopped at step {step} ({reason}); checkpoint saved: continue with {command} --out {run_dir} --resume"
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -114,11 +114,11 @@ class LMRun:
         return {"data": path, "tokens": metrics.pop("count")} | metrics
 
 
-def read_configs(path: Path) -> dict[str, object]:
-    """The three config sections saved in a run folder."""
+def read_configs(path: Path, sections: dict[str, type] = SECTIONS) -> dict[str, Any]:
+    """The config sections saved in a run folder (a language model's by default)."""
     saved = ckpt.read_json(path / "config.json")
     source = str(path / "config.json")
-    return {name: build(cls, (saved.get(name, {}), source)) for name, cls in SECTIONS.items()}
+    return {name: build(cls, (saved.get(name, {}), source)) for name, cls in sections.items()}
 
 
 def load_run(path: str | Path, *, weights: str = "best") -> LMRun:

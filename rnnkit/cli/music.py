@@ -1,0 +1,102 @@
+"""``rnnkit music train|eval|generate``: polyphonic music on piano rolls (JSB Chorales and the like)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rnnkit.cli.lm import add_run_flags, resolve_configs, summary_line
+from rnnkit.config import to_dict
+from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks.music_run import SECTIONS, load_run, train_music
+
+RAW = argparse.RawDescriptionHelpFormatter
+JSB = "../shared/data/jsb_chorales"
+
+TRAIN_EXAMPLE = f"""examples:
+  rnnkit music train --train {JSB}/train.json --valid {JSB}/valid.json --out runs/jsb \\
+      --cell gru --hidden 300 --dropout 0.3 --transpose 5 --epochs 60
+  rnnkit music train --out runs/jsb --resume --epochs 80      # continue a stopped run"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    music = sub.add_parser("music", help="polyphonic music (88-key piano rolls): train, eval, generate")
+    verbs = music.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("train", help="train a next-step piano-roll model", epilog=TRAIN_EXAMPLE, formatter_class=RAW)
+    add_run_flags(p, SECTIONS)
+    p.set_defaults(func=train)
+
+    p = verbs.add_parser(
+        "eval",
+        help="NLL per time step of piano rolls",
+        epilog=f"example:\n  rnnkit music eval --run runs/jsb --data {JSB}/valid.json --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--data", required=True, help="JSON piano rolls to evaluate on")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=evaluate)
+
+    p = verbs.add_parser(
+        "generate",
+        help="continue a seed (a chord or a MIDI file) and write a MIDI file",
+        epilog="examples:\n  rnnkit music generate --run runs/jsb --seed-chord 60,64,67 --steps 64 --out chorale.mid\n"
+        "  rnnkit music generate --run runs/jsb --seed-midi opening.mid --steps 32 --temperature 0.8 --out more.mid",
+        formatter_class=RAW,
+    )
+    p.add_argument("--run", required=True, help="run folder")
+    seed = p.add_mutually_exclusive_group(required=True)
+    seed.add_argument("--seed-chord", help="MIDI pitches of a one-step seed, comma-separated (60,64,67 = C major)")
+    seed.add_argument("--seed-midi", help="a MIDI file to continue (one step per quarter note)")
+    p.add_argument("--steps", type=int, default=64, help="steps to generate after the seed (default 64)")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 takes keys with p > 1/2; below 1 sharper")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    p.add_argument("--out", required=True, help="MIDI file to write (the seed and the continuation)")
+    p.add_argument("--json", action="store_true", help="also print the steps' pitches as JSON")
+    p.set_defaults(func=generate)
+
+
+def train(args: argparse.Namespace) -> int:
+    run_dir = Path(args.out)
+    cfg = resolve_configs(args, run_dir, SECTIONS)
+    if args.print_config:
+        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
+        return 0
+    summary = train_music(cfg, run_dir, resume=args.resume, force=args.force)
+    print(summary_line(summary, run_dir, "rnnkit music train"), file=sys.stderr)
+    return 130 if summary["reason"].startswith("interrupted") else 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    result = load_run(args.run).evaluate(args.data, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        nll, steps, seqs = result["nll"], result["steps"], result["sequences"]
+        print(f"{args.data}: NLL per time step {nll:.4f} ({steps} steps, {seqs} sequences)")
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    seed = read_midi(args.seed_midi) if args.seed_midi else chord_roll(_pitches(args.seed_chord))
+    if len(seed) == 0:
+        raise RnnkitError(f"{args.seed_midi}: no notes to start from")
+    roll = run.generate(seed, args.steps, temperature=args.temperature, sample_seed=args.seed)
+    write_midi(roll, args.out)
+    if args.json:
+        print(json.dumps({"seed_steps": len(seed), "steps": roll_to_pitches(roll)}))
+    print(f"wrote {len(seed)} seed + {args.steps} generated steps to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _pitches(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise RnnkitError(f"--seed-chord expects comma-separated MIDI pitches like 60,64,67, got {text!r}") from None

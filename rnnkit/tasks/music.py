@@ -1,0 +1,128 @@
+"""Polyphonic music: piano roll -> recurrent layers (any cell) -> 88 sigmoids predicting the next step.
+
+At every step the model reads the roll x_t (88 keys, 0/1) and gives each key an independent probability of
+sounding at t + 1 (Boulanger-Lewandowski et al. 2012; Chung et al. 2014):
+
+    h_t = RNN(x_t, h_{t-1}),    p_{t+1} = sigmoid(W h_t + b),
+    NLL(x) = - sum_{t=1}^{T-1} sum_k [ x_{t+1,k} log p_{t+1,k} + (1 - x_{t+1,k}) log(1 - p_{t+1,k}) ].
+
+The metric is the NLL per predicted time step: summed over the 88 keys and over steps 2..T of every
+sequence (predicted from steps 1..T-1), divided by the number of predicted steps, sum_i (T_i - 1). This
+is the convention of locuslab/TCN ``poly_music/music_test.py`` (loss summed over keys, ``count +=
+len(x)`` with ``x = line[:-1]``), which is what its 8.10 (TCN) and 8.43 (GRU) on JSB Chorales report.
+
+Dropout (Zaremba et al. 2014: non-recurrent connections only) acts on the input roll (``input_dropout``,
+dropping notes), between layers and before the output layer (``dropout``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.cells import CELLS
+from rnnkit.compat import make_layer
+from rnnkit.config import option
+from rnnkit.data.music import KEYS
+from rnnkit.errors import RnnkitError
+from rnnkit.init import SCHEMES
+from rnnkit.tasks.base import LossOutput, Task
+
+
+@dataclass
+class MusicConfig:
+    cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
+    hidden: int = option(200, "units per recurrent layer")
+    layers: int = option(1, "stacked recurrent layers")
+    dropout: float = option(0.0, "dropout between layers and before the output layer")
+    input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)")
+    init: str | None = option(
+        None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
+    )
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.layers < 1:
+            raise RnnkitError(f"--hidden and --layers must be at least 1, got {self.hidden} and {self.layers}")
+        for name in ("dropout", "input_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise RnnkitError(f"--{name.replace('_', '-')} must lie in [0, 1), got {getattr(self, name)}")
+
+
+class MusicModel(Task):
+    """Next-step model of 88-key piano rolls.
+
+    >>> model = MusicModel(MusicConfig(cell="gru", hidden=16))
+    >>> logits, state = model(torch.zeros(7, 3, 88))      # (T, B, 88) rolls
+    >>> logits.shape
+    torch.Size([7, 3, 88])
+    """
+
+    def __init__(self, config: MusicConfig) -> None:
+        super().__init__()
+        self.config = config
+        kw = {} if config.init is None else {"init": config.init}
+        layers, size = [], KEYS
+        for _ in range(config.layers):  # a layer's output size need not be H (SCRN outputs [h; s])
+            layers.append(make_layer(config.cell, size, config.hidden, **kw))
+            size = layers[-1].output_size
+        self.layers = nn.ModuleList(layers)
+        self.output = nn.Linear(size, KEYS)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
+        """x (T, B, 88) -> logits (T, B, 88) of step t + 1 given steps ..t, and every layer's state.
+
+        Padding needs no lengths here: it follows a sequence's last step, and the layers run forward in
+        time, so it never reaches a real step's output (the loss masks the padded steps' predictions).
+        """
+        h = F.dropout(x, self.config.input_dropout, self.training)
+        new_state = []
+        for i, layer in enumerate(self.layers):
+            h, s = layer(h, None if state is None else state[i])
+            h = F.dropout(h, self.config.dropout, self.training)
+            new_state.append(s)
+        return self.output(h), tuple(new_state)
+
+    def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:
+        """Summed binary cross-entropy of steps 2..T_b of each sequence; count = sum_b (T_b - 1)."""
+        x, lengths = batch  # (T, B, 88) zero-padded, (B,)
+        logits, state = self(x[:-1])
+        predicted = torch.arange(x.shape[0] - 1, device=x.device).unsqueeze(1) < (lengths.to(x.device) - 1)  # (T-1, B)
+        bce = F.binary_cross_entropy_with_logits(logits, x[1:], reduction="none").sum(-1)  # (T-1, B)
+        return LossOutput((bce * predicted).sum(), predicted.sum(), state)
+
+    def metrics(self, mean_loss: float) -> dict[str, float]:
+        return {"loss": mean_loss, "nll": mean_loss}
+
+    @torch.no_grad()
+    def generate(
+        self, seed: Tensor, steps: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The seed roll (S, 88) followed by ``steps`` sampled steps: (S + steps, 88).
+
+        Each key of the next step is drawn from Bernoulli(sigmoid(logit / temperature)), independently given
+        the past, and the drawn step is fed back with the carried state. ``temperature`` 0 takes every key
+        whose probability exceeds 1/2; below 1 sharper, above 1 flatter.
+        """
+        if temperature < 0:
+            raise RnnkitError(f"--temperature must be at least 0, got {temperature}")
+        if seed.dim() != 2 or seed.shape[1] != KEYS or seed.shape[0] < 1:
+            raise RnnkitError(f"the seed must be a piano roll of shape (S >= 1, {KEYS}), got {tuple(seed.shape)}")
+        was_training = self.training
+        self.eval()
+        device = self.output.weight.device
+        logits, state = self(seed.to(device).unsqueeze(1))  # (S, 1, 88)
+        out = [seed.cpu()]
+        for _ in range(steps):
+            last = logits[-1, 0]
+            if temperature == 0:
+                step = (last > 0).float()
+            else:
+                step = torch.bernoulli(torch.sigmoid(last / temperature).cpu(), generator=generator)
+            out.append(step.unsqueeze(0))
+            logits, state = self(step.to(device).view(1, 1, KEYS), state)
+        self.train(was_training)
+        return torch.cat(out)

@@ -1,0 +1,111 @@
+"""A music run folder as Python objects (config, model), the data it reads, and training into it.
+
+The folder is the language model's (rnnkit.train.checkpoint) without a vocabulary: config.json,
+best.safetensors, checkpoint/, metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnkit.config import option, to_dict
+from rnnkit.data.music import EpochBatches, padded_batches, read_rolls
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks.lm_run import read_configs
+from rnnkit.tasks.music import MusicConfig, MusicModel
+from rnnkit.train import Trainer
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
+from rnnkit.train.config import TrainConfig
+
+
+@dataclass
+class MusicDataConfig:
+    train: str | None = option(None, "training piano rolls (JSON: sequences of steps of MIDI pitches)")
+    valid: str | None = option(None, "validation piano rolls, for the NLL per step after each epoch")
+    transpose: int = option(0, "augment: shift each training sequence by a random -k..k semitones per epoch")
+    eval_batch_size: int = option(16, "sequences per batch when evaluating")
+
+    def __post_init__(self) -> None:
+        if self.transpose < 0 or self.eval_batch_size < 1:
+            raise RnnkitError(
+                f"--transpose must be at least 0 and --eval-batch-size at least 1, got {self.transpose} "
+                f"and {self.eval_batch_size}"
+            )
+
+
+SECTIONS = {"data": MusicDataConfig, "model": MusicConfig, "train": TrainConfig}
+
+
+@dataclass
+class MusicRun:
+    """Everything a trained run folder holds, loaded."""
+
+    path: Path
+    data: MusicDataConfig
+    model_config: MusicConfig
+    train: TrainConfig
+    model: MusicModel
+
+    def evaluate(self, path: str, *, batch_size: int | None = None) -> dict:
+        """NLL per predicted time step (summed over the 88 keys) of a JSON file of piano rolls."""
+        rolls = read_rolls(path)
+        metrics = self.model.evaluate(padded_batches(rolls, batch_size or self.data.eval_batch_size))
+        return {"data": path, "sequences": len(rolls), "steps": metrics.pop("count")} | metrics
+
+    def generate(self, seed: torch.Tensor, steps: int, *, temperature: float = 1.0, sample_seed: int = 0):
+        """The seed roll followed by ``steps`` sampled steps (see :meth:`MusicModel.generate`)."""
+        if steps < 0:
+            raise RnnkitError(f"--steps must be at least 0, got {steps}")
+        generator = torch.Generator().manual_seed(sample_seed)
+        return self.model.generate(seed, steps, temperature=temperature, generator=generator)
+
+
+def load_run(path: str | Path, *, weights: str = "best") -> MusicRun:
+    """Load a run folder for evaluation or generation (the best weights, else the last checkpoint)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RnnkitError(f"{path}: no such run folder; train one with: rnnkit music train --out {path} ...")
+    cfg = read_configs(path, SECTIONS)
+    model = MusicModel(cfg["model"])
+    best = path / "best.safetensors"
+    ckpt.load_weights(
+        model, best if weights == "best" and best.exists() else ckpt.checkpoint_dir(path) / "model.safetensors"
+    )
+    model.eval()
+    return MusicRun(path, cfg["data"], cfg["model"], cfg["train"], model)
+
+
+def train_music(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a music model into ``run_dir``; ``cfg`` maps "data", "model"
+    and "train" to their configs. One process (the batches are not sharded)."""
+    run_dir = Path(run_dir)
+    data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
+    if data.train is None:
+        raise RnnkitError("--train FILE is required: the piano rolls to learn from (JSON)")
+    if dist.rank_world()[1] > 1:
+        raise RnnkitError("rnnkit music train runs in one process; start it without torchrun")
+    train_rolls = read_rolls(data.train)
+    train = EpochBatches(train_rolls, train_cfg.batch_size, seed=train_cfg.seed, max_shift=data.transpose)
+    valid = None if data.valid is None else padded_batches(read_rolls(data.valid), data.eval_batch_size)
+    ckpt.prepare_run_dir(run_dir, resume=resume, force=force)
+    torch.manual_seed(train_cfg.seed)
+    model = MusicModel(model_cfg)
+    if not resume:
+        ckpt.write_json(run_dir / "config.json", {k: to_dict(v) for k, v in cfg.items()})
+    trainer = Trainer(model, train, valid, train_cfg, run_dir)
+    if resume:
+        trainer.resume()
+    params = sum(p.numel() for p in model.parameters())
+    steps = sum(len(r) for r in train_rolls)
+    print(
+        f"training a {model_cfg.layers}-layer {model_cfg.cell} music model: {params:,} parameters, "
+        f"{len(train_rolls)} sequences ({steps:,} steps) -> {run_dir}",
+        file=sys.stderr,
+    )
+    return trainer.fit()
