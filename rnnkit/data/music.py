@@ -80,7 +80,9 @@ def read_rolls(path: str | Path, *, min_length: int = 2) -> list[Tensor]:
     return rolls
 
 
-def write_midi(roll: Tensor, path: str | Path, *, ticks_per_step: int = 480, velocity: int = 80, tempo: int = 120):
+def write_midi(
+    roll: Tensor, path: str | Path, *, ticks_per_step: int = 480, velocity: int = 80, tempo: int = 120
+) -> None:
     """Write a (T, 88) roll as a one-track standard MIDI file: a key on over steps [a, b) is one note.
 
     ``ticks_per_step`` equals the file's ticks per beat, so one step is one quarter note at ``tempo`` bpm.
@@ -95,14 +97,15 @@ def write_midi(roll: Tensor, path: str | Path, *, ticks_per_step: int = 480, vel
             kind = "note_on" if row[k] > 0 else "note_off"
             track.append(mido.Message(kind, note=LOWEST + k, velocity=velocity, time=(t - last) * ticks_per_step))
             last = t
-    track.append(mido.MetaMessage("end_of_track", time=0))
+    track.append(mido.MetaMessage("end_of_track", time=(len(roll) - last) * ticks_per_step))  # keeps final rests
     mido.MidiFile(type=0, ticks_per_beat=ticks_per_step, tracks=[track]).save(str(path))
 
 
 def read_midi(path: str | Path, *, steps_per_beat: int = 1) -> Tensor:
     """A MIDI file as a (T, 88) roll, ``steps_per_beat`` steps per quarter note; note times are rounded.
 
-    Every track and channel is read (drums included). A key sounds at step t when a note covers it.
+    Every track and channel is read (drums included). A key sounds at step t when a note covers it; the
+    roll lasts until the last note ends or the end of the file, whichever is later (so final rests stay).
     """
     path = Path(path)
     try:
@@ -124,7 +127,7 @@ def read_midi(path: str | Path, *, steps_per_beat: int = 1) -> Tensor:
         elif key in start:
             notes.append((msg.note, start.pop(key), t))
     notes += [(key[1], t0, round(tick / step)) for key, t0 in start.items()]  # notes never switched off
-    roll = torch.zeros(max((end for _, _, end in notes), default=0), KEYS)
+    roll = torch.zeros(max([round(tick / step), *(end for _, _, end in notes)]), KEYS)
     for pitch, t0, t1 in notes:
         roll[t0 : max(t1, t0 + 1), pitch - LOWEST] = 1.0  # a note shorter than a step still sounds once
     return roll
