@@ -35,9 +35,11 @@ def fwd_bwd(fn, params):
 def make_cases(x: torch.Tensor, H: int) -> dict:
     gru, lstm = nn.GRU(H, H), nn.LSTM(H, H)
     mingru, minlstm = rnnkit.MinGRU(H, H), rnnkit.MinLSTM(H, H)
+    mingru_log = rnnkit.MinGRU(H, H, scan="log")
     return {
         "nn.GRU": fwd_bwd(lambda: gru(x)[0], list(gru.parameters())),
         "minGRU scan": fwd_bwd(lambda: mingru(x)[0], list(mingru.parameters())),
+        "minGRU log-scan": fwd_bwd(lambda: mingru_log(x)[0], list(mingru_log.parameters())),
         "minGRU loop": fwd_bwd(lambda: sequential(mingru.cells[0], x), list(mingru.parameters())),
         "nn.LSTM": fwd_bwd(lambda: lstm(x)[0], list(lstm.parameters())),
         "minLSTM scan": fwd_bwd(lambda: minlstm(x)[0], list(minlstm.parameters())),
