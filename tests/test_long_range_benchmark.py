@@ -1,0 +1,37 @@
+"""Smoke test of benchmarks/long_range.py: a few updates of every cell on a tiny config."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def long_range():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling common.py
+        spec = importlib.util.spec_from_file_location("long_range", BENCHMARKS / "long_range.py")
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, "long_range", module)  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+
+
+@pytest.mark.parametrize("task", ["adding", "copy"])
+def test_train_runs_every_cell(long_range, task):
+    for cell in long_range.CELLS:
+        result = long_range.train(task, 6, cell, hidden=8, batch=4, updates=3, lr=1e-2, clip=1.0, eval_every=2,
+                                  test_size=5)  # fmt: skip
+        assert [p["step"] for p in result["curve"]] == [0, 2, 3]
+        assert result["params"] > 0 and result["steps_to_solve"] in (None, 2, 3)
+        assert all(math.isfinite(v) for v in result["final"].values())
+
+
+def test_markdown_table(long_range):
+    row = {"task": "adding", "T": 100, "cell": "lstm", "final": {"mse": 0.004}, "steps_to_solve": 900}
+    table = long_range.markdown({"rows": [row]})
+    assert table.splitlines()[-1] == "| adding | 100 | 0.0040 (solved at 900) |"
