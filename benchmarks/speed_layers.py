@@ -6,7 +6,8 @@
 Each row times one forward and backward pass (sum of the outputs) of an rnnkit layer and of its torch.nn
 baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
 Rows marked "loop" force rnnkit's reference loop (``fused=False``): the speed a custom cell gets.
-Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN.
+Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN. SCRN and Clockwork
+(issue 4) are reported next to torch.nn.RNN at the same hidden size.
 Writes benchmarks/results/speed_layers.json and prints a markdown table for the README.
 """
 
@@ -29,6 +30,8 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
         ("rnnkit.GRU", rnnkit.GRU(H, H), "torch.nn.GRU", nn.GRU(H, H), 0.9),
         ("rnnkit.RNN", rnnkit.RNN(H, H), "torch.nn.RNN", nn.RNN(H, H), 0.9),
         ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN", nn.RNN(H, H), 0.5),
+        ("rnnkit.SCRN", rnnkit.SCRN(H, H), "torch.nn.RNN", nn.RNN(H, H), None),  # context 40 beside H
+        ("rnnkit.Clockwork", rnnkit.Clockwork(H, H), "torch.nn.RNN", nn.RNN(H, H), None),  # periods 1, 2, 4, 8
         ("rnnkit.LSTM (loop)", rnnkit.LSTM(H, H, fused=False), "torch.nn.LSTM", nn.LSTM(H, H), None),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),

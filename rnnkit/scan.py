@@ -166,10 +166,17 @@ class _GatedScan(torch.autograd.Function):
                 a, b = ctx.coefficients(xb)
             g = _sweep_any(a.detach(), grad[t0:t1].contiguous(), carry, reverse=True)
             if grad_x is not None:
-                grad_a = torch.empty_like(g)  # g_t h_{t-1}
-                torch.mul(g[1:], hs[t0 : t1 - 1], out=grad_a[1:])
-                torch.mul(g[0], h0 if t0 == 0 else hs[t0 - 1], out=grad_a[0])
-                grad_x[t0:t1] = torch.autograd.grad((a, b), xb, (grad_a, g))[0]
+                pairs = [(b, g)] if b.requires_grad else []
+                if a.requires_grad:  # dL/da_t = g_t h_{t-1}
+                    grad_a = torch.empty_like(g)
+                    torch.mul(g[1:], hs[t0 : t1 - 1], out=grad_a[1:])
+                    torch.mul(g[0], h0 if t0 == 0 else hs[t0 - 1], out=grad_a[0])
+                    pairs.append((a, grad_a))
+                if pairs:
+                    outs, grads = zip(*pairs, strict=True)
+                    grad_x[t0:t1] = torch.autograd.grad(outs, xb, grads)[0]
+                else:
+                    grad_x[t0:t1] = 0
             carry = a[0].detach() * g[0]
         return grad_x, carry if ctx.needs_input_grad[1] else None, None, None
 

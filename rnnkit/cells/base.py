@@ -133,6 +133,13 @@ class WeightedCell(Cell):
         return nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
 
+def last_step_index(mask: Tensor, width: int) -> Tensor:
+    """(1, B, width) indices of each sequence's last real step in a (T, B) mask whose padding trails,
+    for ``gather(0, ...)`` along time: how a scan that runs through the padding reads the final state."""
+    last = (mask.sum(0) - 1).clamp(min=0)
+    return last.view(1, -1, 1).expand(1, -1, width)
+
+
 def _check_sizes(owner: str, **sizes: int) -> None:
     for name, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import state as S
-from rnnkit.cells.base import Cell, _check_sizes
+from rnnkit.cells.base import Cell, _check_sizes, last_step_index
 from rnnkit.errors import RnnkitError
 from rnnkit.scan import scan_gated, scan_log
 
@@ -80,11 +80,7 @@ class _MinCell(Cell):
             hs = scan_log(*self.log_coefficients(xs_proj), state.h)  # (T, B, H)
         else:
             hs = scan_gated(self.coefficients, xs_proj, state.h)
-        if mask is None:
-            final = hs[-1]
-        else:
-            last = (mask.sum(0) - 1).clamp(min=0)  # (B,)
-            final = hs.gather(0, last.view(1, -1, 1).expand(1, *hs.shape[1:])).squeeze(0)
+        final = hs[-1] if mask is None else hs.gather(0, last_step_index(mask, hs.shape[-1])).squeeze(0)
         steps = [MinState(h) for h in hs.unbind(0)] if keep_steps else None
         if keep_steps and mask is not None:  # held at padding, as the reference loop holds them
             steps = [S.where(m, s, MinState(final)) for m, s in zip(mask.unbind(0), steps, strict=True)]

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells.base import Cell, _check_sizes
+from rnnkit.cells.base import Cell, _check_sizes, last_step_index
+from rnnkit.scan import scan_gated
 
 
 class SCRNState(NamedTuple):
@@ -79,6 +80,32 @@ class SCRNCell(Cell):
         s = (1 - self.alpha) * bx + self.alpha * state.s
         h = torch.sigmoid(F.linear(s, self.weight_sh, self.bias) + ax + F.linear(state.h, self.weight_hh))
         return torch.cat([h, s], dim=-1), SCRNState(h, s)
+
+    def sequence(
+        self, xs_proj: Tensor, state: SCRNState, mask: Tensor | None = None, keep_steps: bool = False
+    ) -> tuple[Tensor, SCRNState, list[SCRNState] | None]:
+        """The same equations with the loop made smaller: the context reads only the inputs, so every
+        s_t is one linear scan, and P s_t + A x_t + b one matrix product for all steps; the loop over
+        time is left with R h_{t-1} and the sigmoid, an Elman step."""
+        bx, ax = xs_proj.split([self.context_size, self.hidden_size], dim=-1)
+        alpha = self.alpha
+        ss = scan_gated(lambda b: (torch.full_like(b, alpha), (1 - alpha) * b), bx, state.s)  # (T, B, S)
+        us = torch.baddbmm(ax, ss, self.weight_sh.t().expand(ss.shape[0], -1, -1))  # P s_t + A x_t
+        if self.bias is not None:
+            us = us + self.bias
+        hs, h = [], state.h
+        masks = mask.unbind(0) if mask is not None else [None] * ss.shape[0]
+        for u, m in zip(us.unbind(0), masks, strict=True):
+            new = torch.sigmoid(torch.addmm(u, h, self.weight_hh.t()))
+            h = new if m is None else torch.where(m.unsqueeze(-1), new, h)
+            hs.append(h)
+        h_all = torch.stack(hs)
+        s_final = ss[-1] if mask is None else ss.gather(0, last_step_index(mask, ss.shape[-1])).squeeze(0)
+        steps = None
+        if keep_steps:  # the context held at padding, as the reference loop holds it
+            s_held = ss if mask is None else torch.where(mask.unsqueeze(-1), ss, s_final)
+            steps = [SCRNState(h_t, s_t) for h_t, s_t in zip(hs, s_held.unbind(0), strict=True)]
+        return torch.cat([h_all, ss], dim=-1), SCRNState(h, s_final), steps
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, context_size={self.context_size}, alpha={self.alpha}"
