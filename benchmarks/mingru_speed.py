@@ -1,6 +1,7 @@
 """minGRU / minLSTM (parallel scan and step-by-step loop) against torch.nn.GRU / LSTM, forward + backward.
 
     python benchmarks/mingru_speed.py            # batch 16, hidden 256, T = 128, 512, 2048
+    python benchmarks/mingru_speed.py --sweeps   # also: the scan's per-step and chunked sweeps by width
 
 Interleaved runs in one process; medians. Issue 4's goal: minGRU at least 3x faster than nn.GRU at every
 T, the parallel form never slower than the sequential one. Writes benchmarks/results/mingru_speed.json.
@@ -9,6 +10,8 @@ T, the parallel form never slower than the sequential one. Writes benchmarks/res
 from __future__ import annotations
 
 import argparse
+import math
+from functools import partial
 
 import torch
 from common import interleaved_medians, machine, write_result
@@ -16,6 +19,7 @@ from torch import nn
 
 import rnnkit
 from rnnkit.cells.base import Cell
+from rnnkit.scan import sweep, sweep_chunked
 
 
 def sequential(cell: Cell, xs: torch.Tensor) -> torch.Tensor:
@@ -47,12 +51,26 @@ def make_cases(x: torch.Tensor, H: int) -> dict:
     }
 
 
+def sweeps(repeats: int, T: int = 2048) -> list[dict]:
+    """Forward sweep of h_t = a_t h_{t-1} + b_t, step by step against chunked, by width (numbers a step):
+    where choose_chunk's threshold comes from."""
+    rows = []
+    for width in (64, 256, 1024, 2048, 4096, 16384):
+        args = (torch.rand(T, width), torch.rand(T, width), torch.zeros(width))
+        fns = {"per step": partial(sweep, *args), "chunked": partial(sweep_chunked, *args, math.isqrt(T))}
+        med = interleaved_medians(fns, repeats)
+        rows.append({"T": T, "width": width} | {k: round(v * 1e3, 3) for k, v in med.items()})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--steps", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sweeps", action="store_true", help="also time sweep vs sweep_chunked by step width")
     args = parser.parse_args()
     torch.manual_seed(0)
     B, H = args.batch, args.hidden
@@ -65,7 +83,10 @@ def main() -> None:
         row |= {"speedup_minLSTM_vs_LSTM": round(med["nn.LSTM"] / med["minLSTM scan"], 2)}
         rows.append(row)
         print(row, flush=True)
-    path = write_result("mingru_speed", {"setting": machine() | {"batch": B, "hidden": H}, "rows_ms": rows})
+    result = {"setting": machine() | {"batch": B, "hidden": H, "repeats": args.repeats}, "rows_ms": rows}
+    if args.sweeps:
+        result["sweeps_ms"] = sweeps(args.repeats)
+    path = write_result("mingru_speed", result)
     print(f"written {path}")
 
 
