@@ -185,42 +185,58 @@ def merge(payload: dict, key: str, new: dict, fields: tuple[str, ...]) -> None:
     payload[key] = [*rows, new]
 
 
+def best(rows: list[dict], task: str, T: int, cell: str) -> dict | None:
+    """The cell's run with the learning rate (of the grid) that solved soonest, else ended best."""
+    runs = [r for r in rows if (r["task"], r["T"], r["cell"]) == (task, T, cell)]
+    sign = 1 if task == "adding" else -1  # MSE: lower is better; recall accuracy: higher is better
+    key = lambda r: (r["steps_to_solve"] or float("inf"), sign * r["final"][TASKS[task].metric])  # noqa: E731
+    return min(runs, key=key, default=None)
+
+
 def markdown(payload: dict) -> str:
-    """The README table: one row per task and length, one column per cell."""
+    """The README table: one row per task, length and learning rate, one column per cell; * marks each
+    cell's best learning rate when there are several."""
     rows = payload["rows"]
     cells = [c for c in CELLS if any(r["cell"] == c for r in rows)]
-    lines = ["| task | T | " + " | ".join(cells) + " |", "|---|---|" + "---|" * len(cells)]
-    for task, T in sorted({(r["task"], r["T"]) for r in rows}):
+    lines = ["| task | T | lr | " + " | ".join(cells) + " |", "|---|---|---|" + "---|" * len(cells)]
+    for task, T, lr in sorted({(r["task"], r["T"], r["lr"]) for r in rows}):
+        several = len({r["lr"] for r in rows if (r["task"], r["T"]) == (task, T)}) > 1
         entries = []
         for cell in cells:
-            r = next((r for r in rows if (r["task"], r["T"], r["cell"]) == (task, T, cell)), None)
+            r = next((r for r in rows if (r["task"], r["T"], r["lr"], r["cell"]) == (task, T, lr, cell)), None)
             if r is None:
                 entries.append("")
                 continue
-            value = f"{r['final'][TASKS[task].metric]:.3f}" if task == "copy" else f"{r['final']['mse']:.4f}"
+            value = f"{r['final']['accuracy']:.3f}" if task == "copy" else f"{r['final']['mse']:.4f}"
             solved = f"solved at {r['steps_to_solve']}" if r["steps_to_solve"] else "not solved"
-            entries.append(f"{value} ({solved})")
-        lines.append(f"| {task} | {T} | " + " | ".join(entries) + " |")
+            star = "*" if several and r is best(rows, task, T, cell) else ""
+            entries.append(f"{value}{star} ({solved})")
+        lines.append(f"| {task} | {T} | {lr:g} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 
 def plot(payload: dict) -> None:
+    """Test metric against updates, one panel per task and length, one curve per cell (its best lr)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["task"], r["T"]) for r in payload["rows"]})
+    rows = payload["rows"]
+    panels = sorted({(r["task"], r["T"]) for r in rows})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (task, T) in zip(axes[0], panels, strict=True):
         metric, baseline = ("mse", ADDING_BASELINE_MSE) if task == "adding" else ("ce", copy_memory_baseline(T))
-        for r in (r for r in payload["rows"] if (r["task"], r["T"]) == (task, T)):
-            ax.plot([p["step"] for p in r["curve"]], [p[metric] for p in r["curve"]], label=r["cell"])
+        for cell in CELLS:
+            r = best(rows, task, T, cell)
+            if r is not None:
+                steps, values = [p["step"] for p in r["curve"]], [p[metric] for p in r["curve"]]
+                ax.plot(steps, values, label=f"{cell} (lr {r['lr']:g})", linewidth=1.2)
         ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="memoryless")
         if task == "adding":
-            ax.axhline(0.01, color="black", linestyle=":", linewidth=1, label="solved")
+            ax.axhline(0.01, color="black", linestyle=":", linewidth=1, label="solved (0.01)")
         ax.set(yscale="log", title=f"{task}, T = {T}", xlabel="updates", ylabel=f"test {metric}")
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
 
@@ -243,6 +259,8 @@ def main() -> None:
     torch.set_num_threads(1)
     payload, cells = load(), args.cells.split(",")
     command = "python benchmarks/long_range.py " + " ".join(sys.argv[1:])
+    if args.measure:  # the process's first updates are slow whatever the cell: keep that out of the figures
+        measure(args.task, 10, cells[0], args.hidden, args.batch)
     if not args.report:
         for T in (int(t) for t in args.T.split(",")):
             for cell in cells:
@@ -256,7 +274,7 @@ def main() -> None:
                     result = train(args.task, T, cell, eval_every=args.eval_every, test_size=args.test_size,
                                    **settings)  # fmt: skip
                     row = {"task": args.task, "T": T, "cell": cell, **settings, **result, "command": command}
-                    merge(payload, "rows", row, ("task", "T", "cell"))
+                    merge(payload, "rows", row, ("task", "T", "cell", "lr"))
                     print(f"{args.task} T={T} {cell}: {result['final']}, solved at {result['steps_to_solve']}, "
                           f"{result['wall_s']} s", flush=True)  # fmt: skip
                 payload["setting"] = machine() | {"machine": "2-core CPU, shared", "threads": 1}

@@ -31,7 +31,14 @@ def test_train_runs_every_cell(long_range, task):
         assert all(math.isfinite(v) for v in result["final"].values())
 
 
-def test_markdown_table(long_range):
-    row = {"task": "adding", "T": 100, "cell": "lstm", "final": {"mse": 0.004}, "steps_to_solve": 900}
-    table = long_range.markdown({"rows": [row]})
-    assert table.splitlines()[-1] == "| adding | 100 | 0.0040 (solved at 900) |"
+def test_markdown_table_marks_each_cells_best_learning_rate(long_range):
+    rows = [
+        {"task": "adding", "T": 100, "cell": "lstm", "lr": lr, "final": {"mse": mse}, "steps_to_solve": steps}
+        for lr, mse, steps in [(1e-3, 0.16, None), (3e-3, 0.004, 900)]
+    ]
+    table = long_range.markdown({"rows": rows}).splitlines()
+    assert table[-2:] == [
+        "| adding | 100 | 0.001 | 0.1600 (not solved) |",
+        "| adding | 100 | 0.003 | 0.0040* (solved at 900) |",
+    ]
+    assert long_range.best(rows, "adding", 100, "lstm") is rows[1]
