@@ -127,9 +127,10 @@ def read_midi(path: str | Path, *, steps_per_beat: int = 1) -> Tensor:
         elif key in start:
             notes.append((msg.note, start.pop(key), t))
     notes += [(key[1], t0, round(tick / step)) for key, t0 in start.items()]  # notes never switched off
+    notes = [(pitch, t0, max(t1, t0 + 1)) for pitch, t0, t1 in notes]  # a note shorter than a step sounds once
     roll = torch.zeros(max([round(tick / step), *(end for _, _, end in notes)]), KEYS)
     for pitch, t0, t1 in notes:
-        roll[t0 : max(t1, t0 + 1), pitch - LOWEST] = 1.0  # a note shorter than a step still sounds once
+        roll[t0:t1, pitch - LOWEST] = 1.0
     return roll
 
 

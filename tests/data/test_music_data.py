@@ -112,6 +112,11 @@ def test_midi_note_on_with_velocity_zero_ends_a_note_and_times_are_rounded(tmp_p
     assert roll_to_pitches(read_midi(tmp_path / "v.mid")) == [[62], [62]]
 
 
+def test_a_note_shorter_than_a_step_still_sounds_for_one(tmp_path):
+    path = midi_file(tmp_path / "short.mid", [("note_on", 60, 480), ("note_off", 60, 60)])  # 1/8 of a beat
+    assert roll_to_pitches(read_midi(path)) == [[], [60]]
+
+
 def test_not_a_midi_file(tmp_path):
     (tmp_path / "x.mid").write_bytes(b"not midi at all")
     with pytest.raises(RnnkitError, match=r"x\.mid: not a standard MIDI file"):
