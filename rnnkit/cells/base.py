@@ -8,7 +8,8 @@ A cell is a small ``nn.Module`` with:
   once (one large matrix product instead of T small ones); the default is the identity;
 - ``step(x_proj, state) -> (output, state)``: one step, given the projected input;
 - ``sequence(xs_proj, state, mask, keep_steps)``: the loop over time. The default steps one at a time;
-  a cell whose recurrence allows it (minGRU's parallel scan) overrides it.
+  a cell whose recurrence allows a cheaper loop overrides it (minGRU's scan, SCRN's context scan,
+  Clockwork's ticking modules), tested against this reference loop.
 
 The layer (:class:`rnnkit.Recurrent`) knows only this protocol, so a user's own cell written to it runs
 stacked, bidirectional and on variable lengths like the built-in ones.
