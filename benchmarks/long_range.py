@@ -30,7 +30,7 @@ from common import RESULTS, machine, write_result
 from torch import Tensor, nn
 
 from rnnkit.compat import make_layer
-from rnnkit.data.synthetic import ADDING_BASELINE_MSE, adding_problem, copy_memory, copy_memory_baseline
+from rnnkit.data.synthetic import adding_problem, copy_memory, copy_memory_baseline
 
 CELLS = ("rnn", "irnn", "gru", "lstm", "scrn", "clockwork", "mingru")
 NAME = "long_range"
@@ -110,6 +110,20 @@ TASKS = {
 }
 
 
+def test_set(task_name: str, T: int, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """The fixed test set of a run, drawn apart from the training batches."""
+    return TASKS[task_name].batch(T, size, torch.Generator().manual_seed(10_000 + seed))
+
+
+def memoryless(task_name: str, T: int, test_size: int = 500) -> float:
+    """The memoryless answer's test score: MSE of always answering 1 on the run's test set (adding), or
+    the cross-entropy of blanks, then uniform data symbols (copy)."""
+    if task_name == "copy":
+        return copy_memory_baseline(T)
+    _, y = test_set(task_name, T, test_size)
+    return float(F.mse_loss(torch.ones_like(y), y))
+
+
 def train(
     task_name: str,
     T: int,
@@ -129,7 +143,7 @@ def train(
     torch.manual_seed(seed)
     model = Model(cell, task.input_size, hidden, task.output_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    test_x, test_y = task.batch(T, test_size, torch.Generator().manual_seed(10_000 + seed))
+    test_x, test_y = test_set(task_name, T, test_size, seed)
     gen = torch.Generator().manual_seed(seed)  # the same training batches for every cell
     steps = task.readout_steps(T)
 
@@ -189,29 +203,42 @@ def best(rows: list[dict], task: str, T: int, cell: str) -> dict | None:
     """The cell's run with the learning rate (of the grid) that solved soonest, else ended best."""
     runs = [r for r in rows if (r["task"], r["T"], r["cell"]) == (task, T, cell)]
     sign = 1 if task == "adding" else -1  # MSE: lower is better; recall accuracy: higher is better
-    key = lambda r: (r["steps_to_solve"] or float("inf"), sign * r["final"][TASKS[task].metric])  # noqa: E731
+
+    def key(r: dict) -> tuple[float, float]:
+        return (r["steps_to_solve"] or float("inf"), sign * r["final"][TASKS[task].metric])
+
     return min(runs, key=key, default=None)
 
 
 def markdown(payload: dict) -> str:
     """The README table: one row per task, length and learning rate, one column per cell; * marks each
-    cell's best learning rate when there are several."""
+    cell's best learning rate when there are several. "memoryless" is the score of answering without
+    memory on the test set (the adding problem's 1/6 varies with the 500 test sequences drawn). Entries:
+    test MSE (adding) or recall accuracy / cross-entropy per step (copy), and the updates to solve."""
     rows = payload["rows"]
     cells = [c for c in CELLS if any(r["cell"] == c for r in rows)]
-    lines = ["| task | T | lr | " + " | ".join(cells) + " |", "|---|---|---|" + "---|" * len(cells)]
+    lines = [
+        "| task | T | memoryless | lr | " + " | ".join(cells) + " |",
+        "|---|---|---|---|" + "---|" * len(cells),
+    ]
     for task, T, lr in sorted({(r["task"], r["T"], r["lr"]) for r in rows}):
         several = len({r["lr"] for r in rows if (r["task"], r["T"]) == (task, T)}) > 1
         entries = []
         for cell in cells:
-            r = next((r for r in rows if (r["task"], r["T"], r["lr"], r["cell"]) == (task, T, lr, cell)), None)
+            r = next(
+                (r for r in rows if (r["task"], r["T"], r["lr"], r["cell"]) == (task, T, lr, cell)),
+                None,
+            )
             if r is None:
                 entries.append("")
                 continue
-            value = f"{r['final']['accuracy']:.3f}" if task == "copy" else f"{r['final']['mse']:.4f}"
+            final = r["final"]
+            value = f"{final['accuracy']:.3f} / {final['ce']:.3f}" if task == "copy" else f"{final['mse']:.4f}"
             solved = f"solved at {r['steps_to_solve']}" if r["steps_to_solve"] else "not solved"
             star = "*" if several and r is best(rows, task, T, cell) else ""
             entries.append(f"{value}{star} ({solved})")
-        lines.append(f"| {task} | {T} | {lr:g} | " + " | ".join(entries) + " |")
+        metric = f"0.125 / {memoryless(task, T):.3f}" if task == "copy" else f"{memoryless(task, T):.4f}"
+        lines.append(f"| {task} | {T} | {metric} | {lr:g} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 
@@ -226,16 +253,24 @@ def plot(payload: dict) -> None:
     panels = sorted({(r["task"], r["T"]) for r in rows})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (task, T) in zip(axes[0], panels, strict=True):
-        metric, baseline = ("mse", ADDING_BASELINE_MSE) if task == "adding" else ("ce", copy_memory_baseline(T))
+        metric, baseline = ("mse" if task == "adding" else "ce"), memoryless(task, T)
         for cell in CELLS:
             r = best(rows, task, T, cell)
             if r is not None:
-                steps, values = [p["step"] for p in r["curve"]], [p[metric] for p in r["curve"]]
+                steps, values = (
+                    [p["step"] for p in r["curve"]],
+                    [p[metric] for p in r["curve"]],
+                )
                 ax.plot(steps, values, label=f"{cell} (lr {r['lr']:g})", linewidth=1.2)
         ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="memoryless")
         if task == "adding":
             ax.axhline(0.01, color="black", linestyle=":", linewidth=1, label="solved (0.01)")
-        ax.set(yscale="log", title=f"{task}, T = {T}", xlabel="updates", ylabel=f"test {metric}")
+        ax.set(
+            yscale="log",
+            title=f"{task}, T = {T}",
+            xlabel="updates",
+            ylabel=f"test {metric}",
+        )
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
@@ -253,7 +288,11 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--test-size", type=int, default=500)
-    parser.add_argument("--measure", action="store_true", help="only time updates/s of each cell at each T")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="only time updates/s of each cell at each T",
+    )
     parser.add_argument("--report", action="store_true", help="only print the table and draw the plot")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -266,18 +305,39 @@ def main() -> None:
             for cell in cells:
                 if args.measure:
                     rate = measure(args.task, T, cell, args.hidden, args.batch)
-                    row = {"task": args.task, "T": T, "cell": cell, "hidden": args.hidden, "batch": args.batch}
-                    merge(payload, "speed", row | {"updates_per_s": round(rate, 2)}, tuple(row))
+                    row = {
+                        "task": args.task,
+                        "T": T,
+                        "cell": cell,
+                        "hidden": args.hidden,
+                        "batch": args.batch,
+                    }
+                    merge(
+                        payload,
+                        "speed",
+                        row | {"updates_per_s": round(rate, 2)},
+                        tuple(row),
+                    )
                     print(f"{args.task} T={T} {cell}: {rate:.2f} updates/s", flush=True)
                 else:
                     settings = {k: getattr(args, k) for k in ("hidden", "batch", "updates", "lr", "clip")}
                     result = train(args.task, T, cell, eval_every=args.eval_every, test_size=args.test_size,
                                    **settings)  # fmt: skip
-                    row = {"task": args.task, "T": T, "cell": cell, **settings, **result, "command": command}
+                    row = {
+                        "task": args.task,
+                        "T": T,
+                        "cell": cell,
+                        **settings,
+                        **result,
+                        "command": command,
+                    }
                     merge(payload, "rows", row, ("task", "T", "cell", "lr"))
                     print(f"{args.task} T={T} {cell}: {result['final']}, solved at {result['steps_to_solve']}, "
                           f"{result['wall_s']} s", flush=True)  # fmt: skip
-                payload["setting"] = machine() | {"machine": "2-core CPU, shared", "threads": 1}
+                payload["setting"] = machine() | {
+                    "machine": "2-core CPU, shared",
+                    "threads": 1,
+                }
                 write_result(NAME, payload)
     print(markdown(payload))
     if payload["rows"]:
