@@ -124,10 +124,14 @@ class LanguageModel(Task):
         return results
 
     def _drop(self, x: Tensor) -> Tensor:
-        p = self.config.dropout
-        if not self.training or p == 0:
-            return x
-        if not self.config.variational:
-            return F.dropout(x, p, training=True)
-        mask = x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p) / (1 - p)  # one mask for every time step
-        return x * mask
+        return time_dropout(x, self.config.dropout, self.training, variational=self.config.variational)
+
+
+def time_dropout(x: Tensor, p: float, training: bool, *, variational: bool = False) -> Tensor:
+    """Dropout of x (T, B, ...); ``variational`` draws one mask per sequence for every time step."""
+    if not training or p == 0:
+        return x
+    if not variational:
+        return F.dropout(x, p, training=True)
+    mask = x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p) / (1 - p)  # one mask for every time step
+    return x * mask

@@ -12,7 +12,8 @@ is the convention of locuslab/TCN ``poly_music/music_test.py`` (loss summed over
 len(x)`` with ``x = line[:-1]``), which is what its 8.10 (TCN) and 8.43 (GRU) on JSB Chorales report.
 
 Dropout (Zaremba et al. 2014: non-recurrent connections only) acts on the input roll (``input_dropout``,
-dropping notes), between layers and before the output layer (``dropout``).
+dropping notes), between layers and before the output layer (``dropout``); ``variational`` reuses one mask
+per sequence at every step (Gal and Ghahramani 2016).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rnnkit.data.music import KEYS
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.tasks.base import LossOutput, Task
+from rnnkit.tasks.lm import time_dropout
 
 
 @dataclass
@@ -40,6 +42,7 @@ class MusicConfig:
     layers: int = option(1, "stacked recurrent layers")
     dropout: float = option(0.0, "dropout between layers and before the output layer")
     input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)")
+    variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
     )
@@ -78,11 +81,12 @@ class MusicModel(Task):
         Padding needs no lengths here: it follows a sequence's last step, and the layers run forward in
         time, so it never reaches a real step's output (the loss masks the padded steps' predictions).
         """
-        h = F.dropout(x, self.config.input_dropout, self.training)
+        cfg = self.config
+        h = time_dropout(x, cfg.input_dropout, self.training, variational=cfg.variational)
         new_state = []
         for i, layer in enumerate(self.layers):
             h, s = layer(h, None if state is None else state[i])
-            h = F.dropout(h, self.config.dropout, self.training)
+            h = time_dropout(h, cfg.dropout, self.training, variational=cfg.variational)
             new_state.append(s)
         return self.output(h), tuple(new_state)
 

@@ -8,6 +8,7 @@ import torch
 from rnnkit.cells import CELLS
 from rnnkit.data.music import KEYS, padded_batches
 from rnnkit.errors import RnnkitError
+from rnnkit.tasks.lm import time_dropout
 from rnnkit.tasks.music import MusicConfig, MusicModel
 
 
@@ -102,3 +103,16 @@ def test_generate_and_config_errors():
         MusicConfig(dropout=1.0)
     with pytest.raises(RnnkitError, match="--hidden and --layers must be at least 1"):
         MusicConfig(hidden=0)
+
+
+def test_variational_dropout_keeps_one_mask_per_sequence():
+    torch.manual_seed(0)
+    x = torch.ones(6, 3, KEYS)
+    same = time_dropout(x, 0.5, True, variational=True)
+    assert torch.equal(same, same[:1].expand_as(same)) and set(same.unique().tolist()) == {0.0, 2.0}
+    fresh = time_dropout(x, 0.5, True)
+    assert not torch.equal(fresh, fresh[:1].expand_as(fresh))
+    assert torch.equal(time_dropout(x, 0.5, False, variational=True), x)
+    model = tiny(variational=True, input_dropout=0.2, dropout=0.2).train()
+    out = model.loss(padded_batches(rolls(5, 4), 2)[0])
+    assert torch.isfinite(out.loss)
