@@ -13,7 +13,8 @@ len(x)`` with ``x = line[:-1]``), which is what its 8.10 (TCN) and 8.43 (GRU) on
 
 Dropout (Zaremba et al. 2014: non-recurrent connections only) acts on the input roll (``input_dropout``,
 dropping notes), between layers and before the output layer (``dropout``); ``variational`` reuses one mask
-per sequence at every step (Gal and Ghahramani 2016).
+per sequence at every step (Gal and Ghahramani 2016). ``weight_drop`` is DropConnect on the recurrent
+weights (Merity et al. 2017), the one regulariser here that acts inside the recurrence.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
@@ -42,6 +44,7 @@ class MusicConfig:
     layers: int = option(1, "stacked recurrent layers")
     dropout: float = option(0.0, "dropout between layers and before the output layer")
     input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)")
+    weight_drop: float = option(0.0, "DropConnect on the hidden-to-hidden weights, one mask per batch (AWD-LSTM)")
     variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
@@ -50,7 +53,7 @@ class MusicConfig:
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.layers < 1:
             raise RnnkitError(f"--hidden and --layers must be at least 1, got {self.hidden} and {self.layers}")
-        for name in ("dropout", "input_dropout"):
+        for name in ("dropout", "input_dropout", "weight_drop"):
             if not 0 <= getattr(self, name) < 1:
                 raise RnnkitError(f"--{name.replace('_', '-')} must lie in [0, 1), got {getattr(self, name)}")
 
@@ -74,6 +77,8 @@ class MusicModel(Task):
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
         self.output = nn.Linear(size, KEYS)
+        if config.weight_drop and not any(n.endswith("weight_hh") for n, _ in self.layers.named_parameters()):
+            raise RnnkitError(f"--weight-drop needs a cell with weight_hh (rnn, gru, lstm, ...), not {config.cell}")
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         """x (T, B, 88) -> logits (T, B, 88) of step t + 1 given steps ..t, and every layer's state.
@@ -85,10 +90,19 @@ class MusicModel(Task):
         h = time_dropout(x, cfg.input_dropout, self.training, variational=cfg.variational)
         new_state = []
         for i, layer in enumerate(self.layers):
-            h, s = layer(h, None if state is None else state[i])
+            h, s = self._recur(layer, h, None if state is None else state[i])
             h = time_dropout(h, cfg.dropout, self.training, variational=cfg.variational)
             new_state.append(s)
         return self.output(h), tuple(new_state)
+
+    def _recur(self, layer: nn.Module, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """The layer; in training with ``weight_drop``, with dropped hidden-to-hidden weights (Merity et al.
+        2017): one DropConnect mask per batch, shared by every step, so the fused kernels still apply."""
+        p = self.config.weight_drop
+        if not self.training or p == 0:
+            return layer(x, state)
+        weights = {n: F.dropout(w, p) if n.endswith("weight_hh") else w for n, w in layer.named_parameters()}
+        return functional_call(layer, weights, (x, state))
 
     def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:
         """Summed binary cross-entropy of steps 2..T_b of each sequence; count = sum_b (T_b - 1)."""

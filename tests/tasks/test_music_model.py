@@ -116,3 +116,20 @@ def test_variational_dropout_keeps_one_mask_per_sequence():
     model = tiny(variational=True, input_dropout=0.2, dropout=0.2).train()
     out = model.loss(padded_batches(rolls(5, 4), 2)[0])
     assert torch.isfinite(out.loss)
+
+
+def test_weight_drop_drops_recurrent_weights_in_training_only():
+    model = tiny("lstm", weight_drop=0.5)
+    batch = padded_batches(rolls(6, 4), 2)[0]
+    with torch.no_grad():
+        ref = model.loss(batch).loss  # eval: no dropping
+        model.train()
+        torch.manual_seed(1)
+        dropped = model.loss(batch).loss
+        model.layers[0].cells[0].weight_hh.zero_()  # with no recurrent weights, dropping them changes nothing
+        zero_train = model.loss(batch).loss
+        model.eval()
+        zero_eval = model.loss(batch).loss
+    assert not torch.allclose(ref, dropped) and torch.allclose(zero_train, zero_eval)
+    with pytest.raises(RnnkitError, match="--weight-drop needs a cell with weight_hh"):
+        tiny("mingru", weight_drop=0.1)
