@@ -9,10 +9,10 @@ import argparse
 import sys
 import warnings
 
-from rnnkit.cli import demo, lm, music
+from rnnkit.cli import demo, diagnose, lm, music
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
-COMMANDS = {"lm": lm, "music": music, "demo": demo}
+COMMANDS = {"lm": lm, "music": music, "diagnose": diagnose, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:
