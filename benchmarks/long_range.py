@@ -250,9 +250,15 @@ def plot(payload: dict) -> None:
     import matplotlib.pyplot as plt
 
     rows = payload["rows"]
-    panels = sorted({(r["task"], r["T"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (task, T) in zip(axes[0], panels, strict=True):
+    tasks = sorted({r["task"] for r in rows})  # one row of panels per task, one panel per length
+    lengths = {task: sorted({r["T"] for r in rows if r["task"] == task}) for task in tasks}
+    ncols = max(len(ts) for ts in lengths.values())
+    fig, axes = plt.subplots(len(tasks), ncols, figsize=(4.2 * ncols, 3.4 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        for ax in axes[row][len(lengths[task]) :]:
+            ax.axis("off")
+    panels = [(axes[i][j], task, T) for i, task in enumerate(tasks) for j, T in enumerate(lengths[task])]
+    for ax, task, T in panels:
         metric, baseline = ("mse" if task == "adding" else "ce"), memoryless(task, T)
         for cell in CELLS:
             r = best(rows, task, T, cell)
