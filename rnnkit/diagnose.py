@@ -162,7 +162,8 @@ def cells_params(cells: Sequence[Cell]) -> list[nn.Parameter]:
 
 def build_cells(spec: str, cfg: ProbeConfig) -> list[Cell]:
     """A stack of ``cfg.layers`` cells from ``NAME[:key=value,...]`` (e.g. ``lstm:forget_bias=1``,
-    ``irnn:radius=1.05``, ``rnn:nonlinearity=relu``); ``radius`` and ``init`` override the config's."""
+    ``irnn:radius=1.05``, ``rnn:nonlinearity=relu``, ``clockwork:periods=1/4/16``); ``radius`` and ``init``
+    override the config's."""
     name, _, rest = spec.partition(":")
     if name not in CELLS:
         raise RnnkitError(f"unknown cell {name!r} in {spec!r}: choose one of {', '.join(CELLS)}")
@@ -272,9 +273,15 @@ def _parse_option(item: str, spec: str) -> tuple[str, Any]:
     key, eq, text = item.partition("=")
     if not eq or not key:
         raise RnnkitError(f"cell {spec!r}: expected NAME:key=value,..., got {item!r}")
+    if "/" in text:  # a list: periods=1/4/16
+        return key, [_parse_value(t) for t in text.split("/")]
+    return key, _parse_value(text)
+
+
+def _parse_value(text: str) -> Any:
     for kind in (int, float):
         try:
-            return key, kind(text)
+            return kind(text)
         except ValueError:
             pass
-    return key, {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)

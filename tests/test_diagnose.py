@@ -109,6 +109,7 @@ def test_cell_specs_and_their_errors():
     probe = ProbeConfig(hidden=8, layers=2, input_size=3)
     cells = build_cells("rnn:nonlinearity=relu,init=orthogonal", probe)
     assert len(cells) == 2 and cells[0].nonlinearity == "relu" and cells[1].init == "orthogonal"
+    assert build_cells("clockwork:periods=1/4", probe)[0].periods == [1, 4]
     with pytest.raises(RnnkitError, match="unknown cell 'tanh'"):
         build_cells("tanh", probe)
     with pytest.raises(RnnkitError, match="expected NAME:key=value"):

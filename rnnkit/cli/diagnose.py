@@ -21,8 +21,8 @@ EXAMPLE = """examples:
   rnnkit diagnose --cell lstm --layers 3 --layer 0                          # the bottom layer of a stack
   rnnkit diagnose --run runs/shakespeare --text input.txt --steps 200       # a trained LM, on its own text
 
-A cell is NAME[:key=value,...]: any cell option (forget_bias=1, nonlinearity=relu, periods=...) and
-radius=R (spectral radius of each recurrent H x H block; above 1 a linear or ReLU RNN explodes)."""
+A cell is NAME[:key=value,...]: any cell option (forget_bias=1, nonlinearity=relu, periods=1/4/16)
+and radius=R (spectral radius of each recurrent H x H block; above 1 a linear or ReLU RNN explodes)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
