@@ -1,7 +1,7 @@
 """JSB Chorales polyphonic music (88-key piano rolls), as a user runs it: ``rnnkit music train`` then ``eval``.
 
     python benchmarks/music_jsb.py compare          # (a) tanh RNN, GRU, LSTM at equal parameter counts
-    python benchmarks/music_jsb.py best             # (b) the tuned model (dropout, transposition, schedule)
+    python benchmarks/music_jsb.py best             # (b) the tuned LSTM (weight drop, dropout, schedule)
     python benchmarks/music_jsb.py rnn gru          # some rows only
 
 The metric is the NLL per predicted time step on the validation split (summed over the 88 keys; steps
@@ -41,11 +41,14 @@ ROWS = {
     "rnn": ("rnn", BUDGET),
     "gru": ("gru", BUDGET),
     "lstm": ("lstm", BUDGET),
-    # (b) tuned on valid: see the README section and the result file for what was tried
+    # (b) tuned on valid only. What mattered: DropConnect on the recurrent weights (--weight-drop, AWD-LSTM),
+    # better from 0.3 up to 0.8; then dropout 0.5 before the output and 0.1 on the input notes. Hidden 400 or 512
+    # made no consistent difference; two layers, batches of 1 or 8, weight decay, variational masks and
+    # transposition (+-1, +-2, +-4) did not help (GRU was tried without weight drop only).
     "best": (
-        "gru",
-        "--hidden 384 --layers 1 --dropout 0.5 --input-dropout 0.1 --transpose 5 --batch-size 4 --lr 0.003 "
-        "--epochs 150 --plateau-factor 0.5 --plateau-patience 4 --early-stop 16",
+        "lstm",
+        "--hidden 300 --layers 1 --dropout 0.5 --input-dropout 0.1 --weight-drop 0.8 --batch-size 4 --lr 0.003 "
+        "--epochs 200 --plateau-factor 0.5 --plateau-patience 4 --early-stop 14",
     ),
 }
 COMPARE = ("rnn", "gru", "lstm")

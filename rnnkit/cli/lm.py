@@ -24,12 +24,8 @@ TRAIN_EXAMPLE = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    lm = sub.add_parser("lm", help="language models: train, eval, sample, score")
-    verbs = lm.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    p = verbs.add_parser("train", help="train a language model", epilog=TRAIN_EXAMPLE, formatter_class=RAW)
-    add_run_flags(p, SECTIONS)
-    p.set_defaults(func=train)
+    verbs = add_group(sub, "lm", "language models: train, eval, sample, score")
+    add_train_verb(verbs, "train a language model", TRAIN_EXAMPLE, SECTIONS, train)
 
     p = verbs.add_parser(
         "eval",
@@ -72,6 +68,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sentences", nargs="+", metavar="SENTENCE")
     p.add_argument("--json", action="store_true", help="print a JSON list of {text, logprob, perplexity, tokens, rank}")
     p.set_defaults(func=score)
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command group (``rnnkit NAME VERB``); returns the subparsers its verbs are added to."""
+    return sub.add_parser(name, help=help).add_subparsers(dest="verb", required=True, metavar="VERB")
+
+
+def add_train_verb(verbs: argparse._SubParsersAction, help: str, example: str, sections: dict, func: Any) -> None:
+    """The ``train`` verb of a task: run-folder flags plus one flag per field of each config section."""
+    p = verbs.add_parser("train", help=help, epilog=example, formatter_class=RAW)
+    add_run_flags(p, sections)
+    p.set_defaults(func=func)
 
 
 def add_run_flags(p: argparse.ArgumentParser, sections: dict[str, type]) -> None:

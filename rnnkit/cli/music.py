@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnkit.cli.lm import add_run_flags, resolve_configs, summary_line
+from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
 from rnnkit.config import to_dict
 from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
 from rnnkit.errors import RnnkitError
@@ -23,12 +23,8 @@ TRAIN_EXAMPLE = f"""examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    music = sub.add_parser("music", help="polyphonic music (88-key piano rolls): train, eval, generate")
-    verbs = music.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    p = verbs.add_parser("train", help="train a next-step piano-roll model", epilog=TRAIN_EXAMPLE, formatter_class=RAW)
-    add_run_flags(p, SECTIONS)
-    p.set_defaults(func=train)
+    verbs = add_group(sub, "music", "polyphonic music (88-key piano rolls): train, eval, generate")
+    add_train_verb(verbs, "train a next-step piano-roll model", TRAIN_EXAMPLE, SECTIONS, train)
 
     p = verbs.add_parser(
         "eval",

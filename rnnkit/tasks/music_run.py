@@ -83,7 +83,8 @@ def load_run(path: str | Path, *, weights: str = "best") -> MusicRun:
 
 def train_music(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a music model into ``run_dir``; ``cfg`` maps "data", "model"
-    and "train" to their configs. One process (the batches are not sharded)."""
+    and "train" to their configs. One process (the batches are not sharded). Each batch holds whole
+    sequences (backpropagation through all their steps): ``--bptt`` does not apply."""
     run_dir = Path(run_dir)
     data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
     if data.train is None:
