@@ -84,7 +84,7 @@ def run_row(name: str, data: Path, out: Path) -> dict:
     subprocess.run(command, check=True, env=env)
     minutes = (time.monotonic() - start) / 60
     result = subprocess.run(
-        [*rnnkit, "eval", "--run", str(run_dir), "--data", str(valid), "--json"],
+        [*rnnkit, "eval", str(run_dir), "--data", str(valid), "--json"],
         check=True,
         capture_output=True,
         env=env,

@@ -29,10 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = verbs.add_parser(
         "eval",
         help="NLL per time step of piano rolls",
-        epilog=f"example:\n  rnnkit music eval --run runs/jsb --data {JSB}/valid.json --json",
+        epilog=f"example:\n  rnnkit music eval runs/jsb --data {JSB}/valid.json --json",
         formatter_class=RAW,
     )
-    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("run", help="run folder")
     p.add_argument("--data", required=True, help="JSON piano rolls to evaluate on")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (default: the run's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,11 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = verbs.add_parser(
         "generate",
         help="continue a seed (a chord or a MIDI file) and write a MIDI file",
-        epilog="examples:\n  rnnkit music generate --run runs/jsb --seed-chord 60,64,67 --steps 64 --out chorale.mid\n"
-        "  rnnkit music generate --run runs/jsb --seed-midi opening.mid --steps 32 --temperature 0.8 --out more.mid",
+        epilog="examples:\n  rnnkit music generate runs/jsb --seed-chord 60,64,67 --steps 64 --out chorale.mid\n"
+        "  rnnkit music generate runs/jsb --seed-midi opening.mid --steps 32 --temperature 0.8 --out more.mid",
         formatter_class=RAW,
     )
-    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("run", help="run folder")
     seed = p.add_mutually_exclusive_group(required=True)
     seed.add_argument("--seed-chord", help="MIDI pitches of a one-step seed, comma-separated (60,64,67 = C major)")
     seed.add_argument("--seed-midi", help="a MIDI file to continue (one step per quarter note)")

@@ -63,19 +63,19 @@ def test_train_writes_a_run_folder_and_learns(run):
 
 
 def test_eval_prints_nll_per_step(run, data, capsys):
-    code, out, _ = main(capsys, "music", "eval", "--run", run, "--data", data / "valid.json", "--json")
+    code, out, _ = main(capsys, "music", "eval", run, "--data", data / "valid.json", "--json")
     result = json.loads(out)
     assert code == 0 and result["sequences"] == 6
     assert result["steps"] == sum(len(s) - 1 for s in chorales(6, 2))
     best = min(json.loads(line).get("valid_nll", 1e9) for line in (run / "metrics.jsonl").read_text().splitlines())
     assert result["nll"] == pytest.approx(best, rel=1e-5)
-    code, out, _ = main(capsys, "music", "eval", "--run", run, "--data", data / "valid.json", "--batch-size", "1")
+    code, out, _ = main(capsys, "music", "eval", run, "--data", data / "valid.json", "--batch-size", "1")
     assert code == 0 and f"NLL per time step {result['nll']:.4f}" in out
 
 
 def test_generate_from_a_chord_and_from_a_midi_file(run, tmp_path, capsys):
     code, out, err = main(
-        capsys, "music", "generate", "--run", run, "--seed-chord", "48,60,64,67", "--steps", "8",
+        capsys, "music", "generate", run, "--seed-chord", "48,60,64,67", "--steps", "8",
         "--out", tmp_path / "a.mid", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -83,7 +83,7 @@ def test_generate_from_a_chord_and_from_a_midi_file(run, tmp_path, capsys):
     assert len(steps) == 9 and steps[0] == [48, 60, 64, 67]
     assert roll_to_pitches(read_midi(tmp_path / "a.mid")) == steps
     write_midi(pitches_to_roll([[60, 64], [62, 65]]), tmp_path / "seed.mid")
-    argv = ["music", "generate", "--run", run, "--seed-midi", tmp_path / "seed.mid", "--steps", "3"]
+    argv = ["music", "generate", run, "--seed-midi", tmp_path / "seed.mid", "--steps", "3"]
     code, out, _ = main(capsys, *argv, "--temperature", "0", "--out", tmp_path / "b.mid", "--json")
     assert code == 0 and json.loads(out)["steps"][:2] == [[60, 64], [62, 65]]
     again = main(capsys, *argv, "--temperature", "0", "--out", tmp_path / "c.mid", "--json")[1]
@@ -114,7 +114,7 @@ def test_resume_continues_exactly(data, tmp_path, capsys):
     ],
 )
 def test_bad_options_are_one_line_errors(run, tmp_path, capsys, argv, message):
-    argv = ["music", argv[0], "--run", run, *argv[1:]]
+    argv = ["music", argv[0], run, *argv[1:]]
     if argv[1] == "generate":
         argv += ["--out", tmp_path / "x.mid"]
     code, _, err = main(capsys, *argv)
@@ -126,7 +126,7 @@ def test_training_errors(data, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps([[[60], [64]], [[60], [7]]]))
     code, _, err = main(capsys, "music", "train", "--train", tmp_path / "bad.json", "--out", tmp_path / "r")
     assert code == 2 and f"pitch 7 out of the 88-key range 21..108 at sequence 1, step 1 of {tmp_path}" in err
-    code, _, err = main(capsys, "music", "eval", "--run", tmp_path / "nowhere", "--data", data / "valid.json")
+    code, _, err = main(capsys, "music", "eval", tmp_path / "nowhere", "--data", data / "valid.json")
     assert code == 2 and "no such run folder; train one with: rnnkit music train" in err
 
 
