@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import torch
 
@@ -14,6 +13,7 @@ from rnnkit.data import read_text
 from rnnkit.diagnose import GradientFlow, ProbeConfig, cell_gradient_flow, lm_gradient_flow, plot_gradient_flow
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.lm_run import LMRun, load_run
+from rnnkit.train.log import read_metrics
 
 EXAMPLE = """examples:
   rnnkit diagnose --cell rnn lstm lstm:forget_bias=1 gru --out flow.png     # vanishing, and what the forget bias does
@@ -90,7 +90,7 @@ def run_input(run: LMRun, text: str | None, offset: int, steps: int, seed: int) 
 def clipping_history(run: LMRun) -> dict:
     """How often clipping fired in training: the metrics log's clipped_frac, weighted by each line's steps."""
     clip = run.train.clip_norm
-    lines = [r for r in _read_metrics(run.path / "metrics.jsonl") if "clipped_frac" in r]
+    lines = [r for r in read_metrics(run.path / "metrics.jsonl") if "clipped_frac" in r]
     steps, clipped, previous = 0, 0.0, 0
     for r in lines:
         n = r["step"] - previous  # the line covers the steps since the previous training line
@@ -130,16 +130,3 @@ def report(flow: GradientFlow, clip: float | None, history: dict | None) -> dict
     if clip is not None:
         out |= {"clip": clip, "clip_factor": flow.clip_factor(clip), "clipped_norms": flow.clipped(clip).tolist()}
     return out | ({"training": history} if history is not None else {})
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records, lines = [], path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number < len(lines):  # a torn last line is what a crash leaves: the log reader drops it too
-                raise RnnkitError(f"{path}:{number}: not a JSON line") from None
-    return records

@@ -78,6 +78,21 @@ class Progress:
             self.bar = None
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (none if it is missing). A torn last line, what a crash leaves,
+    is dropped as :class:`MetricsLog` drops it on resume; a bad line anywhere else is an error."""
+    if not path.exists():
+        return []
+    records, lines = [], path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise RnnkitError(f"{path}:{number}: not a JSON line") from None
+    return records
+
+
 def _step_of(line: str) -> float:
     try:
         return json.loads(line).get("step", 0)
