@@ -76,14 +76,8 @@ def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse
 
 
 def add_train_verb(verbs: argparse._SubParsersAction, help: str, example: str, sections: dict, func: Any) -> None:
-    """The ``train`` verb of a task: run-folder flags plus one flag per field of each config section."""
+    """The ``train`` verb of a task: the run folder, config file, resume/force, and one flag per config field."""
     p = verbs.add_parser("train", help=help, epilog=example, formatter_class=RAW)
-    add_run_flags(p, sections)
-    p.set_defaults(func=func)
-
-
-def add_run_flags(p: argparse.ArgumentParser, sections: dict[str, type]) -> None:
-    """A train command's flags: the run folder, config file, resume/force, and one flag per config field."""
     p.add_argument("--out", required=True, help="run folder: config, checkpoints, metrics")
     p.add_argument("--config", help="a TOML or JSON file with [data], [model] and [train] tables; flags override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -91,6 +85,7 @@ def add_run_flags(p: argparse.ArgumentParser, sections: dict[str, type]) -> None
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     for name, cls in sections.items():
         add_flags(p.add_argument_group(f"{name} options"), cls)
+    p.set_defaults(func=func)
 
 
 def resolve_configs(args: argparse.Namespace, run_dir: Path, sections: dict[str, type] = SECTIONS) -> dict[str, Any]:

@@ -129,11 +129,7 @@ def load_run(path: str | Path, *, weights: str = "best") -> LMRun:
     cfg = read_configs(path)
     vocab = Vocabulary.load(path / "vocab.json")
     model = new_model(vocab, cfg["model"], cfg["data"].level)
-    best = path / "best.safetensors"
-    ckpt.load_weights(
-        model, best if weights == "best" and best.exists() else ckpt.checkpoint_dir(path) / "model.safetensors"
-    )
-    model.eval()
+    ckpt.load_run_weights(model, path, weights)
     return LMRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, model)
 
 

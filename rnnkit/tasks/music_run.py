@@ -73,11 +73,7 @@ def load_run(path: str | Path, *, weights: str = "best") -> MusicRun:
         raise RnnkitError(f"{path}: no such run folder; train one with: rnnkit music train --out {path} ...")
     cfg = read_configs(path, SECTIONS)
     model = MusicModel(cfg["model"])
-    best = path / "best.safetensors"
-    ckpt.load_weights(
-        model, best if weights == "best" and best.exists() else ckpt.checkpoint_dir(path) / "model.safetensors"
-    )
-    model.eval()
+    ckpt.load_run_weights(model, path, weights)
     return MusicRun(path, cfg["data"], cfg["model"], cfg["train"], model)
 
 

@@ -62,6 +62,14 @@ def save_weights(model: nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_run_weights(model: nn.Module, run_dir: Path, weights: str = "best") -> None:
+    """A trained run's weights into ``model``, set to eval mode: ``best.safetensors``, or the last
+    checkpoint's when ``weights`` is not "best" or the run never validated."""
+    best = run_dir / "best.safetensors"
+    load_weights(model, best if weights == "best" and best.exists() else checkpoint_dir(run_dir) / "model.safetensors")
+    model.eval()
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder with a trained model?")
