@@ -197,9 +197,6 @@ class EpochBatches:
             self.rolls, self.batch_size, shuffle=True, seed=self.seed, epoch=epoch, max_shift=self.max_shift
         )
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.for_epoch(0)[i]
-
 
 def _check_roll(roll: Tensor, name: str) -> Tensor:
     roll = torch.as_tensor(roll)
