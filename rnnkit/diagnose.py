@@ -41,6 +41,7 @@ from rnnkit.cells import CELLS, Cell
 from rnnkit.config import option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
+from rnnkit.train.checkpoint import write_atomically
 
 #: what the clip factor adds to the norm, as torch.nn.utils.clip_grad_norm_ does
 CLIP_EPS = 1e-6
@@ -264,7 +265,7 @@ def plot_gradient_flow(flows: Sequence[GradientFlow], path: str | Path, *, clip:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 

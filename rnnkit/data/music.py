@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rnnkit.data.batching import bucket_batches, pad_batch
 from rnnkit.errors import RnnkitError
+from rnnkit.train.checkpoint import write_atomically
 
 LOWEST, HIGHEST = 21, 108  # MIDI pitches of the piano's lowest and highest keys
 KEYS = HIGHEST - LOWEST + 1  # 88
@@ -98,7 +99,8 @@ def write_midi(
             track.append(mido.Message(kind, note=LOWEST + k, velocity=velocity, time=(t - last) * ticks_per_step))
             last = t
     track.append(mido.MetaMessage("end_of_track", time=(len(roll) - last) * ticks_per_step))  # keeps final rests
-    mido.MidiFile(type=0, ticks_per_beat=ticks_per_step, tracks=[track]).save(str(path))
+    midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_step, tracks=[track])
+    write_atomically(path, lambda tmp: midi.save(str(tmp)))
 
 
 def read_midi(path: str | Path, *, steps_per_beat: int = 1) -> Tensor:

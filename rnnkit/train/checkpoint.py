@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,20 @@ from rnnkit.errors import RnnkitError
 RUN_FILES = ("config.json", "vocab.json", "best.safetensors", "metrics.jsonl", "checkpoint", "checkpoint.old")
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` a temporary file beside ``path``, fsync it, then rename it over ``path``: a reader (or a
+    crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write(tmp)
+    _fsync(tmp)
     os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically."""
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def read_json(path: Path) -> Any:
@@ -56,10 +62,7 @@ def read_json(path: Path) -> Any:
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Weights as safetensors, atomically (tied weights are stored once)."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(_unwrap(model), str(tmp), metadata={"format": "rnnkit"})
-    _fsync(tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_model(_unwrap(model), str(tmp), metadata={"format": "rnnkit"}))
 
 
 def load_run_weights(model: nn.Module, run_dir: Path, weights: str = "best") -> None:
