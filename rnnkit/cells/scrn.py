@@ -90,9 +90,7 @@ class SCRNCell(Cell):
         bx, ax = xs_proj.split([self.context_size, self.hidden_size], dim=-1)
         alpha = self.alpha
         ss = scan_gated(lambda b: (torch.full_like(b, alpha), (1 - alpha) * b), bx, state.s)  # (T, B, S)
-        us = torch.baddbmm(ax, ss, self.weight_sh.t().expand(ss.shape[0], -1, -1))  # P s_t + A x_t
-        if self.bias is not None:
-            us = us + self.bias
+        us = ax + F.linear(ss, self.weight_sh, self.bias)  # P s_t + b + A x_t, every step at once
         hs, h = [], state.h
         masks = mask.unbind(0) if mask is not None else [None] * ss.shape[0]
         for u, m in zip(us.unbind(0), masks, strict=True):
