@@ -41,7 +41,7 @@ from rnnkit.cells import CELLS, Cell
 from rnnkit.config import option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
-from rnnkit.train.checkpoint import write_atomically
+from rnnkit.io import write_atomically
 
 #: what the clip factor adds to the norm, as torch.nn.utils.clip_grad_norm_ does
 CLIP_EPS = 1e-6

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rnnkit.data.batching import bucket_batches, pad_batch
 from rnnkit.errors import RnnkitError
-from rnnkit.train.checkpoint import write_atomically
+from rnnkit.io import write_atomically
 
 LOWEST, HIGHEST = 21, 108  # MIDI pitches of the piano's lowest and highest keys
 KEYS = HIGHEST - LOWEST + 1  # 88

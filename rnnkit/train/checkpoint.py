@@ -18,10 +18,7 @@ to ``checkpoint.old/`` if it must). Weights are safetensors and the rest JSON: l
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +28,9 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
 from rnnkit.errors import RnnkitError
+from rnnkit.io import first_line, fsync, read_json, write_atomically, write_json
 
 RUN_FILES = ("config.json", "vocab.json", "best.safetensors", "metrics.jsonl", "checkpoint", "checkpoint.old")
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` a temporary file beside ``path``, fsync it, then rename it over ``path``: a reader (or a
-    crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    _fsync(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RnnkitError(f"{path} is corrupted ({err}); restore it or train again with --force") from None
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -79,7 +52,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = load_model(_unwrap(model), str(path), strict=False)
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise RnnkitError(f"{path} is corrupted or not rnnkit weights ({_first_line(err)})") from None
+        raise RnnkitError(f"{path} is corrupted or not rnnkit weights ({first_line(err)})") from None
     if missing or unexpected:
         raise RnnkitError(
             f"{path} does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
@@ -93,14 +66,14 @@ def save_checkpoint(run_dir: Path, model: nn.Module, tensors: dict[str, Tensor],
     tmp.mkdir(parents=True)
     save_weights(model, tmp / "model.safetensors")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "trainer.safetensors"))
-    _fsync(tmp / "trainer.safetensors")
+    fsync(tmp / "trainer.safetensors")
     write_json(tmp / "trainer.json", meta)
-    _fsync(tmp)
+    fsync(tmp)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
-    _fsync(run_dir)
+    fsync(run_dir)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -119,7 +92,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module) -> tuple[dict[str, Tensor],
     try:
         tensors = load_file(str(path / "trainer.safetensors"))
     except (SafetensorError, OSError) as err:
-        raise RnnkitError(f"{path / 'trainer.safetensors'} is corrupted ({_first_line(err)})") from None
+        raise RnnkitError(f"{path / 'trainer.safetensors'} is corrupted ({first_line(err)})") from None
     return tensors, read_json(path / "trainer.json")
 
 
@@ -168,15 +141,3 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
