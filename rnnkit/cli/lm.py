@@ -10,8 +10,11 @@ from typing import Any
 
 from rnnkit.config import add_flags, build, pick, read_config_file, to_dict
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks.lm_run import SECTIONS, load_run, read_configs, train_lm
+from rnnkit.tasks import lm_run, runs
+from rnnkit.tasks.base import TaskSpec
+from rnnkit.tasks.lm_run import load_run, train_lm
 from rnnkit.train import distributed as dist
+from rnnkit.train import run_folder
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -25,7 +28,7 @@ TRAIN_EXAMPLE = """examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "lm", "language models: train, eval, sample, score")
-    add_train_verb(verbs, "train a language model", TRAIN_EXAMPLE, SECTIONS, train)
+    add_train_verb(verbs, "train a language model", TRAIN_EXAMPLE, lm_run.SPEC.sections, train)
 
     p = verbs.add_parser(
         "eval",
@@ -88,16 +91,20 @@ def add_train_verb(verbs: argparse._SubParsersAction, help: str, example: str, s
     p.set_defaults(func=func)
 
 
-def resolve_configs(args: argparse.Namespace, run_dir: Path, sections: dict[str, type] = SECTIONS) -> dict[str, Any]:
+def resolve_configs(args: argparse.Namespace, run_dir: Path, spec: TaskSpec = lm_run.SPEC) -> dict[str, Any]:
     """defaults < config file < flags; on --resume the run's saved config, where only [train] may change."""
+    sections = spec.sections
     if args.resume:
-        saved = read_configs(run_dir, sections)
-        for name in ("data", "model"):
+        run_folder.check_target(run_dir, resume=True, force=args.force, command=f"{spec.command} train")
+        saved = runs.read_configs(spec, run_dir, verb="train --resume --out")
+        for name in sections:
+            if name == "train":
+                continue
             changed = {k: v for k, v in pick(args, sections[name]).items() if getattr(saved[name], k) != v}
             if changed:
                 flags = ", ".join("--" + k.replace("_", "-") for k in changed)
                 raise RnnkitError(f"--resume keeps the run's {name} options; drop {flags}")
-        source = str(run_dir / "config.json")
+        source = f"{run_dir / 'config.json'} [train]"
         saved_train = to_dict(saved["train"])
         return saved | {
             "train": build(sections["train"], (saved_train, source), (pick(args, sections["train"]), "command line"))
@@ -105,9 +112,13 @@ def resolve_configs(args: argparse.Namespace, run_dir: Path, sections: dict[str,
     file = read_config_file(args.config) if args.config else {}
     unknown = set(file) - set(sections)
     if unknown:
-        raise RnnkitError(f"{args.config}: unknown table(s) {sorted(unknown)}; use [data], [model] and [train]")
+        tables = ", ".join(f"[{name}]" for name in sections)
+        raise RnnkitError(f"{args.config}: unknown table(s) {sorted(unknown)}; use {tables}")
+    for name, values in file.items():
+        if not isinstance(values, dict):
+            raise RnnkitError(f"{args.config}: [{name}] must be a table of options, got {type(values).__name__}")
     return {
-        name: build(cls, (file.get(name, {}), str(args.config)), (pick(args, cls), "command line"))
+        name: build(cls, (file.get(name, {}), f"{args.config} [{name}]"), (pick(args, cls), "command line"))
         for name, cls in sections.items()
     }
 
@@ -130,11 +141,16 @@ def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:
     reason, step = summary["reason"], summary["step"]
     if reason == "done" or reason.startswith("early stop"):
         return f"finished ({reason}) after {step} steps; best weights in {run_dir / 'best.safetensors'}"
-    return f"stopped at step {step} ({reason}); checkpoint saved: continue with {command} --out {run_dir} --resume"
+    more = f" --max-steps N (N > {step})" if reason.startswith("reached --max-steps") else ""
+    return (
+        f"stopped at step {step} ({reason}); checkpoint saved: continue with {command} --out {run_dir} --resume{more}"
+    )
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    result = load_run(args.run).evaluate(args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors)
+    result = load_run(args.run, verb="eval").evaluate(
+        args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors
+    )
     if args.json:
         print(json.dumps(result))
     else:

@@ -11,7 +11,8 @@ from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_li
 from rnnkit.config import to_dict
 from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks.music_run import SECTIONS, load_run, train_music
+from rnnkit.tasks import music_run
+from rnnkit.tasks.music_run import load_run, train_music
 
 RAW = argparse.RawDescriptionHelpFormatter
 JSB = "../shared/data/jsb_chorales"
@@ -24,7 +25,7 @@ TRAIN_EXAMPLE = f"""examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "music", "polyphonic music (88-key piano rolls): train, eval, generate")
-    add_train_verb(verbs, "train a next-step piano-roll model", TRAIN_EXAMPLE, SECTIONS, train)
+    add_train_verb(verbs, "train a next-step piano-roll model", TRAIN_EXAMPLE, music_run.SPEC.sections, train)
 
     p = verbs.add_parser(
         "eval",
@@ -59,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def train(args: argparse.Namespace) -> int:
     run_dir = Path(args.out)
-    cfg = resolve_configs(args, run_dir, SECTIONS)
+    cfg = resolve_configs(args, run_dir, music_run.SPEC)
     if args.print_config:
         print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
         return 0
@@ -69,7 +70,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    result = load_run(args.run).evaluate(args.data, batch_size=args.batch_size)
+    result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))
     else:

@@ -8,7 +8,9 @@ streams) and reads ``metrics`` of the validation loss.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -51,6 +53,35 @@ class Task(nn.Module):
             self.train(was_training)
         mean = total / max(count, 1)
         return self.metrics(mean) | {"count": count}
+
+
+class Prepared(NamedTuple):
+    """What a task hands the trainer for one run: everything read and checked before any file is written."""
+
+    model: Task
+    train: Any  # a sequence of batches, or an object with for_epoch(epoch) giving one
+    valid: Any  # a sequence of validation batches, or None
+    files: dict[str, Callable[[Path], None]]  # the run's own files besides config and weights: name -> write(path)
+    summary: str  # one line for the user: what is trained on what
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a task's run folder is made and opened; one per task, listed in ``rnnkit.tasks.registry.TASKS``.
+
+    A run folder's ``config.json`` names its task, so ``rnnkit.tasks.registry.load_run(path)`` opens any
+    run, and training, locking, replacing and resuming (``rnnkit.tasks.run``) are the same for every task.
+    """
+
+    name: str  # config.json's "task" and the command group: rnnkit NAME train|eval|...
+    sections: dict[str, type]  # config tables: name -> dataclass ("train" is always TrainConfig)
+    prepare: Callable[[dict[str, Any], Path | None], Prepared]  # (configs, run folder on resume else None)
+    open: Callable[[Path, dict[str, Any], str], Any]  # (run folder, configs, "best"|"last") -> the loaded run
+    distributed: bool = True  # whether it trains under torchrun (its batches shard over processes)
+
+    @property
+    def command(self) -> str:
+        return f"rnnkit {self.name}"
 
 
 def perplexity(mean_nats: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +9,13 @@ from typing import Any
 
 import torch
 
-from rnnkit.config import build, option, to_dict
+from rnnkit.config import option
 from rnnkit.data import StreamBatches, Vocabulary, detokenize, read_text, tokenize
 from rnnkit.errors import RnnkitError
+from rnnkit.tasks import runs
+from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.sampling import check_sampling, generate
-from rnnkit.train import Trainer
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -114,67 +114,52 @@ class LMRun:
         return {"data": path, "tokens": metrics.pop("count")} | metrics
 
 
-def read_configs(path: Path, sections: dict[str, type] = SECTIONS) -> dict[str, Any]:
-    """The config sections saved in a run folder (a language model's by default)."""
-    saved = ckpt.read_json(path / "config.json")
-    source = str(path / "config.json")
-    return {name: build(cls, (saved.get(name, {}), source)) for name, cls in sections.items()}
-
-
-def load_run(path: str | Path, *, weights: str = "best") -> LMRun:
+def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> LMRun:
     """Load a run folder for evaluation, sampling or scoring (the best weights, else the last checkpoint)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise RnnkitError(f"{path}: no such run folder; train one with: rnnkit lm train --out {path} ...")
-    cfg = read_configs(path)
-    vocab = Vocabulary.load(path / "vocab.json")
-    model = new_model(vocab, cfg["model"], cfg["data"].level)
-    ckpt.load_run_weights(model, path, weights)
-    return LMRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, model)
+    return runs.open_run(SPEC, path, weights=weights, verb=verb)
+
+
+def train_lm(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a language model into ``run_dir``; ``cfg`` maps the
+    sections "data", "model" and "train" to their configs. Works under torchrun too."""
+    return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
 
 
 def new_model(vocab: Vocabulary, config: LMConfig, level: str) -> LanguageModel:
     return LanguageModel(len(vocab), config, pad_id=vocab.pad_id, level=level)
 
 
-def train_lm(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
-    """Train (or, with ``resume``, continue) a language model into ``run_dir``; ``cfg`` maps the
-    sections "data", "model" and "train" to their configs. Works under torchrun too."""
-    run_dir = Path(run_dir)
+def _open(path: Path, cfg: dict[str, Any], weights: str) -> LMRun:
+    vocab = Vocabulary.load(path / "vocab.json")
+    model = new_model(vocab, cfg["model"], cfg["data"].level)
+    ckpt.load_run_weights(model, path, weights)
+    return LMRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, model)
+
+
+def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
+    """Read and check the text, build (or, on resume, load) the vocabulary and the model; write nothing."""
     data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
     if data.train is None:
         raise RnnkitError("--train FILE is required: the text to learn from")
-    rank, world = dist.setup()
-    if rank == 0:
-        ckpt.prepare_run_dir(run_dir, resume=resume, force=force)
-    dist.barrier()
-    if resume:
+    rank, world = dist.rank_world()
+    if run_dir is not None:
         vocab = Vocabulary.load(run_dir / "vocab.json")
     else:
         tokens = tokenize(read_text(data.train, encoding_errors=data.encoding_errors), data.level)
         vocab = Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab)
     train_ids = encode_file(data.train, vocab, data.level, data.encoding_errors)
-    train_batches = stream(train_ids, train_cfg.batch_size, train_cfg.bptt, data.train).shard(rank, world)
+    train_batches = stream(train_ids, train_cfg.batch_size, train_cfg.bptt, data.train, "--batch-size")
     valid = None
     if data.valid is not None:
         valid_ids = encode_file(data.valid, vocab, data.level, data.encoding_errors)
-        valid = stream(valid_ids, data.eval_batch_size, train_cfg.bptt, data.valid)
-    torch.manual_seed(train_cfg.seed)
+        valid = stream(valid_ids, data.eval_batch_size, train_cfg.bptt, data.valid, "--eval-batch-size")
     model = new_model(vocab, model_cfg, data.level)
-    if rank == 0 and not resume:
-        ckpt.write_json(run_dir / "config.json", {k: to_dict(v) for k, v in cfg.items()})
-        vocab.save(run_dir / "vocab.json")
-    trainer = Trainer(model, train_batches, valid, train_cfg, run_dir)
-    if resume:
-        trainer.resume()
-    if rank == 0:
-        params = sum(p.numel() for p in model.parameters())
-        print(
-            f"training a {model_cfg.layers}-layer {model_cfg.cell} LM: vocabulary {len(vocab)}, {params:,} parameters, "
-            f"{len(train_ids):,} training tokens, {world} process(es) -> {run_dir}",
-            file=sys.stderr,
-        )
-    return trainer.fit()
+    params = sum(p.numel() for p in model.parameters())
+    summary = (
+        f"training a {model_cfg.layers}-layer {model_cfg.cell} LM: vocabulary {len(vocab)}, {params:,} parameters, "
+        f"{len(train_ids):,} training tokens"
+    )
+    return Prepared(model, train_batches.shard(rank, world), valid, {"vocab.json": vocab.save}, summary)
 
 
 def encode_file(path: str, vocab: Vocabulary, level: str, encoding_errors: str) -> torch.Tensor:
@@ -188,8 +173,11 @@ def encode_file(path: str, vocab: Vocabulary, level: str, encoding_errors: str) 
     return torch.tensor(vocab.encode(tokens), dtype=torch.long)
 
 
-def stream(ids: torch.Tensor, batch_size: int, bptt: int, what: str) -> StreamBatches:
+def stream(ids: torch.Tensor, batch_size: int, bptt: int, what: str, flag: str = "--batch-size") -> StreamBatches:
     try:
         return StreamBatches(ids, batch_size, bptt)
     except RnnkitError as err:
-        raise RnnkitError(f"{what}: {err}") from None
+        raise RnnkitError(f"{what}: {err} (the flag: {flag})") from None
+
+
+SPEC = TaskSpec("lm", SECTIONS, _prepare, _open)

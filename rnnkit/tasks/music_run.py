@@ -1,26 +1,24 @@
 """A music run folder as Python objects (config, model), the data it reads, and training into it.
 
-The folder is the language model's (rnnkit.train.checkpoint) without a vocabulary: config.json,
-best.safetensors, checkpoint/, metrics.jsonl.
+The folder is every task's (rnnkit.tasks.runs) without a vocabulary: config.json, best.safetensors,
+checkpoint/, metrics.jsonl.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rnnkit.config import option, to_dict
+from rnnkit.config import option
 from rnnkit.data.music import EpochBatches, padded_batches, read_rolls
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks.lm_run import read_configs
+from rnnkit.tasks import runs
+from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.music import MusicConfig, MusicModel
-from rnnkit.train import Trainer
 from rnnkit.train import checkpoint as ckpt
-from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
 
 
@@ -66,43 +64,40 @@ class MusicRun:
         return self.model.generate(seed, steps, temperature=temperature, generator=generator)
 
 
-def load_run(path: str | Path, *, weights: str = "best") -> MusicRun:
+def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> MusicRun:
     """Load a run folder for evaluation or generation (the best weights, else the last checkpoint)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise RnnkitError(f"{path}: no such run folder; train one with: rnnkit music train --out {path} ...")
-    cfg = read_configs(path, SECTIONS)
-    model = MusicModel(cfg["model"])
-    ckpt.load_run_weights(model, path, weights)
-    return MusicRun(path, cfg["data"], cfg["model"], cfg["train"], model)
+    return runs.open_run(SPEC, path, weights=weights, verb=verb)
 
 
 def train_music(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a music model into ``run_dir``; ``cfg`` maps "data", "model"
     and "train" to their configs. One process (the batches are not sharded). Each batch holds whole
     sequences (backpropagation through all their steps): ``--bptt`` does not apply."""
-    run_dir = Path(run_dir)
+    return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
+
+
+def _open(path: Path, cfg: dict[str, Any], weights: str) -> MusicRun:
+    model = MusicModel(cfg["model"])
+    ckpt.load_run_weights(model, path, weights)
+    return MusicRun(path, cfg["data"], cfg["model"], cfg["train"], model)
+
+
+def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
+    """Read and check the piano rolls and build the model; write nothing."""
     data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
     if data.train is None:
         raise RnnkitError("--train FILE is required: the piano rolls to learn from (JSON)")
-    if dist.rank_world()[1] > 1:
-        raise RnnkitError("rnnkit music train runs in one process; start it without torchrun")
     train_rolls = read_rolls(data.train)
     train = EpochBatches(train_rolls, train_cfg.batch_size, seed=train_cfg.seed, max_shift=data.transpose)
     valid = None if data.valid is None else padded_batches(read_rolls(data.valid), data.eval_batch_size)
-    ckpt.prepare_run_dir(run_dir, resume=resume, force=force)
-    torch.manual_seed(train_cfg.seed)
     model = MusicModel(model_cfg)
-    if not resume:
-        ckpt.write_json(run_dir / "config.json", {k: to_dict(v) for k, v in cfg.items()})
-    trainer = Trainer(model, train, valid, train_cfg, run_dir)
-    if resume:
-        trainer.resume()
     params = sum(p.numel() for p in model.parameters())
     steps = sum(len(r) for r in train_rolls)
-    print(
+    summary = (
         f"training a {model_cfg.layers}-layer {model_cfg.cell} music model: {params:,} parameters, "
-        f"{len(train_rolls)} sequences ({steps:,} steps) -> {run_dir}",
-        file=sys.stderr,
+        f"{len(train_rolls)} sequences ({steps:,} steps)"
     )
-    return trainer.fit()
+    return Prepared(model, train, valid, {}, summary)
+
+
+SPEC = TaskSpec("music", SECTIONS, _prepare, _open, distributed=False)

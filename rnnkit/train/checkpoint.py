@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
 from rnnkit.errors import RnnkitError
 from rnnkit.io import first_line, fsync, read_json, write_atomically, write_json
-
-RUN_FILES = ("config.json", "vocab.json", "best.safetensors", "metrics.jsonl", "checkpoint", "checkpoint.old")
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -47,16 +45,32 @@ def load_run_weights(model: nn.Module, run_dir: Path, weights: str = "best") -> 
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
+    """Weights from a safetensors file into ``model``: the file must be intact, fit the model exactly
+    (names and shapes) and hold only finite numbers; each failure is one line saying which."""
     if not path.is_file():
         raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder with a trained model?")
     try:
+        with safe_open(str(path), framework="pt") as f:  # reads and checks the header only
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RnnkitError(f"{path} is corrupted or not safetensors weights ({first_line(err)})") from None
+    try:
         missing, unexpected = load_model(_unwrap(model), str(path), strict=False)
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise RnnkitError(f"{path} is corrupted or not rnnkit weights ({first_line(err)})") from None
+    except (SafetensorError, OSError) as err:
+        raise RnnkitError(f"{path} is corrupted ({first_line(err)}); restore it from a copy") from None
+    except RuntimeError as err:  # torch's size mismatch
+        raise RnnkitError(f"{path} {_MISFIT} ({first_line(err)})") from None
     if missing or unexpected:
+        raise RnnkitError(f"{path} {_MISFIT} (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    bad = [name for name, p in _unwrap(model).named_parameters() if not torch.isfinite(p).all()]
+    if bad:
         raise RnnkitError(
-            f"{path} does not fit this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+            f"{path} holds NaN or infinite weights ({', '.join(bad[:3])}): the run diverged; train it again "
+            "with a lower --lr or a --clip-norm"
         )
+
+
+_MISFIT = "does not fit the model its run's config.json describes: the files come from different runs"
 
 
 def save_checkpoint(run_dir: Path, model: nn.Module, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -82,7 +96,10 @@ def checkpoint_dir(run_dir: Path) -> Path:
     for name in ("checkpoint", "checkpoint.old"):
         if (run_dir / name / "trainer.json").is_file():
             return run_dir / name
-    raise RnnkitError(f"{run_dir} holds no checkpoint to resume: train without --resume to start the run")
+    raise RnnkitError(
+        f"{run_dir} holds no complete checkpoint (checkpoint/trainer.json is missing): start the run again with "
+        "--force, or restore the folder from a copy"
+    )
 
 
 def load_checkpoint(run_dir: Path, model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -116,27 +133,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Te
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
-    """Check a run folder before training: refuse to overwrite another run without --force."""
-    if resume and force:
-        raise RnnkitError("--resume continues a run and --force starts over: pass one of them")
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise RnnkitError(f"{run_dir} holds no run to resume: drop --resume to start one there")
-        checkpoint_dir(run_dir)
-        return
-    if (run_dir / "config.json").exists() or (run_dir / "checkpoint").exists():
-        if not force:
-            raise RnnkitError(
-                f"{run_dir} holds another run: pass --resume to continue it, --force to overwrite it, "
-                "or choose another --out"
-            )
-        for name in RUN_FILES:
-            target = run_dir / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

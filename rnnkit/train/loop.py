@@ -43,6 +43,7 @@ class Trainer:
         self.best, self.plateau_scale = math.inf, 1.0
         self.carry: Any = None
         self.resumed_step: int | None = None
+        self.saved_step = 0
         self._signal: int | None = None
         self._window: dict[str, float] = {}
         self._bad_streak = 0
@@ -100,12 +101,14 @@ class Trainer:
         return self.world / total.clamp(min=1)
 
     def _clip_and_check(self, loss: Tensor) -> tuple[bool, float]:
+        """Clip the gradient; the step is good when the loss and the clipped gradient are finite everywhere."""
         cfg, params = self.cfg, [p for p in self.task.parameters() if p.grad is not None]
         norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
         if cfg.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-        bad_loss = dist.all_reduce(torch.tensor(float(not math.isfinite(loss.item()))), op="max")
-        if math.isfinite(norm) and not bad_loss:
+        finite = math.isfinite(loss.item()) and bool(torch.stack([p.grad.isfinite().all() for p in params]).all())
+        bad = dist.all_reduce(torch.tensor(float(not finite)), op="max")
+        if not bad:
             self._bad_streak = 0
             return True, norm
         self._bad_streak += 1
@@ -113,9 +116,12 @@ class Trainer:
         if self._bad_streak >= cfg.max_bad_steps:
             raise RnnkitError(
                 f"stopped at step {self.step + 1} after {self._bad_streak} non-finite losses or gradients in a row; "
-                f"the last good checkpoint in {self.run_dir} is intact: lower --lr or set --clip-norm"
+                f"{self._kept()}: lower --lr or set --clip-norm"
             )
         return False, norm
+
+    def _kept(self) -> str:
+        return f"the last checkpoint in {self.run_dir} (step {self.saved_step}) is intact"
 
     def _after_step(self, loss: float, count: int, norm: float, ok: bool) -> None:
         """Add the step to the logging window (the global batch's loss, a skipped step counting as none)."""
@@ -144,8 +150,7 @@ class Trainer:
         """
         if self.valid is None:
             self.log.write({"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]})
-            if self.rank == 0:
-                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+            self._save_best()
             self.epoch, self.position, self.carry = self.epoch + 1, 0, None
             self.save()
             return None
@@ -153,8 +158,7 @@ class Trainer:
         improved = metrics["loss"] < self.best
         if improved:
             self.best, self.bad_epochs, self.plateau_wait = metrics["loss"], 0, 0
-            if self.rank == 0:
-                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+            self._save_best()
         else:
             self.bad_epochs += 1
             self.plateau_wait += 1
@@ -174,14 +178,16 @@ class Trainer:
     def _finish(self, reason: str) -> dict[str, Any]:
         if reason != "done" and not reason.startswith("early stop"):  # those saved at the epoch's end
             self.save()
-            if self.rank == 0 and self.valid is None:
-                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+            if self.valid is None:
+                self._save_best()
         return {"reason": reason, "step": self.step, "epoch": self.epoch, "best_valid_loss": self.best}
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
-    def save(self) -> None:
-        """Write a checkpoint of everything needed to continue exactly here (rank 0 writes)."""
+    def save(self, run_dir: Path | None = None) -> None:
+        """Write a checkpoint of everything needed to continue exactly here (rank 0 writes), into the run
+        folder or ``run_dir``. Weights that became NaN or infinite are never saved over a good checkpoint."""
+        self._check_weights()
         tensors, meta = ckpt.optimizer_state(self.optimizer)
         for r, rng in enumerate(dist.all_gather(torch.get_rng_state())):
             tensors[f"rng.{r}"] = rng
@@ -192,8 +198,18 @@ class Trainer:
         meta = {"optimizer": meta, "world": self.world, "carry": len(carry)} | {k: getattr(self, k) for k in _COUNTERS}
         meta["best"] = None if math.isinf(self.best) else self.best  # JSON has no infinity
         if self.rank == 0:
-            ckpt.save_checkpoint(self.run_dir, self.task, tensors, meta)
+            ckpt.save_checkpoint(run_dir or self.run_dir, self.task, tensors, meta)
+        self.saved_step = self.step
         dist.barrier()
+
+    def _save_best(self) -> None:
+        self._check_weights()
+        if self.rank == 0:
+            ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+
+    def _check_weights(self) -> None:
+        if not all(bool(p.isfinite().all()) for p in self.task.parameters()):
+            raise RnnkitError(f"the weights became NaN or infinite at step {self.step}; {self._kept()}: lower --lr")
 
     def resume(self) -> None:
         """Continue from the run folder's checkpoint: weights, optimizer, RNG, counters, carried state."""
@@ -222,7 +238,7 @@ class Trainer:
                 template, [t.to(leaf.device) for t, leaf in zip(leaves, S.tree_leaves(template), strict=True)]
             )
         torch.set_rng_state(tensors[f"rng.{self.rank}"])  # last: nothing may draw a random number after it
-        self.resumed_step = self.step
+        self.resumed_step = self.saved_step = self.step
 
     def _carry_template(self) -> Any:
         """A state of the right structure: one forward pass of the first batch, without gradients."""

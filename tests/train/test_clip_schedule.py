@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from rnnkit.config import build
-from rnnkit.tasks import lm_run
+from rnnkit.tasks import runs
 from rnnkit.tasks.lm import LanguageModel
 from rnnkit.tasks.lm_run import SECTIONS, train_lm
 from rnnkit.train import Trainer
@@ -57,7 +57,7 @@ def watch_applied_gradients(monkeypatch) -> list[list[torch.Tensor]]:
 
             self.optimizer.register_step_pre_hook(hook)
 
-    monkeypatch.setattr(lm_run, "Trainer", Watched)
+    monkeypatch.setattr(runs, "Trainer", Watched)
     return applied
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit.cli
-from rnnkit.tasks import lm_run
+from rnnkit.tasks import runs
 from rnnkit.tasks.base import LossOutput
 from rnnkit.train import Trainer
 
@@ -60,7 +60,7 @@ class Recorder:
 
                 self.task.loss = wrapped
 
-        monkeypatch.setattr(lm_run, "Trainer", RecordingTrainer)
+        monkeypatch.setattr(runs, "Trainer", RecordingTrainer)
 
     def changed(self, step: int) -> bool:
         """Whether ``step`` changed the weights."""

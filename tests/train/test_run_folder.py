@@ -48,6 +48,7 @@ def test_run_folder_layout_and_metrics_log(tmp_path):
     assert rnnkit.cli.main(argv) == 0
 
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
         "best.safetensors",
         "checkpoint",
         "config.json",
@@ -60,7 +61,7 @@ def test_run_folder_layout_and_metrics_log(tmp_path):
         "trainer.safetensors",
     ]
     config = json.loads((out / "config.json").read_text())
-    assert set(config) == {"data", "model", "train"}
+    assert set(config) == {"task", "rnnkit", "data", "model", "train"} and config["task"] == "lm"
     assert config["model"]["hidden"] == 8 and config["train"]["bptt"] == 5 and config["data"]["level"] == "char"
     vocab = json.loads((out / "vocab.json").read_text())
     assert vocab["format"] == "rnnkit-vocab" and vocab["tokens"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
@@ -212,7 +213,8 @@ def test_resume_with_a_checkpointless_run_fails_clearly(trained, capsys):
     for name in ("model.safetensors", "trainer.safetensors", "trainer.json"):
         (trained / "checkpoint" / name).unlink()
     assert rnnkit.cli.main(["lm", "train", "--out", str(trained), "--resume", "--no-progress"]) == 2
-    assert "no checkpoint to resume" in error_line(capsys)
+    line = error_line(capsys)
+    assert "no complete checkpoint" in line and "--force" in line
 
 
 def test_resume_refuses_changed_model_and_data_options(trained, tmp_path, capsys):

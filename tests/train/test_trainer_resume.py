@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import rnnkit.cli
 import rnnkit.cli.lm
-from rnnkit.tasks import lm_run
+from rnnkit.tasks import runs
 from rnnkit.train import Trainer, loop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ def _stop_by_signal_at(monkeypatch, step: int, signum: int) -> None:
 
             self.task.loss = wrapped
 
-    monkeypatch.setattr(lm_run, "Trainer", SignalledTrainer)
+    monkeypatch.setattr(runs, "Trainer", SignalledTrainer)
 
 
 def test_stop_by_signal_saves_a_checkpoint_and_resumes_exactly(tmp_path, baseline, monkeypatch, capsys):
@@ -167,7 +167,7 @@ def test_stop_by_signal_saves_a_checkpoint_and_resumes_exactly(tmp_path, baselin
     assert (meta["step"], meta["epoch"], meta["position"]) == (15, 1, 3)
     assert (out / "best.safetensors").is_file()
 
-    monkeypatch.setattr(lm_run, "Trainer", Trainer)
+    monkeypatch.setattr(runs, "Trainer", Trainer)
     assert rnnkit.cli.main(["lm", "train", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert_same_run(out, base, partial_window=16)  # --log-every 4: the window of steps 13-16 was cut
 
@@ -243,13 +243,13 @@ def test_max_minutes_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, basel
             self.task.loss = wrapped
 
     monkeypatch.setattr(loop, "time", FakeTime)
-    monkeypatch.setattr(lm_run, "Trainer", LateTrainer)
+    monkeypatch.setattr(runs, "Trainer", LateTrainer)
     out = tmp_path / "run"
     assert rnnkit.cli.main([*train_args(tmp_path, out, scenario, 40), "--max-minutes", "2"]) == 0
     assert "stopped at step 5 (reached --max-minutes 2.0)" in capsys.readouterr().err
     assert json.loads((out / "checkpoint" / "trainer.json").read_text())["step"] == 5
 
-    monkeypatch.setattr(lm_run, "Trainer", Trainer)
+    monkeypatch.setattr(runs, "Trainer", Trainer)
     assert rnnkit.cli.main(["lm", "train", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert_same_run(out, base, partial_window=8)
 

@@ -1,0 +1,38 @@
+"""Every task rnnkit trains, by the name its run folders' config.json gives: the one registry of tasks.
+
+A new task adds its model, its ``TaskSpec`` (sections, data reader and model builder) and its CLI verbs;
+this dict is the only other place that names it. ``load_run(path)`` opens a run of any task, which is what
+commands that serve every task (``serve``, ``export``) use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks import lm_run, music_run, runs
+from rnnkit.tasks.base import TaskSpec
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (lm_run.SPEC, music_run.SPEC)}
+
+
+def task_of(path: str | Path) -> TaskSpec:
+    """The task of a run folder (runs older than the task's name in config.json are told by their options)."""
+    path = Path(path)
+    name, config = runs.saved_task(path)
+    if name is None:
+        data = set(config.get("data", {}))
+        matches = [s for s in TASKS.values() if data <= set(s.sections["data"].__dataclass_fields__)]
+        name = matches[0].name if len(matches) == 1 else None
+    if name not in TASKS:
+        raise RnnkitError(
+            f"{path / 'config.json'} names task {name!r}, which this rnnkit does not know "
+            f"(it knows {', '.join(TASKS)}): is the run from a newer rnnkit?"
+        )
+    return TASKS[name]
+
+
+def load_run(path: str | Path, *, weights: str = "best") -> Any:
+    """A trained run folder of any task, loaded: ``LMRun``, ``MusicRun``, ..."""
+    return runs.open_run(task_of(path), path, weights=weights)
