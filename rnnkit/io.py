@@ -59,6 +59,20 @@ def read_json(path: str | Path, *, what: str = "file") -> Any:
         raise RnnkitError(f"{path}: cannot read the file ({err.strerror})") from None
 
 
+def check_output_path(path: str | Path, suffix: str | None = None) -> Path:
+    """Check, before any work, that ``path`` can be written: its folder exists and it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise RnnkitError(f"{path} is a folder: give a file name for the output")
+    if not path.parent.is_dir():
+        raise RnnkitError(f"{path.parent}: no such folder to write {path.name} in; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise RnnkitError(f"{path.parent}: no permission to write {path.name} there; choose another output")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise RnnkitError(f"{path}: the output should end in {suffix}")
+    return path
+
+
 def fsync(path: str | Path) -> None:
     """Flush a file's (or a folder's entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)

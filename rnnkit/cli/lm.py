@@ -159,8 +159,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
+    """Print the sample as it is drawn; Ctrl-C stops it and keeps (prints) what was made."""
     run = load_run(args.run)
-    text = run.sample(
+    pieces = run.stream_sample(
         args.prime,
         length=args.length,
         temperature=args.temperature,
@@ -169,7 +170,22 @@ def sample(args: argparse.Namespace) -> int:
         allow_unk=args.allow_unk,
         seed=args.seed,
     )
-    print(json.dumps({"prime": args.prime, "text": text}) if args.json else text)
+    made: list[str] = []
+    interrupted = False
+    try:
+        for piece in pieces:
+            made.append(piece)
+            if not args.json:
+                print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    if args.json:
+        print(json.dumps({"prime": args.prime, "text": "".join(made)} | ({"interrupted": True} if interrupted else {})))
+    else:
+        print()
+    if interrupted:
+        print(f"rnnkit: interrupted after {len(made) - 1} tokens; they are printed above", file=sys.stderr)
+        return 130
     return 0
 
 

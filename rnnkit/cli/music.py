@@ -7,10 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
 from rnnkit.config import to_dict
 from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
 from rnnkit.errors import RnnkitError
+from rnnkit.io import check_output_path
 from rnnkit.tasks import music_run
 from rnnkit.tasks.music_run import load_run, train_music
 
@@ -80,15 +84,31 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
+    """Sample with a progress bar; Ctrl-C stops and still writes the MIDI file of what was made."""
+    out = check_output_path(args.out, ".mid")
     run = load_run(args.run)
     seed = read_midi(args.seed_midi) if args.seed_midi else chord_roll(_pitches(args.seed_chord))
     if len(seed) == 0:
         raise RnnkitError(f"{args.seed_midi}: no notes to start from")
-    roll = run.generate(seed, args.steps, temperature=args.temperature, sample_seed=args.seed)
-    write_midi(roll, args.out)
+    made, interrupted = [seed], False
+    steps = run.stream(seed, args.steps, temperature=args.temperature, sample_seed=args.seed)
+    bar = tqdm(steps, total=args.steps, desc="generating", unit="step", file=sys.stderr, disable=args.steps < 512)
+    try:
+        for step in bar:
+            made.append(step)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    roll = torch.cat(made)
+    write_midi(roll, out)
     if args.json:
         print(json.dumps({"seed_steps": len(seed), "steps": roll_to_pitches(roll)}))
-    print(f"wrote {len(seed)} seed + {args.steps} generated steps to {args.out}", file=sys.stderr)
+    generated = len(made) - 1
+    print(f"wrote {len(seed)} seed + {generated} generated steps to {out}", file=sys.stderr)
+    if interrupted:
+        print(f"rnnkit: interrupted after {generated} of {args.steps} steps; the MIDI file holds them", file=sys.stderr)
+        return 130
     return 0
 
 

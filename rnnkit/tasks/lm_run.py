@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,12 @@ from typing import Any
 import torch
 
 from rnnkit.config import option
-from rnnkit.data import StreamBatches, Vocabulary, detokenize, read_text, tokenize
+from rnnkit.data import StreamBatches, Vocabulary, read_text, tokenize
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks import runs
+from rnnkit.tasks import runs, sampling
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.tasks.sampling import check_sampling, generate
+from rnnkit.tasks.sampling import check_sampling
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -62,7 +63,12 @@ class LMRun:
     def tokens(self, text: str) -> list[str]:
         return list(text) if self.data.level == "char" else text.split()
 
-    def sample(
+    def sample(self, prime: str = "", **options: Any) -> str:
+        """``prime`` followed by up to ``length`` sampled tokens (stopping at <eos>); the options are
+        :meth:`stream_sample`'s."""
+        return "".join(self.stream_sample(prime, **options))
+
+    def stream_sample(
         self,
         prime: str = "",
         *,
@@ -72,8 +78,8 @@ class LMRun:
         top_p: float | None = None,
         allow_unk: bool = False,
         seed: int = 0,
-    ) -> str:
-        """``prime`` followed by up to ``length`` sampled tokens (stopping at <eos>)."""
+    ) -> Iterator[str]:
+        """:meth:`sample` as pieces of text, ``prime`` first, then one per token as it is drawn."""
         check_sampling(temperature, top_k, top_p)
         if length < 0:
             raise RnnkitError(f"--length must be at least 0, got {length}")
@@ -83,7 +89,7 @@ class LMRun:
             warnings.warn(f"{unknown} priming token(s) not in the vocabulary are read as <unk>", stacklevel=2)
         v = self.vocab
         banned = [v.pad_id, v.bos_id] + ([] if allow_unk else [v.unk_id])
-        ids = generate(
+        ids = sampling.stream(
             self.model.step,
             [self.boundary_id, *v.encode(prime_tokens)],
             max_length=length,
@@ -94,9 +100,11 @@ class LMRun:
             banned=banned,
             generator=torch.Generator().manual_seed(seed),
         )
-        continuation = detokenize(v.decode(ids), self.data.level)
-        sep = " " if self.data.level == "word" and prime and continuation else ""
-        return prime + sep + continuation
+        yield prime
+        sep = " " if self.data.level == "word" and prime else ""
+        for id in ids:  # words are joined by spaces (generation stops at <eos>, so no line ends inside)
+            yield sep + v.token(id)
+            sep = " " if self.data.level == "word" else ""
 
     def score(self, sentences: list[str]) -> list[dict[str, float | int | str]]:
         """Each sentence's log-probability (nats), perplexity, tokens and rank (1 = most probable)."""

@@ -19,6 +19,8 @@ weights (Merity et al. 2017), the one regulariser here that acts inside the recu
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +117,6 @@ class MusicModel(Task):
     def metrics(self, mean_loss: float) -> dict[str, float]:
         return {"loss": mean_loss, "nll": mean_loss}
 
-    @torch.no_grad()
     def generate(
         self, seed: Tensor, steps: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -125,22 +126,30 @@ class MusicModel(Task):
         the past, and the drawn step is fed back with the carried state. ``temperature`` 0 takes every key
         whose probability exceeds 1/2; below 1 sharper, above 1 flatter.
         """
-        if temperature < 0:
-            raise RnnkitError(f"--temperature must be at least 0, got {temperature}")
+        return torch.cat([seed.cpu(), *self.stream(seed, steps, temperature=temperature, generator=generator)])
+
+    def stream(
+        self, seed: Tensor, steps: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Iterator[Tensor]:
+        """:meth:`generate`'s sampled steps one at a time, each (1, 88), as they are drawn."""
+        if not math.isfinite(temperature) or temperature < 0:
+            raise RnnkitError(f"--temperature must be at least 0 and finite, got {temperature}")
         if seed.dim() != 2 or seed.shape[1] != KEYS or seed.shape[0] < 1:
             raise RnnkitError(f"the seed must be a piano roll of shape (S >= 1, {KEYS}), got {tuple(seed.shape)}")
         was_training = self.training
         self.eval()
         device = self.output.weight.device
-        logits, state = self(seed.to(device).unsqueeze(1))  # (S, 1, 88)
-        out = [seed.cpu()]
-        for _ in range(steps):
-            last = logits[-1, 0]
-            if temperature == 0:
-                step = (last > 0).float()
-            else:
-                step = torch.bernoulli(torch.sigmoid(last / temperature).cpu(), generator=generator)
-            out.append(step.unsqueeze(0))
-            logits, state = self(step.to(device).view(1, 1, KEYS), state)
-        self.train(was_training)
-        return torch.cat(out)
+        try:
+            with torch.no_grad():
+                logits, state = self(seed.to(device).unsqueeze(1))  # (S, 1, 88)
+            for _ in range(steps):
+                last = logits[-1, 0]
+                if temperature == 0:
+                    step = (last > 0).float().cpu()
+                else:
+                    step = torch.bernoulli(torch.sigmoid(last / temperature).cpu(), generator=generator)
+                yield step.unsqueeze(0)
+                with torch.no_grad():
+                    logits, state = self(step.to(device).view(1, 1, KEYS), state)
+        finally:
+            self.train(was_training)

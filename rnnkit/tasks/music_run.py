@@ -58,10 +58,14 @@ class MusicRun:
 
     def generate(self, seed: torch.Tensor, steps: int, *, temperature: float = 1.0, sample_seed: int = 0):
         """The seed roll followed by ``steps`` sampled steps (see :meth:`MusicModel.generate`)."""
+        return torch.cat([seed, *self.stream(seed, steps, temperature=temperature, sample_seed=sample_seed)])
+
+    def stream(self, seed: torch.Tensor, steps: int, *, temperature: float = 1.0, sample_seed: int = 0):
+        """The sampled steps one at a time, each (1, 88) (see :meth:`MusicModel.stream`)."""
         if steps < 0:
             raise RnnkitError(f"--steps must be at least 0, got {steps}")
         generator = torch.Generator().manual_seed(sample_seed)
-        return self.model.generate(seed, steps, temperature=temperature, generator=generator)
+        return self.model.stream(seed, steps, temperature=temperature, generator=generator)
 
 
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> MusicRun:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -62,7 +62,6 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
 def generate(
     step: StepFn,
     prime: list[int],
@@ -73,14 +72,27 @@ def generate(
     **sampling: Any,
 ) -> list[int]:
     """Feed ``prime`` (at least one id), then draw up to ``max_length`` ids, stopping at ``stop_id``."""
+    return list(stream(step, prime, max_length=max_length, stop_id=stop_id, state=state, **sampling))
+
+
+def stream(
+    step: StepFn,
+    prime: list[int],
+    *,
+    max_length: int,
+    stop_id: int | None = None,
+    state: Any = None,
+    **sampling: Any,
+) -> Iterator[int]:
+    """:func:`generate` one id at a time, as each is drawn (for output that streams and stops on Ctrl-C)."""
     if not prime:
         raise RnnkitError("generation needs at least one priming token")
-    logits, state = step(torch.tensor(prime).unsqueeze(1), state)  # (T, 1, V)
-    out: list[int] = []
+    with torch.no_grad():
+        logits, state = step(torch.tensor(prime).unsqueeze(1), state)  # (T, 1, V)
     for _ in range(max_length):
         token = sample_next(logits[-1], **sampling)
         if stop_id is not None and int(token) == stop_id:
-            break
-        out.append(int(token))
-        logits, state = step(token.view(1, 1), state)
-    return out
+            return
+        yield int(token)
+        with torch.no_grad():  # not around the yield: the caller's code between ids keeps its own grad mode
+            logits, state = step(token.view(1, 1), state)
