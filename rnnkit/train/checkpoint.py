@@ -18,6 +18,7 @@ to ``checkpoint.old/`` if it must). Weights are safetensors and the rest JSON: l
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,48 @@ def load_checkpoint(run_dir: Path, model: nn.Module) -> tuple[dict[str, Tensor],
     return tensors, read_json(path / "trainer.json")
 
 
+#: the trainer state's JSON fields and what each must be
+_TRAINER_FIELDS = {
+    "step": "count",
+    "epoch": "count",
+    "position": "count",
+    "bad_epochs": "count",
+    "plateau_wait": "count",
+    "tokens": "count",
+    "carry": "count",
+    "world": "positive",
+    "plateau_scale": "positive",
+    "best": "number or null",
+    "optimizer": "table",
+}
+
+
+def check_trainer_state(run_dir: Path, tensors: dict[str, Tensor], meta: Any) -> None:
+    """One line naming the file and the field when a checkpoint's trainer state is not what rnnkit writes."""
+    path = checkpoint_dir(run_dir) / "trainer.json"
+    if not isinstance(meta, dict):
+        raise RnnkitError(f"{path} is not an rnnkit trainer state (a table): {_RESTART}")
+    for key, kind in _TRAINER_FIELDS.items():
+        value = meta.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = {
+            "count": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            "positive": number and value > 0,
+            "number or null": value is None or number,
+            "table": isinstance(value, dict) and isinstance(value.get("param_groups"), list),
+        }[kind]
+        if not ok:
+            raise RnnkitError(f"{path}: {key!r} must be a {kind}, got {value!r}: {_RESTART}")
+    wanted = [f"rng.{r}" for r in range(meta["world"])]
+    wanted += [f"carry.{r}.{i}" for r in range(meta["world"]) for i in range(meta["carry"])]
+    missing = [k for k in wanted if k not in tensors or (k.startswith("rng.") and tensors[k].dtype != torch.uint8)]
+    if missing:
+        raise RnnkitError(f"{path.parent / 'trainer.safetensors'} lacks {', '.join(missing[:3])}: {_RESTART}")
+
+
+_RESTART = "restore the run folder from a copy, or start the run again with --force"
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """An optimizer's state_dict split into tensors (for safetensors) and JSON-able rest."""
     sd = optimizer.state_dict()
@@ -127,12 +170,17 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor]
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["state"].items()}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta.get("state", {}).items()}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:
+        raise RnnkitError(
+            f"the checkpoint's optimizer state does not fit the model ({first_line(err)}): {_RESTART}"
+        ) from None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -214,14 +214,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the run folder's checkpoint: weights, optimizer, RNG, counters, carried state."""
         tensors, meta = ckpt.load_checkpoint(self.run_dir, self.task)
-        missing = [
-            k for k in (*_COUNTERS, "optimizer", "world", "carry") if not isinstance(meta, dict) or k not in meta
-        ]
-        if missing:
-            path = ckpt.checkpoint_dir(self.run_dir) / "trainer.json"
-            raise RnnkitError(
-                f"{path} is not an rnnkit trainer state (missing {', '.join(missing)}); train again with --force"
-            )
+        ckpt.check_trainer_state(self.run_dir, tensors, meta)
         if meta["world"] != self.world:
             raise RnnkitError(
                 f"{self.run_dir} was trained with {meta['world']} processes and this run has {self.world}: "
@@ -234,9 +227,10 @@ class Trainer:
         if meta["carry"]:
             template = self._carry_template()
             leaves = [tensors[f"carry.{self.rank}.{i}"] for i in range(meta["carry"])]
-            self.carry = S.tree_replace(
-                template, [t.to(leaf.device) for t, leaf in zip(leaves, S.tree_leaves(template), strict=True)]
-            )
+            wanted = S.tree_leaves(template)
+            if [t.shape for t in leaves] != [t.shape for t in wanted]:
+                raise RnnkitError(f"the checkpoint's carried state does not fit this run: {ckpt._RESTART}")
+            self.carry = S.tree_replace(template, [t.to(leaf.device) for t, leaf in zip(leaves, wanted, strict=True)])
         torch.set_rng_state(tensors[f"rng.{self.rank}"])  # last: nothing may draw a random number after it
         self.resumed_step = self.saved_step = self.step
 

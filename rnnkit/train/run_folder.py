@@ -83,7 +83,7 @@ def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> N
         raise RnnkitError(f"{run_dir} is a file, not a run folder: choose another --out")
     if resume:
         if not exists or not is_run(run_dir):
-            raise RnnkitError(f"{run_dir} is not an rnnkit run folder, so nothing to resume: drop --resume to start one")
+            raise RnnkitError(f"{run_dir} is not an rnnkit run folder, so nothing to resume: drop --resume to start")
         return
     entries = [name for name in os.listdir(run_dir) if name != LOCK] if exists else []
     if not entries:

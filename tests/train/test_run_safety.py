@@ -194,3 +194,24 @@ def test_weights_of_another_run_are_not_called_corrupted(trained, tmp_path, caps
     assert rnnkit.cli.main(["lm", "sample", str(trained), "--length", "3"]) == 2
     line = error_line(capsys)
     assert "does not fit" in line and "corrupted" not in line
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"step": "x"},
+        {"step": -1},
+        {"best": "nan"},
+        {"world": 0},
+        {"optimizer": {"param_groups": "x"}},
+        {"optimizer": {"param_groups": [], "state": {}}},
+        {"carry": 3},
+    ],
+)
+def test_a_damaged_trainer_state_is_one_line_and_changes_nothing(trained, capsys, change):
+    path = trained / "checkpoint" / "trainer.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | change))
+    before = snapshot(trained)
+    assert rnnkit.cli.main(["lm", "train", "--out", str(trained), "--resume", "--max-steps", "9", "--no-progress"]) == 2
+    assert "--force" in error_line(capsys)
+    assert snapshot(trained) == before
