@@ -38,10 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import CELLS, Cell
-from rnnkit.config import option
+from rnnkit.config import MAX_SEED, check_fields, option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.io import write_atomically
+from rnnkit.resources import check_memory, recurrent_params
 
 #: what the clip factor adds to the norm, as torch.nn.utils.clip_grad_norm_ does
 CLIP_EPS = 1e-6
@@ -51,23 +52,58 @@ CLIP_EPS = 1e-6
 class ProbeConfig:
     """The synthetic setting a cell is diagnosed in at random initialisation."""
 
-    steps: int = option(100, "time steps T")
-    batch: int = option(8, "random sequences averaged over")
-    input_size: int = option(16, "features of the random input x_t ~ N(0, 1)")
-    hidden: int = option(64, "units per layer")
-    layers: int = option(1, "stacked layers")
-    seed: int = option(0, "seed of the weights, the input and the loss's projection")
+    steps: int = option(100, "time steps T", ge=1)
+    batch: int = option(8, "random sequences averaged over", ge=1)
+    input_size: int = option(16, "features of the random input x_t ~ N(0, 1)", ge=1)
+    hidden: int = option(64, "units per layer", ge=1)
+    layers: int = option(1, "stacked layers", ge=1)
+    seed: int = option(0, "seed of the weights, the input and the loss's projection", ge=0, le=MAX_SEED)
     init: str | None = option(
         None, "initialisation scheme of every cell; unset, each cell's own", choices=(None, *SCHEMES)
     )
-    radius: float | None = option(None, "rescale each H x H recurrent block to this spectral radius; above 1 explodes")
+    radius: float | None = option(
+        None, "rescale each H x H recurrent block to this spectral radius; above 1 explodes", gt=0
+    )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "input_size", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.radius is not None and not self.radius > 0:
-            raise RnnkitError(f"--radius must be positive, got {self.radius}")
+        check_fields(self)
+
+
+#: Peak memory of :func:`gradient_flow`, in float64 values per step, layer, sequence and unit: the states,
+#: the gates autograd saves and the returned per-step gradients. Measured as the growth of peak RSS
+#: (resource.getrusage) of cell_gradient_flow at T = 2000, B = 128, H = 64, rounded up; other cells count
+#: as an LSTM. Checked at (T, B, H, layers) = (2000, 32, 256, 2), (1000, 16, 512, 1), (20000, 8, 64, 1):
+#: the estimate is 0.8-1.4x the measured peak (2.4x for SCRN and Jordan), except that the allocator's
+#: fragmentation sometimes adds up to an H x H matrix per step (3x an rnn's estimate at H = 512).
+FLOW_VALUES = {"rnn": 8, "elman": 8, "irnn": 8, "jordan": 10, "clockwork": 10, "scrn": 14, "mingru": 15, "gru": 18}
+FLOW_VALUES |= {"minlstm": 19, "lstm": 20}
+#: H x H matrices per step some cells also hold (clockwork: the masked recurrent weight autograd saves;
+#: SCRN and Jordan: measured at B = 1, H = 512)
+FLOW_STEP_MATRIX = {"clockwork": 1.0, "scrn": 1.0, "jordan": 0.5}
+
+
+def flow_bytes(cell: str, steps: int, batch: int, hidden: int, layers: int, params: int) -> int:
+    """About the peak memory :func:`gradient_flow` needs: per step and layer, the cell's states and saved
+    gates for ``batch`` sequences (:data:`FLOW_VALUES`), and the parameters in float32 and float64 with
+    their gradients.
+
+    >>> flow_bytes("lstm", steps=100_000, batch=8, hidden=64, layers=1, params=0) / 1e9    # GB
+    8.192
+    """
+    per_step = FLOW_VALUES.get(cell, FLOW_VALUES["lstm"]) * batch * hidden
+    per_step += FLOW_STEP_MATRIX.get(cell, 0) * hidden * hidden
+    return int(8 * (steps * layers * per_step + 3 * params))
+
+
+def check_probe_memory(spec: str, cfg: ProbeConfig) -> None:
+    """Refuse, in one line and before allocating, a probe of cell ``spec`` that cannot fit in memory."""
+    name = spec.partition(":")[0]
+    if name not in CELLS:
+        return  # build_cells names the unknown cell
+    params = recurrent_params(name, cfg.input_size, cfg.hidden, cfg.layers)
+    what = f"diagnosing {spec} over {cfg.steps} steps (batch {cfg.batch}, hidden {cfg.hidden}, {cfg.layers} layer(s))"
+    nbytes = flow_bytes(name, cfg.steps, cfg.batch, cfg.hidden, cfg.layers, params)
+    check_memory(nbytes, what, "lower --steps, --batch or --hidden")
 
 
 @dataclass
@@ -214,6 +250,7 @@ def cell_gradient_flow(spec: str, cfg: ProbeConfig | None = None, *, layer: int 
     random unit projection of the last step's output. ``overrides`` replace ProbeConfig fields
     (``steps=``, ``hidden=``, ...)."""
     cfg = ProbeConfig(**({} if cfg is None else vars(cfg)) | overrides)
+    check_probe_memory(spec, cfg)
     torch.manual_seed(cfg.seed)
     cells = [cell.double() for cell in build_cells(spec, cfg)]
     xs = torch.randn(cfg.steps, cfg.batch, cfg.input_size, dtype=torch.float64)
@@ -224,6 +261,10 @@ def cell_gradient_flow(spec: str, cfg: ProbeConfig | None = None, *, layer: int 
 def lm_gradient_flow(model: nn.Module, ids: Tensor, *, layer: int = -1, name: str = "") -> GradientFlow:
     """A language model (:class:`rnnkit.tasks.lm.LanguageModel`) on one id sequence (T + 1,): the loss is
     the cross-entropy of the prediction at step T (of token T + 1). Runs on a float64 copy in eval mode."""
+    config = model.config  # an LMConfig
+    steps, params = ids.numel() - 1, sum(p.numel() for p in model.parameters())
+    nbytes = flow_bytes(config.cell, steps, 1, config.hidden, config.layers, params)
+    check_memory(nbytes, f"diagnosing {name or 'the model'} over {steps} steps", "lower --steps")
     model = copy.deepcopy(model).double().eval()
     cells = []
     for recurrent in model.layers:

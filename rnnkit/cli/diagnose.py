@@ -8,9 +8,16 @@ import math
 
 import torch
 
-from rnnkit.config import add_flags, build, pick
+from rnnkit.config import COMMAND_LINE, add_flags, build, pick
 from rnnkit.data import read_text
-from rnnkit.diagnose import GradientFlow, ProbeConfig, cell_gradient_flow, lm_gradient_flow, plot_gradient_flow
+from rnnkit.diagnose import (
+    GradientFlow,
+    ProbeConfig,
+    cell_gradient_flow,
+    check_probe_memory,
+    lm_gradient_flow,
+    plot_gradient_flow,
+)
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.lm_run import LMRun, load_run
 from rnnkit.train.log import read_metrics
@@ -51,7 +58,9 @@ def diagnose(args: argparse.Namespace) -> int:
         raise RnnkitError(f"--clip must be positive, got {args.clip}")
     if args.text is not None and not args.run:
         raise RnnkitError("--text is the input of a --run model: give --run DIR too (cells read random input)")
-    cfg = build(ProbeConfig, (pick(args, ProbeConfig), "command line"))
+    cfg = build(ProbeConfig, (pick(args, ProbeConfig), COMMAND_LINE))
+    for spec in args.cell:  # every cell before the first one runs (cell_gradient_flow checks again)
+        check_probe_memory(spec, cfg)
     flows, training = [], {}
     for spec in args.cell:
         flows.append(cell_gradient_flow(spec, cfg, layer=args.layer))

@@ -148,6 +148,8 @@ def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise RnnkitError(f"--batch-size must be at least 1, got {args.batch_size}")
     result = load_run(args.run, verb="eval").evaluate(
         args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors
     )

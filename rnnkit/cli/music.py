@@ -74,6 +74,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise RnnkitError(f"--batch-size must be at least 1, got {args.batch_size}")
     result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))

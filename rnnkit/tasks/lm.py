@@ -9,7 +9,7 @@ softmax matrix (Press and Wolf 2017; Inan et al. 2017).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,30 +18,36 @@ from torch import Tensor, nn
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import option
+from rnnkit.config import check_fields, option
 from rnnkit.errors import RnnkitError
+from rnnkit.init import SCHEMES
+from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task, bits, perplexity
 
 
 @dataclass
 class LMConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(256, "units per recurrent layer")
-    layers: int = option(2, "stacked recurrent layers")
-    embed: int | None = option(None, "embedding size (default: --hidden)")
-    dropout: float = option(0.0, "dropout on non-recurrent connections (Zaremba et al. 2014)")
+    hidden: int = option(256, "units per recurrent layer", ge=1)
+    layers: int = option(2, "stacked recurrent layers", ge=1, le=1000)
+    embed: int | None = option(None, "embedding size (default: --hidden)", ge=1)
+    dropout: float = option(0.0, "dropout on non-recurrent connections (Zaremba et al. 2014)", ge=0, lt=1)
     variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
     tie_weights: bool = option(False, "share the embedding and softmax matrices (needs --embed = --hidden)")
-    init: str = option("uniform", "initialisation of the recurrent layers (rnnkit.init schemes)")
-    init_range: float | None = option(None, "initialise every parameter ~ U(-r, r) instead (Zaremba: 0.1)")
+    init: str = option("uniform", "initialisation of the recurrent layers", choices=tuple(SCHEMES))
+    init_range: float | None = option(None, "initialise every parameter ~ U(-r, r) instead (Zaremba: 0.1)", gt=0)
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.layers < 1 or (self.embed is not None and self.embed < 1):
-            raise RnnkitError("--hidden, --layers and --embed must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise RnnkitError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        check_fields(self)
         if self.tie_weights and (self.embed or self.hidden) != self.hidden:
             raise RnnkitError(f"--tie-weights needs --embed equal to --hidden ({self.embed} != {self.hidden})")
+
+    def params(self, vocab_size: int) -> int:
+        """Parameters of a :class:`LanguageModel` of this config, counted without allocating them (for
+        :func:`rnnkit.resources.check_model_memory` before the model is built)."""
+        one_layer = count_params(lambda: LanguageModel(vocab_size, replace(self, layers=1)))
+        E, H = self.embed or self.hidden, self.hidden
+        return one_layer + recurrent_params(self.cell, E, H, self.layers) - recurrent_params(self.cell, E, H, 1)
 
 
 class LanguageModel(Task):

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from rnnkit.config import option
+from rnnkit.config import check_fields, option
 from rnnkit.data import StreamBatches, Vocabulary, read_text, tokenize
 from rnnkit.errors import RnnkitError
+from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs, sampling
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.lm import LanguageModel, LMConfig
@@ -27,14 +28,15 @@ class LMDataConfig:
     train: str | None = option(None, "training text file (UTF-8)")
     valid: str | None = option(None, "validation text file, for perplexity / bits per character after each epoch")
     level: str | None = option(None, "tokens: characters or whitespace-separated words", choices=(None, "char", "word"))
-    min_freq: int = option(1, "word level: rarer words become <unk>")
-    max_vocab: int | None = option(None, "keep at most this many tokens (specials included)")
+    min_freq: int = option(1, "word level: rarer words become <unk>", ge=1)
+    max_vocab: int | None = option(None, "keep at most this many tokens (specials included)", ge=4)
     encoding_errors: str = option(
         "strict", "undecodable bytes: stop, or replace/ignore them", choices=("strict", "replace", "ignore")
     )
-    eval_batch_size: int = option(10, "parallel streams when evaluating")
+    eval_batch_size: int = option(10, "parallel streams when evaluating", ge=1)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.level is None:
             raise RnnkitError("--level is required: char or word")
 
@@ -161,6 +163,10 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if data.valid is not None:
         valid_ids = encode_file(data.valid, vocab, data.level, data.encoding_errors)
         valid = stream(valid_ids, data.eval_batch_size, train_cfg.bptt, data.valid, "--eval-batch-size")
+    what = f"a {model_cfg.layers}-layer {model_cfg.cell} LM of hidden {model_cfg.hidden}, vocabulary {len(vocab)}"
+    check_model_memory(
+        model_cfg.params(len(vocab)), what=what, flag_hint="lower --hidden, --embed, --layers or --max-vocab"
+    )
     model = new_model(vocab, model_cfg, data.level)
     params = sum(p.numel() for p in model.parameters())
     summary = (

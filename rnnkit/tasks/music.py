@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,10 +31,11 @@ from torch.func import functional_call
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import option
+from rnnkit.config import check_fields, option
 from rnnkit.data.music import KEYS
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
+from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task
 from rnnkit.tasks.lm import time_dropout
 
@@ -42,22 +43,27 @@ from rnnkit.tasks.lm import time_dropout
 @dataclass
 class MusicConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(200, "units per recurrent layer")
-    layers: int = option(1, "stacked recurrent layers")
-    dropout: float = option(0.0, "dropout between layers and before the output layer")
-    input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)")
-    weight_drop: float = option(0.0, "DropConnect on the hidden-to-hidden weights, one mask per batch (AWD-LSTM)")
+    hidden: int = option(200, "units per recurrent layer", ge=1)
+    layers: int = option(1, "stacked recurrent layers", ge=1, le=1000)
+    dropout: float = option(0.0, "dropout between layers and before the output layer", ge=0, lt=1)
+    input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)", ge=0, lt=1)
+    weight_drop: float = option(
+        0.0, "DropConnect on the hidden-to-hidden weights, one mask per batch (AWD-LSTM)", ge=0, lt=1
+    )
     variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
     )
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.layers < 1:
-            raise RnnkitError(f"--hidden and --layers must be at least 1, got {self.hidden} and {self.layers}")
-        for name in ("dropout", "input_dropout", "weight_drop"):
-            if not 0 <= getattr(self, name) < 1:
-                raise RnnkitError(f"--{name.replace('_', '-')} must lie in [0, 1), got {getattr(self, name)}")
+        check_fields(self)
+
+    def params(self) -> int:
+        """Parameters of a :class:`MusicModel` of this config, counted without allocating them (for
+        :func:`rnnkit.resources.check_model_memory` before the model is built)."""
+        one_layer = count_params(lambda: MusicModel(replace(self, layers=1)))
+        H = self.hidden
+        return one_layer + recurrent_params(self.cell, KEYS, H, self.layers) - recurrent_params(self.cell, KEYS, H, 1)
 
 
 class MusicModel(Task):

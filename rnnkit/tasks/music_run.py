@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
-from rnnkit.config import option
+from rnnkit.config import check_fields, option
 from rnnkit.data.music import EpochBatches, padded_batches, read_rolls
 from rnnkit.errors import RnnkitError
+from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.music import MusicConfig, MusicModel
@@ -26,15 +27,13 @@ from rnnkit.train.config import TrainConfig
 class MusicDataConfig:
     train: str | None = option(None, "training piano rolls (JSON: sequences of steps of MIDI pitches)")
     valid: str | None = option(None, "validation piano rolls, for the NLL per step after each epoch")
-    transpose: int = option(0, "augment: shift each training sequence by a random -k..k semitones per epoch")
-    eval_batch_size: int = option(16, "sequences per batch when evaluating")
+    transpose: int = option(
+        0, "augment: shift each training sequence by a random -k..k semitones per epoch", ge=0, le=87
+    )
+    eval_batch_size: int = option(16, "sequences per batch when evaluating", ge=1)
 
     def __post_init__(self) -> None:
-        if self.transpose < 0 or self.eval_batch_size < 1:
-            raise RnnkitError(
-                f"--transpose must be at least 0 and --eval-batch-size at least 1, got {self.transpose} "
-                f"and {self.eval_batch_size}"
-            )
+        check_fields(self)
 
 
 SECTIONS = {"data": MusicDataConfig, "model": MusicConfig, "train": TrainConfig}
@@ -94,6 +93,8 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     train_rolls = read_rolls(data.train)
     train = EpochBatches(train_rolls, train_cfg.batch_size, seed=train_cfg.seed, max_shift=data.transpose)
     valid = None if data.valid is None else padded_batches(read_rolls(data.valid), data.eval_batch_size)
+    what = f"a {model_cfg.layers}-layer {model_cfg.cell} music model of hidden {model_cfg.hidden}"
+    check_model_memory(model_cfg.params(), what=what, flag_hint="lower --hidden or --layers")
     model = MusicModel(model_cfg)
     params = sum(p.numel() for p in model.parameters())
     steps = sum(len(r) for r in train_rolls)

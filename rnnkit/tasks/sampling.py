@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -14,12 +15,13 @@ StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]  # (ids (T, B), state) -> (
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise RnnkitError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    """One-line errors, naming the flag, for sampling options outside their ranges (NaN included)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise RnnkitError(f"--temperature must be >= 0 and finite (0 is greedy), got {temperature}")
     if top_k is not None and top_k < 1:
-        raise RnnkitError(f"top-k must be at least 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise RnnkitError(f"top-p must lie in (0, 1], got {top_p}")
+        raise RnnkitError(f"--top-k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:  # NaN fails the comparison too
+        raise RnnkitError(f"--top-p must lie in (0, 1], got {top_p}")
 
 
 def filter_logits(
@@ -58,6 +60,7 @@ def sample_next(
     logits = filter_logits(logits.float(), top_k=top_k, top_p=top_p, banned=banned)
     if temperature == 0:
         return logits.argmax(-1)
+    logits = logits - logits.max(-1, keepdim=True).values  # the best is 0: a tiny temperature cannot overflow
     probs = (logits / temperature).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
