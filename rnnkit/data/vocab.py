@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 import torch
 
 from rnnkit.data.text import EOS as _EOS
+from rnnkit.data.text import read_json, short_repr
 from rnnkit.errors import RnnkitError
 
 FORMAT = "rnnkit-vocab"
 VERSION = 1
+WRITTEN_BY_RNNKIT = "a vocab.json written by rnnkit"
 
 
 class Vocabulary:
@@ -51,8 +53,11 @@ class Vocabulary:
 
     def __init__(self, tokens: Sequence[str], counts: Sequence[int] | None = None) -> None:
         tokens = list(tokens)
-        counts = [0] * len(tokens) if counts is None else [int(c) for c in counts]
-        problem = _problem(tokens, counts)
+        try:
+            counts = [0] * len(tokens) if counts is None else [int(c) for c in counts]
+        except (TypeError, ValueError, OverflowError) as err:
+            raise RnnkitError(f"invalid vocabulary: counts must be integers ({err})") from None
+        problem = _token_problem(tokens) or _problem(tokens, counts)
         if problem:
             raise RnnkitError(f"invalid vocabulary: {problem}")
         self._tokens = tokens
@@ -197,18 +202,14 @@ class Vocabulary:
         """Read a vocabulary written by :meth:`save`, checking it; errors name the file.
 
         Raises:
-            RnnkitError: the file is missing, not JSON, not an rnnkit vocabulary, of a newer version, or
-                inconsistent (duplicate tokens, specials not first, counts not matching tokens).
+            RnnkitError: the file is missing, not UTF-8 JSON, not an rnnkit vocabulary, of a newer version, or
+                inconsistent (a token not a string, duplicate tokens, specials not first, counts not matching
+                tokens or negative); the message names the file and the token or count.
         """
         path = Path(path)
         if not path.is_file():
             raise RnnkitError(f"{path}: no such vocabulary file" + (" (it is a folder)" if path.is_dir() else ""))
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RnnkitError(f"{path} is not a JSON vocabulary ({err}): give a vocab.json written by rnnkit") from None
-        except OSError as err:
-            raise RnnkitError(f"{path}: cannot read the file ({err.strerror})") from None
+        payload = read_json(path, what=WRITTEN_BY_RNNKIT)
         problem = _payload_problem(payload)
         if problem:
             raise RnnkitError(f"{path}: {problem}")
@@ -218,26 +219,51 @@ class Vocabulary:
 def _payload_problem(payload: Any) -> str | None:
     """What is wrong with a loaded JSON value, as a phrase, or None."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        return f'not an rnnkit vocabulary (no "format": "{FORMAT}" marker): give a vocab.json written by rnnkit'
+        return f'not an rnnkit vocabulary (no "format": "{FORMAT}" marker): give {WRITTEN_BY_RNNKIT}'
     version = payload.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        return f"vocabulary version {version!r} is not supported (this rnnkit reads version {VERSION}): upgrade rnnkit"
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f'"version" must be a positive integer, got {short_repr(version)}: give {WRITTEN_BY_RNNKIT}'
+    if version > VERSION:
+        shown = short_repr(version)
+        return f"vocabulary version {shown} is not supported (this rnnkit reads version {VERSION}): upgrade rnnkit"
     tokens, counts = payload.get("tokens"), payload.get("counts")
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        return '"tokens" must be a list of strings'
-    if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-        return '"counts" must be a list of integers'
-    return _problem(tokens, counts)
+    if not isinstance(tokens, list):
+        return f'"tokens" must be a list of strings, got {short_repr(tokens)}'
+    if not isinstance(counts, list):
+        return f'"counts" must be a list of integers, got {short_repr(counts)}'
+    bad = next((i for i, c in enumerate(counts) if isinstance(c, bool) or not isinstance(c, int)), None)
+    if bad is not None:
+        return f'"counts" must be a list of integers: count {bad} is {short_repr(counts[bad])}'
+    return _token_problem(tokens) or _problem(tokens, counts)
+
+
+def _token_problem(tokens: list[Any]) -> str | None:
+    """Which token is not a string of valid Unicode, as a phrase, or None."""
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            return f'"tokens" must be a list of strings: token {i} is {short_repr(token)}'
+        if not token.isascii():
+            try:
+                token.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"token {i} {short_repr(token)} is not valid Unicode (a lone surrogate): fix the file"
+    return None
 
 
 def _problem(tokens: list[str], counts: list[int]) -> str | None:
     """What is inconsistent in a token list and its counts, as a phrase, or None."""
     specials = list(Vocabulary.SPECIALS)
     if tokens[: len(specials)] != specials:
-        return f"the tokens must start with the specials {', '.join(specials)}, got {tokens[: len(specials)]}"
+        got = ", ".join(short_repr(t) for t in tokens[: len(specials)])
+        return f"the tokens must start with the specials {', '.join(specials)}, got [{got}]"
     duplicates = [t for t, n in Counter(tokens).items() if n > 1]
     if duplicates:
-        return f"duplicate tokens {duplicates[:5]}: each token must appear once"
+        shown = ", ".join(short_repr(t) for t in duplicates[:5])
+        return f"duplicate tokens [{shown}]{' and more' if len(duplicates) > 5 else ''}: each token must appear once"
     if len(counts) != len(tokens):
         return f"{len(counts)} counts for {len(tokens)} tokens: give one count per token"
+    negative = next((i for i, c in enumerate(counts) if c < 0), None)
+    if negative is not None:
+        token = short_repr(tokens[negative])
+        return f"count {negative} (of token {token}) is {short_repr(counts[negative])}: a count must be at least 0"
     return None

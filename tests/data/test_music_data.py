@@ -1,12 +1,14 @@
 """Piano rolls: JSON reading and its errors, MIDI round trips (mido), transposition, padded batches."""
 
 import json
+import struct
 from pathlib import Path
 
 import mido
 import pytest
 import torch
 
+from rnnkit.data import music
 from rnnkit.data.music import (
     KEYS,
     EpochBatches,
@@ -59,7 +61,7 @@ def test_bad_json_rolls_are_one_line_errors_naming_file_sequence_and_step(tmp_pa
 
 def test_unreadable_json(tmp_path):
     (tmp_path / "x.json").write_text("[[[60]")
-    with pytest.raises(RnnkitError, match=r"x\.json: not a JSON list"):
+    with pytest.raises(RnnkitError, match=r"x\.json: line 1, column 7: not JSON .*: give a JSON list of piano-roll"):
         read_rolls(tmp_path / "x.json")
     with pytest.raises(RnnkitError, match="no such file"):
         read_rolls(tmp_path / "missing.json")
@@ -119,7 +121,7 @@ def test_a_note_shorter_than_a_step_still_sounds_for_one(tmp_path):
 
 def test_not_a_midi_file(tmp_path):
     (tmp_path / "x.mid").write_bytes(b"not midi at all")
-    with pytest.raises(RnnkitError, match=r"x\.mid: not a standard MIDI file"):
+    with pytest.raises(RnnkitError, match=r"x\.mid is not a MIDI file \(it starts with b'not ', not b'MThd'\)"):
         read_midi(tmp_path / "x.mid")
 
 
@@ -171,3 +173,138 @@ def test_jsb_chorales_as_documented():
     assert (len(train), sum(len(r) for r in train)) == (229, 13807)
     assert (len(valid), sum(len(r) for r in valid)) == (76, 4602)
     assert int(sum(r.sum() for r in train)) == 53824
+
+
+def one_line_error(call, path):
+    with pytest.raises(RnnkitError) as info:
+        call(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            [[[60], [64]], [[60], [62], [200, 17]]],
+            "pitch 200 out of the 88-key range 21..108 at sequence 1, step 2 of ",
+        ),
+        ([[[60], [60.0]]], "expected an integer MIDI pitch, got 60.0 at sequence 0, step 1 of "),
+        ([[[60], [float("nan")]]], "expected an integer MIDI pitch, got nan at sequence 0, step 1 of "),
+        ([[[60], [True]]], "expected an integer MIDI pitch, got True at sequence 0, step 1 of "),
+        ([[[60], [None]]], "expected an integer MIDI pitch, got None at sequence 0, step 1 of "),
+        ([[[60], [[[[60]]]]]], "expected an integer MIDI pitch, got a list of 1 item at sequence 0, step 1 of "),
+        ([[[60], ["x" * 1000]]], "expected an integer MIDI pitch, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' at "),
+        ([[[60], None]], "expected a list of pitches, got NoneType at sequence 0, step 1 of "),
+        ([[[60], [62]], {"steps": []}], "expected a list of steps, got dict at sequence 1 of "),
+        ([], "expected a non-empty JSON list of sequences, got an empty list"),
+        (None, "expected a non-empty JSON list of sequences, got NoneType"),
+        ("[[60]]", "expected a non-empty JSON list of sequences, got str"),
+    ],
+)
+def test_hostile_json_rolls_name_the_file_sequence_and_step(tmp_path, data, message):
+    assert message in one_line_error(read_rolls, write_json(tmp_path / "rolls.json", data))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "rolls.json is empty: give a JSON list of piano-roll sequences"),
+        (b"[[[60], [6\xff]]]", "rolls.json: byte 0xff at offset 10 (line 1) is not UTF-8: give a JSON list of piano-"),
+        ("[[[60]]]".encode("utf-16"), "rolls.json looks like UTF-16 (byte-order mark FF FE, little-endian)"),
+        (b"[" * 5000, "rolls.json: line 1, column 101: JSON nested more than 100 levels deep"),
+        (b"[[[60], [64]],\n [[60] [64]]]", "rolls.json: line 2, column 8: not JSON (Expecting ',' delimiter)"),
+    ],
+)
+def test_unreadable_json_rolls(tmp_path, content, message):
+    (tmp_path / "rolls.json").write_bytes(content)
+    assert message in one_line_error(read_rolls, tmp_path / "rolls.json")
+
+
+def test_json_rolls_work_is_bounded(tmp_path, monkeypatch):
+    path = write_json(tmp_path / "long.json", [[[60]] * 6, [[]] * 8])
+    monkeypatch.setattr(music, "MAX_STEPS", 10)
+    assert "sequence 1 brings the steps to 14, more than the 10 rnnkit reads from one file: split the file" in (
+        one_line_error(read_rolls, path)
+    )
+    monkeypatch.setattr(music, "MAX_JSON_BYTES", 20)
+    assert "bytes, more than the 20 rnnkit reads as a JSON list of piano-roll sequences" in one_line_error(
+        read_rolls, path
+    )
+
+
+def midi_bytes(tmp_path, steps=((60,), (), (64, 67))):
+    write_midi(pitches_to_roll([list(s) for s in steps]), tmp_path / "ok.mid")
+    return (tmp_path / "ok.mid").read_bytes()
+
+
+def header(size=6, kind=0, ntracks=1, division=480):
+    return b"MThd" + struct.pack(">LHHH", size, kind, ntracks, division)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda good: b"", "is not a MIDI file (it starts with b'', not b'MThd'): give a standard MIDI file"),
+        (lambda good: b"RIFF" + good, "is not a MIDI file (it starts with b'RIFF', not b'MThd')"),
+        (lambda good: good[:10], "ends at offset 10, inside the 14-byte MIDI header: the file is truncated"),
+        (lambda good: header(size=2) + good[14:], "its header is 2 bytes long (offset 4), not 6: give a standard MIDI"),
+        (lambda good: header(kind=7) + good[14:], "its format is 7 (offset 8), not 0, 1 or 2"),
+        (lambda good: header(ntracks=0), "it has no tracks (offset 10): give a standard MIDI file with notes"),
+        (lambda good: header(division=0) + good[14:], "its ticks per beat is 0 (offset 12)"),
+        (lambda good: header(division=0xE728) + good[14:], "it counts time in SMPTE frames (offset 12)"),
+        (lambda good: header(ntracks=2) + good[14:], "before track 2 of the 2 its header promises: the file is trunc"),
+        (lambda good: good[:-3], "inside track 1 (offset 14, 36 bytes long): the file is truncated"),
+        (
+            lambda good: good[:14] + b"MTrx" + good[18:],
+            "track 1 at offset 14 starts with b'MTrx', not b'MTrk': corrupt",
+        ),
+        (
+            lambda good: good[:22] + b"\x00\xf4" + good[24:],
+            "corrupt MIDI data near offset 24 (undefined status byte 0xf4)",
+        ),
+        (
+            lambda good: header() + b"MTrk\x00\x00\x00\x0a\x00\xff\x59\x02\x07\xa1\x00\xff\x2f\x00",
+            "corrupt MIDI data near offset 28 (Could not decode key with 7 sharps and mode 161)",
+        ),
+    ],
+)
+def test_hostile_midi_files_name_the_file_and_offset(tmp_path, make, message):
+    good = midi_bytes(tmp_path)
+    assert len(good) == 14 + 8 + 36  # the sizes the messages above count on
+    (tmp_path / "bad.mid").write_bytes(make(good))
+    assert message in one_line_error(read_midi, tmp_path / "bad.mid")
+
+
+def test_midi_work_is_bounded(tmp_path, monkeypatch):
+    far = mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0x0FFFFFFF)])  # 74 hours at 1 tick/beat
+    mido.MidiFile(ticks_per_beat=1, tracks=[far]).save(str(tmp_path / "far.mid"))
+    message = one_line_error(read_midi, tmp_path / "far.mid")
+    assert "lasts 268,435,455 ticks, 268,435,455 steps at 1 ticks per beat, more than the 100,000 steps" in message
+    monkeypatch.setattr(music, "MAX_MIDI_BYTES", 40)
+    (tmp_path / "big.mid").write_bytes(midi_bytes(tmp_path))
+    assert "is 58 bytes, more than the 40 rnnkit reads as a MIDI file: give a smaller file" in one_line_error(
+        read_midi, tmp_path / "big.mid"
+    )
+
+
+def test_midi_arguments_are_checked(tmp_path):
+    roll = pitches_to_roll([[60], [64]])
+    for kwargs, message in [
+        ({"ticks_per_step": 0}, "ticks_per_step must be an integer in 1..32767, got 0"),
+        ({"ticks_per_step": 40000}, "ticks_per_step must be an integer in 1..32767, got 40000"),
+        ({"velocity": 0}, "velocity must be an integer in 1..127, got 0"),
+        ({"tempo": 0}, "tempo must be 4..1000 beats per minute, got 0"),
+    ]:
+        with pytest.raises(RnnkitError, match=f"^write_midi: {message}$"):
+            write_midi(roll, tmp_path / "x.mid", **kwargs)
+    with pytest.raises(RnnkitError, match=r"write_midi: the piano roll holds NaN or infinite values"):
+        write_midi(torch.full((2, KEYS), float("nan")), tmp_path / "x.mid")
+    with pytest.raises(RnnkitError, match=r"write_midi: 600,000 steps of 480 ticks are more than a MIDI file's"):
+        write_midi(torch.zeros(600_000, KEYS), tmp_path / "x.mid")
+    with pytest.raises(RnnkitError, match=r"missing: no such folder to write the MIDI file in"):
+        write_midi(roll, tmp_path / "missing" / "x.mid")
+    with pytest.raises(RnnkitError, match=r"steps_per_beat must be a positive integer, got 0"):
+        read_midi(tmp_path / "x.mid", steps_per_beat=0)
+    assert not (tmp_path / "x.mid").exists()

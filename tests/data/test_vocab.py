@@ -1,6 +1,7 @@
 """Vocabulary: specials, ordering, min_freq/max_size, the PTB <unk>, JSON save/load and its errors."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -125,7 +126,7 @@ def test_load_missing(tmp_path):
 
 def test_load_not_json(tmp_path):
     path = _write(tmp_path, "<pad> <unk>")
-    with pytest.raises(RnnkitError, match=r"vocab\.json is not a JSON vocabulary \(.*\): give a vocab\.json"):
+    with pytest.raises(RnnkitError, match=r"vocab\.json: line 1, column 1: not JSON \(.*\): give a vocab\.json"):
         Vocabulary.load(path)
 
 
@@ -146,3 +147,78 @@ def test_load_invalid(tmp_path, payload, message):
     path = _write(tmp_path, payload)
     with pytest.raises(RnnkitError, match=r"vocab\.json: .*" + message):
         Vocabulary.load(path)
+
+
+def payload(**change):
+    return {"format": "rnnkit-vocab", "version": 1, "tokens": [*SPECIALS, "a"], "counts": [0, 0, 0, 0, 1], **change}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, r'not an rnnkit vocabulary \(no "format": "rnnkit-vocab" marker\): give a vocab\.json written by'),
+        ('"rnnkit-vocab"', r"not an rnnkit vocabulary"),
+        (payload(format="RNNKIT-VOCAB"), r"not an rnnkit vocabulary"),
+        (payload(version=True), r'"version" must be a positive integer, got True: give a vocab\.json written by rnn'),
+        (payload(version=0), r'"version" must be a positive integer, got 0'),
+        (payload(version="1"), r"\"version\" must be a positive integer, got '1'"),
+        ({k: v for k, v in payload().items() if k != "version"}, r'"version" must be a positive integer, got None'),
+        (payload(tokens=None), r'"tokens" must be a list of strings, got None$'),
+        (payload(tokens={"<pad>": 0}), r'"tokens" must be a list of strings, got a dict of 1 item$'),
+        (payload(tokens=[*SPECIALS, 5]), r'"tokens" must be a list of strings: token 4 is 5$'),
+        (payload(tokens=[*SPECIALS, ["a"]]), r'"tokens" must be a list of strings: token 4 is a list of 1 item$'),
+        (payload(tokens=[*SPECIALS, "\ud800"]), r"token 4 '\\ud800' is not valid Unicode \(a lone surrogate\)"),
+        (
+            payload(tokens=SPECIALS[:3], counts=[0] * 3),
+            r"the tokens must start with the specials .*, got \['<pad>', '<unk>', '<",
+        ),
+        (payload(tokens=[*SPECIALS, "y" * 999, "y" * 999]), r"duplicate tokens \['yyyyy.*\.\.\.'\]: each token must"),
+        (payload(counts=None), r'"counts" must be a list of integers, got None$'),
+        (payload(counts=[0, 0, 0, 0, 1.5]), r'"counts" must be a list of integers: count 4 is 1\.5$'),
+        (payload(counts=[0, 0, 0, 0, False]), r'"counts" must be a list of integers: count 4 is False$'),
+        (payload(counts=[0, 0, 0, 0, None]), r'"counts" must be a list of integers: count 4 is None$'),
+        (payload(counts=[0, 0, 0, 0, 1, 2]), r"6 counts for 5 tokens: give one count per token"),
+        (payload(counts=[0, 0, 0, 0, -3]), r"count 4 \(of token 'a'\) is -3: a count must be at least 0$"),
+    ],
+)
+def test_load_hostile_payloads_name_the_file_and_the_entry(tmp_path, value, message):
+    path = _write(tmp_path, value)
+    with pytest.raises(RnnkitError, match=rf"^{re.escape(str(path))}: {message}") as info:
+        Vocabulary.load(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"vocab\.json is empty: give a vocab\.json written by rnnkit$"),
+        (json.dumps(payload()).encode("utf-16"), r"vocab\.json looks like UTF-16 \(byte-order mark FF FE, little-end"),
+        (
+            b'{"tokens": ["\xff"]}',
+            r"byte 0xff at offset 13 \(line 1\) is not UTF-8: give a vocab\.json written by rnnk",
+        ),
+        (b"[" * 5000, r"vocab\.json: line 1, column 101: JSON nested more than 100 levels deep"),
+        (b'{"counts": [' + b"1" * 5000 + b"]}", r"vocab\.json: not JSON rnnkit can read \(Exceeds the limit"),
+        (b"\x1f\x8b\x08\x00", r"vocab\.json is gzip-compressed, not text"),
+    ],
+)
+def test_load_unreadable_files(tmp_path, content, message):
+    path = tmp_path / "vocab.json"
+    path.write_bytes(content)
+    with pytest.raises(RnnkitError, match=message):
+        Vocabulary.load(path)
+
+
+def test_load_accepts_a_utf8_byte_order_mark_and_crlf(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(payload(), indent=1).replace("\n", "\r\n").encode())
+    assert Vocabulary.load(path).tokens[-1] == "a"
+
+
+def test_constructor_checks_types():
+    with pytest.raises(RnnkitError, match=r"invalid vocabulary: \"tokens\" must be a list of strings: token 4 is 7"):
+        Vocabulary([*SPECIALS, 7])
+    with pytest.raises(RnnkitError, match=r"invalid vocabulary: counts must be integers \(invalid literal"):
+        Vocabulary([*SPECIALS, "a"], [0, 0, 0, 0, "many"])
+    with pytest.raises(RnnkitError, match=r"invalid vocabulary: count 4 \(of token 'a'\) is -1"):
+        Vocabulary([*SPECIALS, "a"], [0, 0, 0, 0, -1])
