@@ -45,18 +45,23 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path, *, what: str = "file") -> Any:
-    """A JSON file's value; a missing, unreadable or malformed file is one line naming it."""
+    """A JSON file's value; a missing, unreadable, binary or malformed file is one line naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RnnkitError(f"{path}: missing; is {path.parent} an rnnkit run folder?") from None
     except IsADirectoryError:
         raise RnnkitError(f"{path} is a folder, not a JSON {what}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RnnkitError(f"{path} is not valid JSON ({first_line(err)}); restore it from a copy") from None
     except OSError as err:
         raise RnnkitError(f"{path}: cannot read the file ({err.strerror})") from None
+    if b"\x00" in data:
+        raise RnnkitError(f"{path} is binary or UTF-16, not a JSON {what}: restore it from a copy")
+    try:
+        return json.loads(data.decode("utf-8").removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit integer
+        reason = first_line(err)[:120]
+        raise RnnkitError(f"{path} is not a valid JSON {what} ({reason}); restore it from a copy") from None
 
 
 def check_output_path(path: str | Path, suffix: str | None = None) -> Path:
