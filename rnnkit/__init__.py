@@ -27,11 +27,13 @@ from rnnkit.cells import (
 )
 from rnnkit.compat import GRU, IRNN, LSTM, RNN
 from rnnkit.layers import SCRN, Clockwork, Jordan, MinGRU, MinLSTM, Recurrent, flip_padded
+from rnnkit.tasks.crf import CRF, bio_constraints
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CELLS",
+    "CRF",
     "GRU",
     "IRNN",
     "LSTM",
@@ -59,6 +61,7 @@ __all__ = [
     "Recurrent",
     "SCRNCell",
     "SCRNState",
+    "bio_constraints",
     "flip_padded",
     "state",
 ]
