@@ -30,6 +30,9 @@ class Task(nn.Module):
 
     #: True for stream tasks (language models): the state after one batch starts the next
     carries_state: bool = False
+    #: the validation metric that picks the best weights, early stopping and plateaus, and whether lower
+    #: ("min") or higher ("max") is better; ``evaluate`` must return it (a tagger: ("f1", "max"))
+    selection: tuple[str, str] = ("loss", "min")
 
     def loss(self, batch: Any, state: Any = None) -> LossOutput:
         raise NotImplementedError

@@ -155,9 +155,11 @@ class Trainer:
             self.save()
             return None
         metrics = self.task.evaluate(self.valid)
-        improved = metrics["loss"] < self.best
+        key, direction = self.task.selection
+        value = metrics[key] if direction == "min" else -metrics[key]  # self.best: lower is better
+        improved = value < self.best
         if improved:
-            self.best, self.bad_epochs, self.plateau_wait = metrics["loss"], 0, 0
+            self.best, self.bad_epochs, self.plateau_wait = value, 0, 0
             self._save_best()
         else:
             self.bad_epochs += 1
@@ -172,7 +174,7 @@ class Trainer:
         self.epoch, self.position, self.carry = self.epoch + 1, 0, None
         self.save()
         if self.cfg.early_stop is not None and self.bad_epochs >= self.cfg.early_stop:
-            return f"early stop: {self.bad_epochs} epochs without a better validation loss"
+            return f"early stop: {self.bad_epochs} epochs without a better validation {self.task.selection[0]}"
         return None
 
     def _finish(self, reason: str) -> dict[str, Any]:
