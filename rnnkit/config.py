@@ -126,7 +126,13 @@ def check_value(f: dataclasses.Field, hint: Any, value: Any, where: str) -> Any:
         raise RnnkitError(f"{where} must be one of {', '.join(map(str, choices))}, got {_show(value)}")
     if base in (int, float) and not _in_range(value, f.metadata):
         raise RnnkitError(f"{where} must {describe_range(f.metadata, base)}, got {_show(value)}")
+    if base is float and math.isfinite(value) and abs(value) > FLOAT32_MAX:  # torch computes in float32
+        raise RnnkitError(f"{where} must be at most {FLOAT32_MAX:.3g} in size (float32), got {_show(value)}")
     return value
+
+
+#: the largest float32: a larger finite option would overflow inside torch's kernels
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def describe_range(meta: typing.Mapping[str, Any], base: type = float) -> str:
@@ -169,8 +175,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise RnnkitError(f"{path}: cannot read the config file ({err})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise RnnkitError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({err})") from None
+    except (ValueError, RecursionError) as err:  # JSON/TOML errors, a 5,000-digit integer, deep nesting
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise RnnkitError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({reason})") from None
     if not isinstance(data, dict):
         raise RnnkitError(f"{path}: a config file holds a table of options, not {type(data).__name__}")
     return data

@@ -104,6 +104,12 @@ def resolve_configs(args: argparse.Namespace, run_dir: Path, spec: TaskSpec = lm
             if changed:
                 flags = ", ".join("--" + k.replace("_", "-") for k in changed)
                 raise RnnkitError(f"--resume keeps the run's {name} options; drop {flags}")
+        given = pick(args, sections["train"])
+        if given.get("optimizer", saved["train"].optimizer) != saved["train"].optimizer:
+            raise RnnkitError(
+                f"--resume continues the run's {saved['train'].optimizer} optimizer state: drop --optimizer, "
+                "or start a new run"
+            )
         source = f"{run_dir / 'config.json'} [train]"
         saved_train = to_dict(saved["train"])
         return saved | {

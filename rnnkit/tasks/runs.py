@@ -29,6 +29,7 @@ from rnnkit.tasks.base import TaskSpec
 from rnnkit.train import Trainer, run_folder
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
+from rnnkit.train.log import summary_writer
 
 META_KEYS = ("task", "rnnkit")
 
@@ -90,6 +91,8 @@ def train(spec: TaskSpec, cfg: dict[str, Any], run_dir: str | Path, *, resume: b
     if world > 1 and not spec.distributed:
         raise RnnkitError(f"{spec.command} train runs in one process; start it without torchrun")
     main = rank == 0
+    if train_cfg.tensorboard:
+        summary_writer()  # the package must be there before anything is touched
     if main:
         run_folder.check_target(run_dir, resume=resume, force=force, command=f"{spec.command} train")
     with run_folder.locked(run_dir, enabled=main) as lock:

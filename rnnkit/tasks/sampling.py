@@ -60,8 +60,8 @@ def sample_next(
     logits = filter_logits(logits.float(), top_k=top_k, top_p=top_p, banned=banned)
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits - logits.max(-1, keepdim=True).values  # the best is 0: a tiny temperature cannot overflow
-    probs = (logits / temperature).softmax(-1)
+    logits = logits.double() - logits.max(-1, keepdim=True).values  # the best is 0, so no temperature overflows
+    probs = (logits / temperature).softmax(-1)  # float64: a denormal temperature is not 0 (as in float32)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 

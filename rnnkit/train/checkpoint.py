@@ -176,11 +176,21 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Te
             if key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
                 state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        groups, fresh = meta["param_groups"], optimizer.param_groups
+        if len(groups) != len(fresh) or any(_shape(g) != _shape(f) for g, f in zip(groups, fresh, strict=False)):
+            raise ValueError("its parameter groups have other options than this optimizer's")
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:
         raise RnnkitError(
             f"the checkpoint's optimizer state does not fit the model ({first_line(err)}): {_RESTART}"
         ) from None
+
+
+def _shape(group: Any) -> dict[str, type]:
+    """An optimizer parameter group's options and their kinds (JSON turns tuples into lists)."""
+    if not isinstance(group, dict):
+        return {}
+    return {k: list if isinstance(v, (list, tuple)) else type(v) for k, v in group.items()}
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

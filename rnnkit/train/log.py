@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rnnkit.errors import RnnkitError
+from rnnkit.io import write_atomically
 
 
 class MetricsLog:
@@ -21,14 +22,13 @@ class MetricsLog:
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            kept = "".join(line + "\n" for line in text.splitlines() if _step_of(line) <= resume_step)
+            write_atomically(
+                self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8")
+            )  # replaces, never follows a link
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise RnnkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = summary_writer()(str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -93,8 +93,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _step_of(line: str) -> float:
+def summary_writer() -> Any:
+    """TensorBoard's SummaryWriter class, or a one-line error saying how to install it (checked before a
+    run is started, so a missing package never costs a run)."""
     try:
-        return json.loads(line).get("step", 0)
-    except json.JSONDecodeError:
-        return math.inf  # a torn last line from a crash: drop it
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RnnkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter
+
+
+def _step_of(line: str) -> float:
+    """A metrics line's step; a torn line from a crash, or anything that is not a record, has none and is
+    dropped on resume."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError, RecursionError):
+        return math.inf
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf

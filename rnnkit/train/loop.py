@@ -223,6 +223,10 @@ class Trainer:
                 "resume with the same number for an exact continuation"
             )
         ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
+        for group in self.optimizer.param_groups:  # options given on --resume apply (lr is set per epoch)
+            group["weight_decay"] = self.cfg.weight_decay
+            if "momentum" in group:
+                group["momentum"] = self.cfg.momentum
         for key in _COUNTERS:
             setattr(self, key, meta[key])
         self.best = math.inf if self.best is None else self.best

@@ -66,9 +66,34 @@ def is_run(path: Path) -> bool:
         return False
 
 
+#: what rnnkit writes inside its folders (a checkpoint's files; TensorBoard's event files)
+CHECKPOINT_FILES = frozenset({"model.safetensors", "trainer.safetensors", "trainer.json"})
+
+
 def foreign_entries(path: Path) -> list[str]:
-    """The names in ``path`` that rnnkit did not write."""
-    return sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+    """The entries in ``path``, and inside its checkpoint and tensorboard folders, that rnnkit did not write."""
+    foreign = []
+    for entry in sorted(path.iterdir()):
+        if entry.name not in RUN_FILES and not entry.name.endswith(".tmp"):
+            foreign.append(entry.name)
+        elif entry.name.startswith("checkpoint") and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{entry.name}/{p.name}" for p in sorted(entry.iterdir()) if not _own_checkpoint_file(p)]
+        elif entry.name == "tensorboard" and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"tensorboard/{p.name}" for p in sorted(entry.iterdir()) if not _tensorboard_file(p)]
+        elif entry.is_symlink() or (entry.is_dir() != (entry.name in _FOLDERS)):
+            foreign.append(entry.name)  # a link, or a folder where rnnkit writes a file (or the reverse)
+    return foreign
+
+
+_FOLDERS = frozenset({"checkpoint", "checkpoint.old", "checkpoint.tmp", "tensorboard"})
+
+
+def _own_checkpoint_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and (path.name in CHECKPOINT_FILES or path.name.endswith(".tmp"))
+
+
+def _tensorboard_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and path.name.startswith("events.out.tfevents.")
 
 
 def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> None:
