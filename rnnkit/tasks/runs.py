@@ -31,12 +31,14 @@ from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.log import summary_writer
 
-META_KEYS = ("task", "rnnkit")
+META_KEYS = run_folder.META_KEYS
 
 
-def config_json(spec: TaskSpec, cfg: dict[str, Any]) -> dict[str, Any]:
-    """What a run's ``config.json`` holds: the task's name, rnnkit's version and every section."""
-    return {"task": spec.name, "rnnkit": rnnkit.__version__} | {name: to_dict(value) for name, value in cfg.items()}
+def config_json(spec: TaskSpec, cfg: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """What a run's ``config.json`` holds: the task's name, rnnkit's version, the task's own files (so that
+    ``--force`` knows them from a user's) and every section."""
+    meta = {"task": spec.name, "rnnkit": rnnkit.__version__, "files": sorted(files)}
+    return meta | {name: to_dict(value) for name, value in cfg.items()}
 
 
 def saved_task(path: Path) -> tuple[str | None, dict[str, Any]]:
@@ -129,7 +131,7 @@ def _check_more_to_do(trainer: Trainer, cfg: TrainConfig, run_dir: Path) -> None
 
 
 def _populate(folder: Path, spec: TaskSpec, cfg: dict[str, Any], files: dict, trainer: Trainer) -> None:
-    write_json(folder / "config.json", config_json(spec, cfg))
+    write_json(folder / "config.json", config_json(spec, cfg, list(files)))
     for name, write in files.items():
         write(folder / name)
     trainer.save(folder)  # step 0: the run can be resumed (or evaluated) from its first moment

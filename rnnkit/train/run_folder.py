@@ -30,11 +30,11 @@ from typing import Any
 from rnnkit.errors import RnnkitError
 from rnnkit.io import fsync
 
-#: every name rnnkit writes in a run folder (``*.tmp`` files of atomic writes are rnnkit's too)
+#: every name rnnkit writes in any run folder (``*.tmp`` files of atomic writes are rnnkit's too; each task's
+#: own files are listed in its config.json: :func:`task_files`)
 RUN_FILES = frozenset(
     {
         "config.json",
-        "vocab.json",
         "best.safetensors",
         "metrics.jsonl",
         "checkpoint",
@@ -47,13 +47,30 @@ RUN_FILES = frozenset(
 LOCK = ".lock"
 
 
+#: config.json's keys that are not config tables: the task's name, rnnkit's version, the task's own files
+META_KEYS = ("task", "rnnkit", "files")
+
+
 def looks_like_run(config: Any) -> bool:
     """Whether a parsed ``config.json`` has the shape rnnkit writes."""
     return (
         isinstance(config, dict)
         and isinstance(config.get("train"), dict)
-        and all(isinstance(v, dict) for k, v in config.items() if k not in ("task", "rnnkit"))
+        and all(isinstance(v, dict) for k, v in config.items() if k not in META_KEYS)
     )
+
+
+def task_files(path: Path) -> set[str]:
+    """The files a run's task wrote besides the common ones (``vocab.json``, ``labels.json``, ...), as its
+    config.json lists them; runs from before that list had only ``vocab.json``."""
+    import json
+
+    try:
+        files = json.loads((path / "config.json").read_text(encoding="utf-8")).get("files", ["vocab.json"])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    ok = isinstance(files, list) and all(isinstance(f, str) and f and "/" not in f and f[0] != "." for f in files)
+    return set(files) if ok else set()
 
 
 def is_run(path: Path) -> bool:
@@ -72,9 +89,9 @@ CHECKPOINT_FILES = frozenset({"model.safetensors", "trainer.safetensors", "train
 
 def foreign_entries(path: Path) -> list[str]:
     """The entries in ``path``, and inside its checkpoint and tensorboard folders, that rnnkit did not write."""
-    foreign = []
+    foreign, own = [], RUN_FILES | task_files(path)
     for entry in sorted(path.iterdir()):
-        if entry.name not in RUN_FILES and not entry.name.endswith(".tmp"):
+        if entry.name not in own and not entry.name.endswith(".tmp"):
             foreign.append(entry.name)
         elif entry.name.startswith("checkpoint") and entry.is_dir() and not entry.is_symlink():
             foreign += [f"{entry.name}/{p.name}" for p in sorted(entry.iterdir()) if not _own_checkpoint_file(p)]

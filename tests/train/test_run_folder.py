@@ -61,7 +61,8 @@ def test_run_folder_layout_and_metrics_log(tmp_path):
         "trainer.safetensors",
     ]
     config = json.loads((out / "config.json").read_text())
-    assert set(config) == {"task", "rnnkit", "data", "model", "train"} and config["task"] == "lm"
+    assert set(config) == {"task", "rnnkit", "files", "data", "model", "train"} and config["task"] == "lm"
+    assert config["files"] == ["vocab.json"]
     assert config["model"]["hidden"] == 8 and config["train"]["bptt"] == 5 and config["data"]["level"] == "char"
     vocab = json.loads((out / "vocab.json").read_text())
     assert vocab["format"] == "rnnkit-vocab" and vocab["tokens"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
