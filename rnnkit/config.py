@@ -131,6 +131,10 @@ def check_value(f: dataclasses.Field, hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+#: the widest layer an option may ask for: far above any real model, and far below what overflows torch's
+#: size arithmetic (a typo like --hidden 2000000000 is refused by name rather than by an allocator trace)
+MAX_WIDTH = 2**20
+
 #: the largest float32: a larger finite option would overflow inside torch's kernels
 FLOAT32_MAX = 3.4028234663852886e38
 

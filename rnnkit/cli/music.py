@@ -20,6 +20,7 @@ from rnnkit.tasks.music_run import load_run, train_music
 
 RAW = argparse.RawDescriptionHelpFormatter
 JSB = "../shared/data/jsb_chorales"
+MAX_STEPS = 10**6  # about 6 days of music at 120 bpm: far past any use, and the roll stays under 400 MB
 
 TRAIN_EXAMPLE = f"""examples:
   rnnkit music train --train {JSB}/train.json --valid {JSB}/valid.json --out runs/jsb \\
@@ -87,6 +88,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def generate(args: argparse.Namespace) -> int:
     """Sample with a progress bar; Ctrl-C stops and still writes the MIDI file of what was made."""
+    if not 0 <= args.steps <= MAX_STEPS:
+        raise RnnkitError(f"--steps must lie in [0, {MAX_STEPS:,}] (one step is a quarter note), got {args.steps}")
     out = check_output_path(args.out, ".mid")
     run = load_run(args.run)
     seed = read_midi(args.seed_midi) if args.seed_midi else chord_roll(_pitches(args.seed_chord))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import check_fields, option
+from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
@@ -28,9 +28,9 @@ from rnnkit.tasks.base import LossOutput, Task, bits, perplexity
 @dataclass
 class LMConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(256, "units per recurrent layer", ge=1)
+    hidden: int = option(256, "units per recurrent layer", ge=1, le=MAX_WIDTH)
     layers: int = option(2, "stacked recurrent layers", ge=1, le=1000)
-    embed: int | None = option(None, "embedding size (default: --hidden)", ge=1)
+    embed: int | None = option(None, "embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
     dropout: float = option(0.0, "dropout on non-recurrent connections (Zaremba et al. 2014)", ge=0, lt=1)
     variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
     tie_weights: bool = option(False, "share the embedding and softmax matrices (needs --embed = --hidden)")

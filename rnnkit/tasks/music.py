@@ -31,7 +31,7 @@ from torch.func import functional_call
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import check_fields, option
+from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.music import KEYS
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
@@ -43,7 +43,7 @@ from rnnkit.tasks.lm import time_dropout
 @dataclass
 class MusicConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(200, "units per recurrent layer", ge=1)
+    hidden: int = option(200, "units per recurrent layer", ge=1, le=MAX_WIDTH)
     layers: int = option(1, "stacked recurrent layers", ge=1, le=1000)
     dropout: float = option(0.0, "dropout between layers and before the output layer", ge=0, lt=1)
     input_dropout: float = option(0.0, "dropout on the input roll (drops notes of x_t)", ge=0, lt=1)

@@ -43,6 +43,7 @@ def filter_logits(
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         outside = probs.cumsum(-1) - probs >= top_p  # the smallest set whose mass reaches p stays
+        outside[..., 0] = False  # the most likely token always stays (a top_p below float32's range is 0)
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
     return logits
 

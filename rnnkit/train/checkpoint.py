@@ -136,7 +136,9 @@ def check_trainer_state(run_dir: Path, tensors: dict[str, Tensor], meta: Any) ->
     if not isinstance(meta, dict):
         raise RnnkitError(f"{path} is not an rnnkit trainer state (a table): {_RESTART}")
     for key, kind in _TRAINER_FIELDS.items():
-        value = meta.get(key)
+        if key not in meta:
+            raise RnnkitError(f"{path}: {key!r} is missing: {_RESTART}")
+        value = meta[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = {
             "count": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -176,6 +178,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Te
             if key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
                 state.setdefault(int(index), {})[name] = value
+        _check_optimizer_tensors(optimizer, state)
         groups, fresh = meta["param_groups"], optimizer.param_groups
         if len(groups) != len(fresh) or any(_shape(g) != _shape(f) for g, f in zip(groups, fresh, strict=False)):
             raise ValueError("its parameter groups have other options than this optimizer's")
@@ -184,6 +187,21 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Te
         raise RnnkitError(
             f"the checkpoint's optimizer state does not fit the model ({first_line(err)}): {_RESTART}"
         ) from None
+
+
+def _check_optimizer_tensors(optimizer: torch.optim.Optimizer, state: dict[int, dict[str, Any]]) -> None:
+    """Each parameter's saved state has the same entries as every other's, and its tensors the parameter's
+    shape (or are scalars, like Adam's step): what a checkpoint of this model and optimizer holds."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    kinds = {frozenset(entries) for entries in state.values()}
+    if len(kinds) > 1 or any(not 0 <= i < len(params) for i in state):
+        raise ValueError("its per-parameter state is incomplete")
+    for i, entries in state.items():
+        for name, value in entries.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[i].shape:
+                raise ValueError(
+                    f"{name} of parameter {i} has shape {tuple(value.shape)}, not {tuple(params[i].shape)}"
+                )
 
 
 def _shape(group: Any) -> dict[str, type]:

@@ -24,7 +24,9 @@ class TrainConfig:
         64, "truncated BPTT: time steps per chunk; the state is carried and detached between chunks", ge=1
     )
     optimizer: str = option("adam", "optimizer", choices=("sgd", "adam", "adamw"))
-    lr: float = option(2e-3, "learning rate", gt=0)
+    lr: float = option(
+        2e-3, "learning rate (at most 1e6: beyond, optimizer arithmetic overflows float32)", gt=0, le=1e6
+    )
     momentum: float = option(0.0, "SGD momentum, in [0, 1)", ge=0, lt=1)
     weight_decay: float = option(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw)", ge=0)
     lr_decay: float = option(

@@ -131,7 +131,7 @@ def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> N
     if not entries:
         return
     if not is_run(run_dir):
-        shown = ", ".join(foreign_entries(run_dir)[:5] or entries[:5])
+        shown = ", ".join(_shown(n) for n in (foreign_entries(run_dir)[:5] or entries[:5]))
         raise RnnkitError(
             f"{run_dir} is not an empty folder or an rnnkit run (it holds {shown}); rnnkit never deletes "
             "what it did not write: choose another --out"
@@ -144,9 +144,14 @@ def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> N
     foreign = foreign_entries(run_dir)
     if foreign:
         raise RnnkitError(
-            f"{run_dir} also holds files rnnkit did not write ({', '.join(foreign[:5])}): --force replaces only "
-            "a folder of rnnkit's own files; move them out or choose another --out"
+            f"{run_dir} also holds files rnnkit did not write ({', '.join(map(_shown, foreign[:5]))}): --force "
+            "replaces only a folder of rnnkit's own files; move them out or choose another --out"
         )
+
+
+def _shown(name: str) -> str:
+    """A file name as a message can show it on one line (control characters escaped)."""
+    return name if name.isprintable() and name.strip() else ascii(name)
 
 
 class RunLock:
@@ -168,6 +173,7 @@ class RunLock:
             self.created = True
         self.fd = _lock_file(self.run_dir / LOCK)
         _remove_stale_staging(self.run_dir)
+        _remove_stale_temporaries(self.run_dir)
         return self
 
     def release(self) -> None:
@@ -237,6 +243,14 @@ def _remove_stale_staging(run_dir: Path) -> None:
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """``NAME.PID.tmp`` files of atomic writes whose writer died before renaming them into place."""
+    for path in [*run_dir.glob("*.*.tmp"), *run_dir.glob("checkpoint*/*.*.tmp")]:
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

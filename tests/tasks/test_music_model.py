@@ -101,7 +101,7 @@ def test_generate_and_config_errors():
         model.generate(torch.zeros(1, 12), 2)
     with pytest.raises(RnnkitError, match=r"--dropout must lie in \[0, 1\)"):
         MusicConfig(dropout=1.0)
-    with pytest.raises(RnnkitError, match="--hidden must be at least 1, got 0"):
+    with pytest.raises(RnnkitError, match=r"--hidden must lie in \[1, 1048576\], got 0"):
         MusicConfig(hidden=0)
 
 
