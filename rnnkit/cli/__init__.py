@@ -9,10 +9,10 @@ import argparse
 import sys
 import warnings
 
-from rnnkit.cli import demo, diagnose, lm, music
+from rnnkit.cli import classify, demo, diagnose, lm, music, tag
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
-COMMANDS = {"lm": lm, "music": music, "diagnose": diagnose, "demo": demo}
+COMMANDS = {"lm": lm, "music": music, "classify": classify, "tag": tag, "diagnose": diagnose, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,114 @@
+"""``rnnkit tag train|eval|predict``: sequence tagging (named entities, chunks, ATIS slots and intents)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
+from rnnkit.config import to_dict
+from rnnkit.data.text import read_text
+from rnnkit.tasks import tag_run
+from rnnkit.tasks.tag_run import load_run, train_tagger
+
+RAW = argparse.RawDescriptionHelpFormatter
+DATA = "../shared/data"
+
+TRAIN_EXAMPLE = f"""examples:
+  rnnkit tag train --train {DATA}/atis/train --valid {DATA}/atis/dev --out runs/atis \\
+      --cell lstm --bidirectional --crf --intent --epochs 10
+  rnnkit tag train --train {DATA}/conll2003/eng.train --valid {DATA}/conll2003/eng.testa --out runs/ner \\
+      --cell lstm --bidirectional --crf --char --hidden 100 --dropout 0.5
+  rnnkit tag train --train {DATA}/atis/train --out runs/window --cell none --window 3   # feed-forward baseline
+  rnnkit tag train --out runs/atis --resume --epochs 20       # continue a stopped run"""
+
+#: sentences tagged at a time from a file or a pipe (from a terminal: each line as it is typed)
+CHUNK = 512
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    verbs = add_group(sub, "tag", "sequence tagging (one tag per word, optionally an intent): train, eval, predict")
+    add_train_verb(verbs, "train a sequence tagger", TRAIN_EXAMPLE, tag_run.SPEC.sections, train)
+
+    p = verbs.add_parser(
+        "eval",
+        help="span precision/recall/F1 (conlleval), token accuracy, intent and sentence accuracy",
+        epilog=f"example:\n  rnnkit tag eval runs/atis --data {DATA}/atis/dev --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", required=True, help="tagged data: a CoNLL file, an ATIS folder or a JSON lines file")
+    p.add_argument("--batch-size", type=int, default=None, help="sentences per batch (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with per-type scores)")
+    p.set_defaults(func=evaluate)
+
+    p = verbs.add_parser(
+        "predict",
+        help="tag raw text: one whitespace-tokenised sentence a line",
+        epilog="examples:\n  echo 'i want to fly from boston to denver' | rnnkit tag predict runs/atis\n"
+        "  rnnkit tag predict runs/ner sentences.txt --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("input", nargs="?", default="-", metavar="FILE", help="text file, or - for stdin (the default)")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object a line: tokens, tags, spans [{type, start, end, text}]"
+    )
+    p.set_defaults(func=predict)
+
+
+def train(args: argparse.Namespace) -> int:
+    run_dir = Path(args.out)
+    cfg = resolve_configs(args, run_dir, tag_run.SPEC)
+    if args.print_config:
+        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
+        return 0
+    summary = train_tagger(cfg, run_dir, resume=args.resume, force=args.force)
+    print(summary_line(summary, run_dir, "rnnkit tag train"), file=sys.stderr)
+    return 130 if summary["reason"].startswith("interrupted") else 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    names = ("precision", "recall", "f1", "token_accuracy", "intent_accuracy", "sentence_accuracy")
+    shown = "  ".join(f"{k} {result[k]:.4f}" for k in names if k in result)
+    print(f"{args.data}: {shown}  ({result['sentences']} sentences, {result['count']} words)")
+    per_type = sorted(result.get("per_type", {}).items(), key=lambda item: -item[1]["support"])
+    if per_type:
+        width = max(len(kind) for kind, _ in per_type)
+        print(f"  {'type':<{width}}  precision  recall      f1  support")
+        for kind, r in per_type:
+            p, rc, f1 = r["precision"], r["recall"], r["f1"]
+            print(f"  {kind:<{width}}  {p:9.4f}  {rc:6.4f}  {f1:6.4f}  {r['support']:7d}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Tag each line as it comes (in chunks from a file or a pipe); an empty line gives an empty line."""
+    run = load_run(args.run, verb="predict")
+    lines = _lines(args.input)
+    chunk = 1 if args.input == "-" and sys.stdin.isatty() else CHUNK
+    for group in iter(lambda: list(itertools.islice(lines, chunk)), []):
+        for result in run.predict([line.split() for line in group]):
+            print(json.dumps(result) if args.json else _pairs(result), flush=chunk == 1)
+    return 0
+
+
+def _lines(source: str) -> Iterator[str]:
+    if source != "-":
+        return iter(read_text(source).splitlines())
+    return (line.rstrip("\n") for line in sys.stdin)
+
+
+def _pairs(result: dict[str, Any]) -> str:
+    """``word/TAG word/TAG ...``, then a tab and ``intent=NAME`` when the run predicts intents."""
+    text = " ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"], strict=True))
+    return text + (f"\tintent={result['intent']}" if result.get("intent") is not None else "")

@@ -1,0 +1,260 @@
+r"""Sequence classification (many-to-one): embedding -> recurrent layers (any cell) -> pooling -> MLP -> labels.
+
+For a text of tokens :math:`w_1 .. w_n` (B texts, T the longest, K labels):
+
+.. math::
+    x_t = E[w_t], \quad h_{1..n} = \text{RNN}(x_{1..n}), \quad p = \text{pool}(h_{1..n}), \quad
+    z = \text{MLP}(p) \in \mathbb{R}^K,
+
+then softmax(z) for one label per text (loss: cross-entropy) or sigmoid(z_k) for several (loss: binary
+cross-entropy summed over the K labels; a label is predicted when sigmoid(z_k) >= ``threshold``). Each loss is
+summed over the texts of a batch and counts texts. The RNN is one :func:`rnnkit.compat.make_layer` stack (any
+cell in :data:`rnnkit.CELLS`, stacked, optionally bidirectional) run batch-first with ``lengths``; pooling is
+:mod:`rnnkit.tasks.pooling` (last step of both directions, mean, max, attention). Padding never changes a
+prediction: the layers stop at each text's length and pooling excludes the padded steps.
+
+Dropout (``dropout``) acts on the embeddings, between recurrent layers and on the pooled vector.
+
+Model selection: the trainer keeps the weights of the best validation **accuracy** for one label per text (the
+metric SST, TREC and AG News report; macro-F1 is reported beside it), and of the best **micro-F1** for several
+labels. With several labels, :meth:`SequenceClassifier.evaluate` on the validation data also chooses the
+threshold that maximises micro-F1 there and keeps it in the ``threshold`` buffer, so the best weights are
+saved with the threshold chosen for them (0.5 until a validation set is seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.cells import CELLS
+from rnnkit.compat import make_layer
+from rnnkit.config import check_fields, option
+from rnnkit.data.batching import pad_batch
+from rnnkit.init import SCHEMES
+from rnnkit.resources import count_params, recurrent_params
+from rnnkit.tasks.base import LossOutput, Task
+from rnnkit.tasks.pooling import POOLINGS, Pooling
+
+#: the thresholds tried when choosing a multi-label threshold on validation data
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+@dataclass
+class ClassifyConfig:
+    cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
+    hidden: int = option(128, "units per recurrent layer (and direction)", ge=1)
+    layers: int = option(1, "stacked recurrent layers", ge=1, le=1000)
+    embed: int | None = option(None, "word embedding size (default: --hidden)", ge=1)
+    bidirectional: bool = option(False, "read each text in both directions")
+    dropout: float = option(0.0, "dropout on the embeddings, between layers and on the pooled vector", ge=0, lt=1)
+    pooling: str = option("last", "how the outputs become one vector", choices=POOLINGS)
+    attention_size: int | None = option(None, "attention pooling's hidden size (default: the outputs' size)", ge=1)
+    mlp: int = option(0, "hidden units of the MLP head (0: a linear head)", ge=0)
+    multi_label: bool = option(False, "several labels per text: sigmoids and a threshold instead of a softmax")
+    init: str | None = option(
+        None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
+    )
+    # the optional character encoder (rnnkit.tasks.char_encoder) adds its options here
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def params(self, vocab_size: int, num_labels: int) -> int:
+        """Parameters of a :class:`SequenceClassifier` of this config, counted without allocating them (the
+        embedding by hand: initialising one on the meta device imports torch._dynamo, 5 s)."""
+        E, H, bi = self.embed or self.hidden, self.hidden, self.bidirectional
+        with torch.device("meta"):
+            size = make_layer(self.cell, E, H, bidirectional=bi).output_size
+            pool = Pooling(self.pooling, size, attention_size=self.attention_size)
+        rest = count_params(lambda: nn.ModuleList([pool, make_head(size, self.mlp, num_labels, self.dropout)]))
+        return vocab_size * E + recurrent_params(self.cell, E, H, self.layers, bidirectional=bi) + rest
+
+
+class ClassifyBatch(NamedTuple):
+    ids: Tensor  # (B, T) long token ids, padded with pad_id after each text's length
+    lengths: Tensor  # (B,) long, each >= 1
+    targets: Tensor | None = None  # (B,) long label ids, or (B, K) float 0/1 for several labels; None to predict
+
+
+class Prediction(NamedTuple):
+    probabilities: Tensor  # (B, K): softmax (one label) or sigmoids (several labels)
+    attention: Tensor | None  # (B, T) attention weights (0 at padding) with attention pooling, else None
+
+
+def make_batch(
+    sequences: Sequence[Sequence[int]], targets: Sequence[Any] | None = None, *, pad_id: int = 0, num_labels: int = 0
+) -> ClassifyBatch:
+    """Pad id sequences into a :class:`ClassifyBatch`; a target is a label id, or a list of them (several labels
+    per text: a (B, ``num_labels``) 0/1 matrix).
+
+    >>> make_batch([[5, 6, 7], [8]], [1, 0])
+    ClassifyBatch(ids=tensor([[5, 6, 7],
+            [8, 0, 0]]), lengths=tensor([3, 1]), targets=tensor([1, 0]))
+    >>> make_batch([[5], [6]], [[0, 2], []], num_labels=3).targets
+    tensor([[1., 0., 1.],
+            [0., 0., 0.]])
+    """
+    ids, lengths = pad_batch([torch.as_tensor(s, dtype=torch.long) for s in sequences], pad_id, batch_first=True)
+    if targets is None:
+        return ClassifyBatch(ids, lengths)
+    if targets and isinstance(targets[0], (list, tuple)):
+        multi = torch.zeros(len(targets), num_labels)
+        for row, labels in enumerate(targets):
+            multi[row, list(labels)] = 1.0
+        return ClassifyBatch(ids, lengths, multi)
+    return ClassifyBatch(ids, lengths, torch.as_tensor(targets, dtype=torch.long))
+
+
+class SequenceClassifier(Task):
+    """Classify texts of ``vocab_size`` token ids into ``num_labels`` labels (one, or several per text).
+
+    >>> model = SequenceClassifier(50, 3, ClassifyConfig(hidden=8, pooling="attention", bidirectional=True))
+    >>> batch = make_batch([[4, 5, 6], [7]], [2, 0])
+    >>> logits, attention = model(batch.ids, batch.lengths)
+    >>> logits.shape, attention.shape
+    (torch.Size([2, 3]), torch.Size([2, 3]))
+    >>> model.loss(batch).count
+    tensor(2)
+    """
+
+    def __init__(self, vocab_size: int, num_labels: int, config: ClassifyConfig, *, pad_id: int = 0) -> None:
+        super().__init__()
+        self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
+        self.selection = ("micro_f1", "max") if config.multi_label else ("accuracy", "max")
+        E, H, L = config.embed or config.hidden, config.hidden, config.layers
+        self.embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
+        kw: dict[str, Any] = {"init": config.init} if config.init is not None else {}
+        if L > 1:
+            kw["dropout"] = config.dropout
+        self.rnn = make_layer(
+            config.cell, E, H, num_layers=L, bidirectional=config.bidirectional, batch_first=True, **kw
+        )
+        size = self.rnn.output_size
+        self.pooling = Pooling(
+            config.pooling, size, bidirectional=config.bidirectional, attention_size=config.attention_size
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = make_head(size, config.mlp, num_labels, config.dropout)
+        self.register_buffer("threshold", torch.tensor(0.5))  # several labels: p >= threshold is predicted
+
+    def features(self, ids: Tensor) -> Tensor:
+        """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings (dropped out in training).
+
+        The place of the optional character encoder: its per-token vectors are concatenated here.
+        """
+        return self.drop(self.embedding(ids))
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+        """ids (B, T), lengths (B,) -> logits (B, K), and attention weights (B, T) with attention pooling."""
+        device = self.embedding.weight.device
+        ids, lengths = ids.to(device), torch.as_tensor(lengths).to(device)
+        outputs, _ = self.rnn(self.features(ids), lengths=lengths)  # (B, T, D*H), zero at padding
+        pooled, weights = self.pooling(outputs, lengths)  # (B, D*H), (B, T) or None
+        return self.head(self.drop(pooled)), weights
+
+    def loss(self, batch: ClassifyBatch, state: Any = None) -> LossOutput:
+        """Summed cross-entropy (one label) or binary cross-entropy over every label (several); count = texts."""
+        logits, _ = self(batch.ids, batch.lengths)
+        targets = batch.targets.to(logits.device)
+        if self.config.multi_label:
+            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+        else:
+            loss = F.cross_entropy(logits, targets, reduction="sum")
+        return LossOutput(loss, torch.tensor(len(targets), device=logits.device), None)
+
+    @torch.no_grad()
+    def predict(self, batch: ClassifyBatch) -> Prediction:
+        """Probabilities (B, K) and attention weights of a batch (its targets are not read), in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            logits, weights = self(batch.ids, batch.lengths)
+        finally:
+            self.train(was_training)
+        probs = torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=-1)
+        return Prediction(probs, weights)
+
+    @torch.no_grad()
+    def collect(self, batches: Iterable[ClassifyBatch]) -> tuple[float, Tensor, Tensor]:
+        """Summed loss, probabilities (N, K) and targets of every text in ``batches``, on the CPU, in eval mode."""
+        was_training = self.training
+        self.eval()
+        total, probs, targets = 0.0, [], []
+        try:
+            for batch in batches:
+                total += float(self.loss(batch).loss)
+                probs.append(self.predict(batch).probabilities.cpu())
+                targets.append(batch.targets.cpu())
+        finally:
+            self.train(was_training)
+        return total, torch.cat(probs), torch.cat(targets)
+
+    def evaluate(self, batches: Iterable[ClassifyBatch], *, tune_threshold: bool = True) -> dict[str, float]:
+        """Mean loss per text, accuracy and macro-F1 (several labels: subset accuracy, micro- and macro-F1 and the
+        threshold) and the count of texts. With several labels and ``tune_threshold``, the threshold is first
+        chosen on these batches (:func:`best_threshold`) and kept in the ``threshold`` buffer."""
+        total, probs, targets = self.collect(batches)
+        n = len(targets)
+        if not self.config.multi_label:
+            return {"loss": total / max(n, 1)} | single_label_metrics(targets, probs.argmax(-1)) | {"count": n}
+        if tune_threshold:
+            self.threshold.fill_(best_threshold(targets, probs))
+        threshold = float(self.threshold)
+        metrics = multi_label_metrics(targets, probs >= threshold)
+        return {"loss": total / max(n, 1)} | metrics | {"threshold": threshold, "count": n}
+
+
+def make_head(size: int, mlp: int, num_labels: int, dropout: float = 0.0) -> nn.Module:
+    """The pooled vector (size) -> logits (K): Linear, or with ``mlp`` > 0, Linear -> ReLU -> dropout -> Linear."""
+    if not mlp:
+        return nn.Linear(size, num_labels)
+    return nn.Sequential(nn.Linear(size, mlp), nn.ReLU(), nn.Dropout(dropout), nn.Linear(mlp, num_labels))
+
+
+def single_label_metrics(targets: Tensor, predicted: Tensor) -> dict[str, float]:
+    """Accuracy and macro-F1 (over the labels in ``targets`` or ``predicted``, as sklearn averages) of label ids.
+
+    >>> single_label_metrics(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1]))
+    {'accuracy': 0.75, 'macro_f1': 0.7333333333333334}
+    """
+    from sklearn.metrics import accuracy_score, f1_score  # imported here: 2 s that the CLI's start need not pay
+
+    y, p = targets.numpy(), predicted.numpy()
+    return {"accuracy": float(accuracy_score(y, p)), "macro_f1": float(f1_score(y, p, average="macro"))}
+
+
+def multi_label_metrics(targets: Tensor, predicted: Tensor) -> dict[str, float]:
+    """Subset accuracy (every label of a text right), micro- and macro-F1 of (N, K) 0/1 matrices.
+
+    >>> multi_label_metrics(torch.tensor([[1, 0], [1, 1]]), torch.tensor([[1, 0], [1, 0]]))
+    {'accuracy': 0.5, 'micro_f1': 0.8, 'macro_f1': 0.5}
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y, p = targets.numpy().astype(int), predicted.numpy().astype(int)
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "micro_f1": float(f1_score(y, p, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y, p, average="macro", zero_division=0)),
+    }
+
+
+def best_threshold(targets: Tensor, probs: Tensor, candidates: Sequence[float] = THRESHOLDS) -> float:
+    """The threshold among ``candidates`` with the best micro-F1 of ``probs >= t``; ties go to the one nearest 0.5.
+
+    >>> best_threshold(torch.tensor([[1, 0], [0, 1]]), torch.tensor([[0.3, 0.1], [0.2, 0.35]]))
+    0.3
+    """
+    from sklearn.metrics import f1_score
+
+    y = targets.numpy().astype(int)
+    scores = [f1_score(y, (probs >= t).numpy().astype(int), average="micro", zero_division=0) for t in candidates]
+    best = max(scores)
+    return min((abs(t - 0.5), t) for t, s in zip(candidates, scores, strict=True) if np.isclose(s, best))[1]

@@ -1,0 +1,318 @@
+"""A classification run folder as Python objects (config, vocabulary, labels, model), the data it reads, training.
+
+The folder is every task's (rnnkit.tasks.runs) plus ``vocab.json`` (the words) and ``labels.json`` (the labels).
+Data: TSV (``label<TAB>text``), SST (``label text``) or JSON lines (``{"text", "label"}`` or ``{"text",
+"labels": [...]}``), read by :func:`rnnkit.data.formats.read_classification`; text is split on whitespace.
+Training texts longer than ``--max-length`` tokens are cut (with a warning); validation, eval and predict
+read every token. A label the run never saw (in validation or eval data) is reported by name and count, and
+its examples are left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from rnnkit.config import check_fields, option
+from rnnkit.data.batching import bucket_batches
+from rnnkit.data.formats import CLASSIFICATION_FORMATS, Example, read_classification
+from rnnkit.data.labels import Labels
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.errors import RnnkitError
+from rnnkit.resources import check_model_memory
+from rnnkit.tasks import runs
+from rnnkit.tasks.base import Prepared, TaskSpec
+from rnnkit.tasks.classify import (
+    ClassifyBatch,
+    ClassifyConfig,
+    SequenceClassifier,
+    make_batch,
+    multi_label_metrics,
+    single_label_metrics,
+)
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train.config import TrainConfig
+
+
+@dataclass
+class ClassifyDataConfig:
+    train: str | None = option(None, "training examples: TSV (label<TAB>text), SST (label text) or JSON lines")
+    valid: str | None = option(None, "validation examples (same format), for accuracy and F1 after each epoch")
+    format: str = option(
+        "auto",
+        "the files' format (auto: by extension, else by the first line)",
+        choices=("auto", *CLASSIFICATION_FORMATS),
+    )
+    min_freq: int = option(1, "rarer training words become <unk>", ge=1)
+    max_vocab: int | None = option(None, "keep at most this many words (specials included)", ge=4)
+    lowercase: bool = option(False, "lowercase every word (training, eval and predict alike)")
+    max_length: int | None = option(
+        1000, "cut training texts to this many tokens, with a warning (validation, eval, predict read all)", ge=1
+    )
+    eval_batch_size: int = option(64, "texts per batch when evaluating and predicting", ge=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+SECTIONS = {"data": ClassifyDataConfig, "model": ClassifyConfig, "train": TrainConfig}
+
+
+@dataclass
+class Encoded:
+    """Examples as ids: the texts' token ids, their targets (a label id, or a list of them), and what was left out."""
+
+    sequences: list[list[int]]
+    targets: list[Any]
+    unknown: Counter[str] = field(default_factory=Counter)  # labels the run does not know -> examples with them
+    excluded: int = 0  # examples left out for an unknown label
+
+    def batches(
+        self, batch_size: int, *, pad_id: int, num_labels: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+    ) -> list[ClassifyBatch]:
+        """Length-bucketed padded batches (:func:`rnnkit.data.batching.bucket_batches`)."""
+        order = bucket_batches([len(s) for s in self.sequences], batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+        return [
+            make_batch(
+                [self.sequences[i] for i in b], [self.targets[i] for i in b], pad_id=pad_id, num_labels=num_labels
+            )
+            for b in order
+        ]
+
+
+class EpochBatches:
+    """Training batches that change every epoch: ``for_epoch(e)`` (what the trainer calls) shuffles with
+    ``(seed, e)`` alone, so resuming mid-epoch is exact."""
+
+    def __init__(self, data: Encoded, batch_size: int, *, seed: int, pad_id: int, num_labels: int) -> None:
+        self.data, self.batch_size, self.seed, self.pad_id, self.num_labels = data, batch_size, seed, pad_id, num_labels
+
+    def for_epoch(self, epoch: int) -> list[ClassifyBatch]:
+        kw = {"pad_id": self.pad_id, "num_labels": self.num_labels}
+        return self.data.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch, **kw)
+
+
+@dataclass
+class ClassifyRun:
+    """Everything a trained run folder holds, loaded."""
+
+    path: Path
+    data: ClassifyDataConfig
+    model_config: ClassifyConfig
+    train: TrainConfig
+    vocab: Vocabulary
+    labels: Labels
+    model: SequenceClassifier
+
+    def tokens(self, text: str) -> list[str]:
+        """A text's tokens as the run reads them: split on whitespace, lowercased if the run was."""
+        return (text.lower() if self.data.lowercase else text).split()
+
+    def evaluate(self, path: str, *, batch_size: int | None = None) -> dict[str, Any]:
+        """Metrics of a labelled file in the run's format: accuracy, macro-F1, per-class precision, recall, F1
+        and support, the confusion matrix (several labels: micro-F1 and one 2x2 matrix per label at the run's
+        threshold), the loss per text, the count, and the labels the run never saw (left out, by name)."""
+        examples = read_examples(path, self.data.format, self.data.lowercase, self.model_config.multi_label)
+        encoded = encode(examples, self.vocab, self.labels, self.model_config.multi_label)
+        warn_unknown(path, encoded)
+        if not encoded.sequences:
+            raise RnnkitError(
+                f"{path}: none of its {len(examples)} examples has a label this run knows "
+                f"({', '.join(self.labels.names[:5])}{', ...' if len(self.labels) > 5 else ''}): nothing to evaluate"
+            )
+        size = batch_size or self.data.eval_batch_size
+        batches = encoded.batches(size, pad_id=self.vocab.pad_id, num_labels=len(self.labels))
+        total, probs, targets = self.model.collect(batches)
+        multi, threshold = self.model_config.multi_label, float(self.model.threshold)
+        result = {"data": str(path), "count": len(targets), "loss": total / len(targets)}
+        result |= report(targets, probs >= threshold if multi else probs.argmax(-1), self.labels.names, multi)
+        if multi:
+            result["threshold"] = threshold
+        return result | {"unknown_labels": dict(encoded.unknown), "excluded": encoded.excluded}
+
+    def predict(self, texts: list[str], *, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Each text's most probable label and its probability, every label's probability (several labels: also
+        ``labels``, those at or above the threshold) and, with attention pooling, ``attention``: each token with
+        its weight."""
+        tokens = [self.tokens(t) for t in texts]
+        empty = next((i for i, t in enumerate(tokens) if not t), None)
+        if empty is not None:
+            raise RnnkitError(f"text {empty + 1} is empty: give each text at least one word")
+        ids = [self.vocab.encode(t) for t in tokens]
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for order in bucket_batches([len(s) for s in ids], batch_size or self.data.eval_batch_size, shuffle=False):
+            pred = self.model.predict(make_batch([ids[i] for i in order], pad_id=self.vocab.pad_id))
+            for row, i in enumerate(order):
+                weights = None if pred.attention is None else pred.attention[row, : len(ids[i])]
+                results[i] = self._result(tokens[i], pred.probabilities[row], weights)
+        return results
+
+    def _result(self, tokens: list[str], probs: Tensor, weights: Tensor | None) -> dict[str, Any]:
+        names, p = self.labels.names, probs.tolist()
+        best = max(range(len(p)), key=p.__getitem__)
+        result: dict[str, Any] = {
+            "label": names[best],
+            "probability": p[best],
+            "probabilities": dict(zip(names, p, strict=True)),
+        }
+        if self.model_config.multi_label:
+            threshold = float(self.model.threshold)
+            result["labels"] = [name for name, q in zip(names, p, strict=True) if q >= threshold]
+        if weights is not None:
+            result["attention"] = [[token, w] for token, w in zip(tokens, weights.tolist(), strict=True)]
+        return result
+
+
+def report(targets: Tensor, predicted: Tensor, names: tuple[str, ...], multi_label: bool) -> dict[str, Any]:
+    """Accuracy, macro-F1 (several labels: micro-F1 too), per-class scores and the confusion matrix (rows: true,
+    columns: predicted, in ``names`` order; several labels: ``[[tn, fp], [fn, tp]]`` per label), by sklearn."""
+    from sklearn import metrics  # imported here: 2 s that the CLI's start need not pay
+
+    y, p, ks = targets.numpy(), predicted.numpy(), list(range(len(names)))
+    if multi_label:
+        y, p = y.astype(int), p.astype(int)
+        scores = multi_label_metrics(targets, predicted)
+        confusion = metrics.multilabel_confusion_matrix(y, p, labels=ks).tolist()
+    else:
+        scores = single_label_metrics(targets, predicted)
+        confusion = metrics.confusion_matrix(y, p, labels=ks).tolist()
+    prf = metrics.precision_recall_fscore_support(y, p, labels=ks, zero_division=0)
+    per_class = {
+        name: {"precision": float(pr), "recall": float(rc), "f1": float(f1), "support": int(n)}
+        for name, pr, rc, f1, n in zip(names, *prf, strict=True)
+    }
+    return scores | {"per_class": per_class, "labels": list(names), "confusion": confusion}
+
+
+def read_examples(path: str, format: str, lowercase: bool, multi_label: bool) -> list[Example]:
+    """The examples of a file (lowercased if asked); several labels on one text need ``multi_label``."""
+    examples = read_classification(path, format)
+    several = [e for e in examples if len(e.labels) != 1]
+    if several and not multi_label:
+        raise RnnkitError(
+            f"{path}: {len(several)} example(s) have {len(several[0].labels) or 'no'} labels "
+            f"(e.g. {several[0].labels}): give one label per text, or train with --multi-label"
+        )
+    if lowercase:
+        examples = [Example([t.lower() for t in e.tokens], e.labels) for e in examples]
+    return examples
+
+
+def encode(examples: list[Example], vocab: Vocabulary, labels: Labels, multi_label: bool) -> Encoded:
+    """Token ids and targets (a label id; several labels: a list of them); examples with a label ``labels``
+    lacks are left out and counted by label."""
+    encoded = Encoded([], [])
+    for e in examples:
+        unknown = labels.unknown(e.labels)
+        if unknown:
+            encoded.unknown.update(unknown.keys())
+            encoded.excluded += 1
+            continue
+        encoded.sequences.append(vocab.encode(e.tokens))
+        ids = labels.encode(e.labels)
+        encoded.targets.append(ids if multi_label else ids[0])
+    return encoded
+
+
+def warn_unknown(path: str, encoded: Encoded) -> None:
+    if encoded.excluded:
+        names = ", ".join(f"{name!r} ({n})" for name, n in encoded.unknown.most_common())
+        warnings.warn(
+            f"{path}: {encoded.excluded} example(s) with labels the run never saw are left out: {names}", stacklevel=2
+        )
+
+
+def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> ClassifyRun:
+    """Load a run folder for evaluation or prediction (the best weights, else the last checkpoint)."""
+    return runs.open_run(SPEC, path, weights=weights, verb=verb)
+
+
+def train_classifier(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a classifier into ``run_dir``; ``cfg`` maps "data", "model" and
+    "train" to their configs. One process (the batches are not sharded)."""
+    return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
+
+
+def new_model(vocab: Vocabulary, labels: Labels, config: ClassifyConfig) -> SequenceClassifier:
+    return SequenceClassifier(len(vocab), len(labels), config, pad_id=vocab.pad_id)
+
+
+def _open(path: Path, cfg: dict[str, Any], weights: str) -> ClassifyRun:
+    vocab, labels = Vocabulary.load(path / "vocab.json"), Labels.load(path / "labels.json")
+    model = new_model(vocab, labels, cfg["model"])
+    ckpt.load_run_weights(model, path, weights)
+    return ClassifyRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, labels, model)
+
+
+def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
+    """Read and check the examples, build (or, on resume, load) the vocabulary, labels and model; write nothing."""
+    data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
+    if data.train is None:
+        raise RnnkitError("--train FILE is required: the labelled texts to learn from")
+    examples = read_examples(data.train, data.format, data.lowercase, model_cfg.multi_label)
+    if run_dir is not None:
+        vocab, labels = Vocabulary.load(run_dir / "vocab.json"), Labels.load(run_dir / "labels.json")
+    else:
+        vocab = Vocabulary.build(
+            (t for e in examples for t in e.tokens), min_freq=data.min_freq, max_size=data.max_vocab
+        )
+        labels = _labels(data.train, examples, model_cfg.multi_label)
+    train = encode(truncate(data.train, examples, data.max_length), vocab, labels, model_cfg.multi_label)
+    warn_unknown(data.train, train)
+    if not train.sequences:
+        raise RnnkitError(f"{data.train}: no examples to train on")
+    kw = {"pad_id": vocab.pad_id, "num_labels": len(labels)}
+    valid = None
+    if data.valid is not None:
+        valid_examples = read_examples(data.valid, data.format, data.lowercase, model_cfg.multi_label)
+        valid_data = encode(valid_examples, vocab, labels, model_cfg.multi_label)
+        warn_unknown(data.valid, valid_data)
+        valid = valid_data.batches(data.eval_batch_size, **kw) if valid_data.sequences else None
+    what = (
+        f"a {model_cfg.layers}-layer {model_cfg.cell} classifier of hidden {model_cfg.hidden}, vocabulary {len(vocab)}"
+    )
+    check_model_memory(
+        model_cfg.params(len(vocab), len(labels)),
+        what=what,
+        flag_hint="lower --hidden, --embed, --layers or --max-vocab",
+    )
+    model = new_model(vocab, labels, model_cfg)
+    params = sum(p.numel() for p in model.parameters())
+    direction = "bidirectional " if model_cfg.bidirectional else ""
+    summary = (
+        f"training a {model_cfg.layers}-layer {direction}{model_cfg.cell} classifier ({model_cfg.pooling} pooling): "
+        f"{len(labels)} labels, vocabulary {len(vocab)}, {params:,} parameters, {len(train.sequences):,} texts"
+    )
+    batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
+    return Prepared(model, batches, valid, {"vocab.json": vocab.save, "labels.json": labels.save}, summary)
+
+
+def _labels(path: str, examples: list[Example], multi_label: bool) -> Labels:
+    if not examples:
+        raise RnnkitError(f"{path}: no examples to train on")
+    labels = Labels.build(label for e in examples for label in e.labels)
+    if len(labels) < 2 and not multi_label:
+        raise RnnkitError(f"{path}: every example has the label {labels.names[0]!r}: a classifier needs two or more")
+    return labels
+
+
+def truncate(path: str, examples: list[Example], max_length: int | None) -> list[Example]:
+    """Cut texts to their first ``max_length`` tokens, with one warning giving how many were cut."""
+    if max_length is None:
+        return examples
+    long = [len(e.tokens) for e in examples if len(e.tokens) > max_length]
+    if long:
+        warnings.warn(
+            f"{path}: {len(long):,} training text(s) longer than --max-length {max_length} tokens are cut to their "
+            f"first {max_length} (the longest has {max(long):,}); raise --max-length to keep more",
+            stacklevel=2,
+        )
+    return [Example(e.tokens[:max_length], e.labels) for e in examples]
+
+
+SPEC = TaskSpec("classify", SECTIONS, _prepare, _open, distributed=False)

@@ -1,0 +1,305 @@
+"""A tagging run folder as Python objects (config, vocabularies, model), the data it reads, and training into it.
+
+The folder is every task's (rnnkit.tasks.runs) with the tagger's vocabularies: ``vocab.json`` (words),
+``tags.json`` (tags, "O" first), and ``intents.json`` (with ``--intent``) and ``chars.json`` (with ``--char``).
+
+Tags and intents the run never saw in training (a dev file's rare tag) are reported by name and count, by one
+warning and in the result's ``unknown_tags``/``unknown_intents``; never an error. They are scored as written:
+the model cannot predict them, so their spans count as missed and their words and sentences as wrong (what
+conlleval does with any gold tag). In the loss they count as "O" (an unknown intent: not at all).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rnnkit.config import check_fields, option
+from rnnkit.data import Vocabulary, bucket_batches
+from rnnkit.data.formats import TAGGING_FORMATS, TaggedSentence, read_tagging
+from rnnkit.data.labels import Labels
+from rnnkit.data.tags import SCHEMES, spans
+from rnnkit.errors import RnnkitError
+from rnnkit.resources import check_model_memory
+from rnnkit.tasks import runs
+from rnnkit.tasks.base import Prepared, TaskSpec
+from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train.config import TrainConfig
+
+
+@dataclass
+class TagDataConfig:
+    train: str | None = option(None, "training data: a CoNLL file, an ATIS folder (seq.in, seq.out, label) or JSONL")
+    valid: str | None = option(None, "validation data (any of the same formats), for span F1 after each epoch")
+    format: str = option(
+        "auto", "auto: a folder is ATIS, .jsonl/.json is JSON lines, else CoNLL", choices=("auto", *TAGGING_FORMATS)
+    )
+    token_column: int = option(0, "CoNLL: the column of the token (negative counts from the end)")
+    tag_column: int = option(-1, "CoNLL: the column of the tag (default: the last)")
+    scheme: str = option("auto", "the files' tag scheme, read as BIO (auto: detect it)", choices=("auto", *SCHEMES))
+    min_freq: int = option(1, "rarer training words become <unk>", ge=1)
+    max_vocab: int | None = option(None, "keep at most this many words (the 4 specials included)", ge=5)
+    lowercase: bool = option(False, "lowercase words for the word vocabulary (characters keep their case)")
+    max_length: int | None = option(None, "truncate longer training sentences to this many words (warned)", ge=1)
+    eval_batch_size: int = option(64, "sentences per batch when evaluating and predicting", ge=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+SECTIONS = {"data": TagDataConfig, "model": TagConfig, "train": TrainConfig}
+
+
+class Vocabs(NamedTuple):
+    """A run's vocabularies: words, tags, and intents and characters where the model uses them."""
+
+    words: Vocabulary
+    tags: Labels
+    intents: Labels | None = None
+    chars: Vocabulary | None = None
+
+    def files(self) -> dict[str, Any]:
+        found = {"vocab.json": self.words, "tags.json": self.tags, "intents.json": self.intents}
+        return {name: v.save for name, v in (found | {"chars.json": self.chars}).items() if v is not None}
+
+
+@dataclass
+class Encoded:
+    """Sentences as ids, ready to batch: per sentence its word ids, tag ids, per-word character ids, intent id,
+    and its tags and intent as written (what is scored)."""
+
+    words: list[list[int]]
+    tags: list[list[int]]
+    chars: list[list[list[int]]] | None
+    intents: list[int] | None
+    gold: list[list[str]]
+    gold_intents: list[str] | None
+    unknown_tags: Counter
+    unknown_intents: Counter
+
+    def batch(self, rows: Sequence[int]) -> TagBatch:
+        """The sentences ``rows`` as one padded batch."""
+
+        def pick(items: list | None) -> list | None:
+            return None if items is None else [items[i] for i in rows]
+
+        chars, intents, gold_intents = pick(self.chars), pick(self.intents), pick(self.gold_intents)
+        tags, gold = pick(self.tags), pick(self.gold)
+        return collate(pick(self.words), tags, chars=chars, intents=intents, gold=gold, gold_intents=gold_intents)
+
+    def batches(self, size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> list[TagBatch]:
+        """Batches of sentences of similar length (:func:`rnnkit.data.bucket_batches`)."""
+        order = bucket_batches([len(w) for w in self.words], size, shuffle=shuffle, seed=seed, epoch=epoch)
+        return [self.batch(rows) for rows in order]
+
+
+class EpochBatches:
+    """Training batches reshuffled every epoch from ``(seed, epoch)`` alone, so resuming mid-epoch is exact."""
+
+    def __init__(self, data: Encoded, batch_size: int, seed: int) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+
+    def for_epoch(self, epoch: int) -> list[TagBatch]:
+        return self.data.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch)
+
+
+@dataclass
+class TagRun:
+    """Everything a trained tagging run folder holds, loaded."""
+
+    path: Path
+    data: TagDataConfig
+    model_config: TagConfig
+    train: TrainConfig
+    vocabs: Vocabs
+    model: SequenceTagger
+
+    def evaluate(self, path: str, *, batch_size: int | None = None) -> dict[str, Any]:
+        """Span precision/recall/F1 (also per type), token accuracy, and with an intent head intent and sentence
+        accuracy, of a tagged file; unknown tags and intents are counted by name (see the module)."""
+        if batch_size is not None and batch_size < 1:
+            raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")
+        sentences = read(path, self.data)
+        encoded = encode(sentences, self.vocabs, lowercase=self.data.lowercase)
+        report_unknown(path, encoded)
+        batches = encoded.batches(batch_size or self.data.eval_batch_size)
+        loss, count, gold, pred = self.model.tag_batches(batches)
+        scores = tagging_scores(gold[0], pred[0], gold[1], pred[1], spans=self.model.spans, per_type=True)
+        unknown = {"unknown_tags": dict(encoded.unknown_tags.most_common())}
+        if self.vocabs.intents is not None:
+            unknown["unknown_intents"] = dict(encoded.unknown_intents.most_common())
+        result = {"data": str(path), "sentences": len(sentences), "count": count} | scores
+        return result | {"loss": loss / max(count, 1)} | unknown
+
+    def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
+        """Each sentence's tags, its spans ``{type, start, end, text}`` (end exclusive) and, with an intent
+        head, its intent; an empty sentence gets empty lists (and intent None)."""
+        results: list[dict[str, Any]] = [self._empty() for _ in sentences]
+        rows = [i for i, tokens in enumerate(sentences) if tokens]
+        tagged = [TaggedSentence(list(sentences[i]), []) for i in rows]
+        encoded = encode(tagged, self.vocabs, lowercase=self.data.lowercase, gold=False)
+        for batch_rows in bucket_batches([len(t.tokens) for t in tagged], self.data.eval_batch_size, shuffle=False):
+            batch = encoded.batch(batch_rows)
+            decoded = self.model.decode(batch)
+            tags = self.model.tag_strings(decoded.tags, batch.lengths)
+            intents = [None] * len(tags) if decoded.intents is None else decoded.intents.tolist()
+            for j, tag_row, intent in zip(batch_rows, tags, intents, strict=True):
+                results[rows[j]] = self._result(tagged[j].tokens, tag_row, intent)
+        return results
+
+    def _result(self, tokens: list[str], tags: list[str], intent: int | None) -> dict[str, Any]:
+        found = spans(tags) if self.model.spans else []
+        result = {"tokens": tokens, "tags": tags}
+        result["spans"] = [{"type": k, "start": s, "end": e, "text": " ".join(tokens[s:e])} for k, s, e in found]
+        if self.vocabs.intents is not None:
+            result["intent"] = self.vocabs.intents.names[intent]
+        return result
+
+    def _empty(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"tokens": [], "tags": [], "spans": []}
+        return empty | ({"intent": None} if self.vocabs.intents is not None else {})
+
+
+def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> TagRun:
+    """Load a tagging run folder for evaluation or prediction (the best weights, else the last checkpoint)."""
+    return runs.open_run(SPEC, path, weights=weights, verb=verb)
+
+
+def train_tagger(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a tagger into ``run_dir``; ``cfg`` maps "data", "model" and
+    "train" to their configs. One process (the batches are not sharded)."""
+    return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
+
+
+def read(path: str | Path, data: TagDataConfig) -> list[TaggedSentence]:
+    """Tagged sentences of a CoNLL file, ATIS folder or JSON lines file, read with the run's format options."""
+    return read_tagging(
+        path, data.format, token_column=data.token_column, tag_column=data.tag_column, scheme=data.scheme
+    )
+
+
+def build_vocabs(sentences: list[TaggedSentence], data: TagDataConfig, model: TagConfig) -> Vocabs:
+    """Words (lowercased with ``lowercase``), tags ("O" first), intents and characters of training sentences."""
+    tokens = [w.lower() if data.lowercase else w for s in sentences for w in s.tokens]
+    words = Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab)
+    all_tags = {t for s in sentences for t in s.tags}
+    tags = Labels.build(all_tags, first=("O",) if "O" in all_tags else ())
+    intents = Labels.build(s.intent for s in sentences) if model.intent else None
+    chars = Vocabulary.build(c for s in sentences for w in s.tokens for c in w) if model.char else None
+    return Vocabs(words, tags, intents, chars)
+
+
+def load_vocabs(path: Path, model: TagConfig) -> Vocabs:
+    intents = Labels.load(path / "intents.json") if model.intent else None
+    chars = Vocabulary.load(path / "chars.json") if model.char else None
+    return Vocabs(Vocabulary.load(path / "vocab.json"), Labels.load(path / "tags.json"), intents, chars)
+
+
+def encode(sentences: list[TaggedSentence], vocabs: Vocabs, *, lowercase: bool = False, gold: bool = True) -> Encoded:
+    """Sentences as ids; unknown words read as <unk>, unknown tags as "O" (counted), unknown intents as -1
+    (counted). Gold intents are kept when the run has an intent head and every sentence has one."""
+    words, tags, intents = vocabs.words, vocabs.tags, vocabs.intents
+    outside = tags.index("O") if "O" in tags else 0
+    lookup = {name: i for i, name in enumerate(tags.names)}
+    word_ids = [words.encode(w.lower() for w in s.tokens) if lowercase else words.encode(s.tokens) for s in sentences]
+    tag_ids = [[lookup.get(t, outside) for t in s.tags] for s in sentences] if gold else None
+    char_ids = None
+    if vocabs.chars is not None:
+        char_ids = [[vocabs.chars.encode(w) for w in s.tokens] for s in sentences]
+    gold_intents = [s.intent for s in sentences]
+    if intents is None or not gold or any(i is None for i in gold_intents):
+        gold_intents, intent_ids = None, None
+    else:
+        intent_ids = [intents.index(i) if i in intents else -1 for i in gold_intents]
+    unknown_tags = tags.unknown(t for s in sentences for t in s.tags) if gold else Counter()
+    unknown_intents = intents.unknown(gold_intents) if gold_intents is not None and intents else Counter()
+    gold_tags = [s.tags for s in sentences] if gold else None
+    return Encoded(word_ids, tag_ids, char_ids, intent_ids, gold_tags, gold_intents, unknown_tags, unknown_intents)
+
+
+def report_unknown(path: str | Path, encoded: Encoded) -> None:
+    """One warning per kind, naming the tags (intents) the run does not know and how often each occurs."""
+    for what, counts in (("tag", encoded.unknown_tags), ("intent", encoded.unknown_intents)):
+        if counts:
+            shown = ", ".join(f"{name} ({n})" for name, n in counts.most_common(10))
+            more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
+            warnings.warn(
+                f"{path}: {sum(counts.values())} {what}(s) the run never saw in training: {shown}{more}; "
+                f"scored as written (the model cannot predict them)",
+                stacklevel=2,
+            )
+
+
+def new_model(vocabs: Vocabs, config: TagConfig) -> SequenceTagger:
+    words, chars, intents = vocabs.words, vocabs.chars, vocabs.intents
+    options = {"num_chars": len(chars) if chars else 0, "intent_names": intents.names if intents else ()}
+    return SequenceTagger(len(words), vocabs.tags.names, config, pad_id=words.pad_id, unk_id=words.unk_id, **options)
+
+
+def _open(path: Path, cfg: dict[str, Any], weights: str) -> TagRun:
+    vocabs = load_vocabs(path, cfg["model"])
+    model = new_model(vocabs, cfg["model"])
+    ckpt.load_run_weights(model, path, weights)
+    return TagRun(path, cfg["data"], cfg["model"], cfg["train"], vocabs, model)
+
+
+def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
+    """Read and check the tagged sentences, build (or, on resume, load) the vocabularies and the model."""
+    data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
+    if data.train is None:
+        raise RnnkitError("--train PATH is required: a CoNLL file, an ATIS folder or a JSON lines file")
+    sentences = _truncate(read(data.train, data), data.max_length, data.train)
+    if model_cfg.intent:
+        _check_intents(sentences, data.train)
+    vocabs = load_vocabs(run_dir, model_cfg) if run_dir is not None else build_vocabs(sentences, data, model_cfg)
+    train = encode(sentences, vocabs, lowercase=data.lowercase)
+    if train.unknown_tags or train.unknown_intents:  # only on resume, when the training data changed
+        unknown = ", ".join((train.unknown_tags + train.unknown_intents).keys())
+        raise RnnkitError(f"{data.train} has labels the run was not built with ({unknown}): train a new run")
+    valid = None
+    if data.valid is not None:
+        encoded = encode(read(data.valid, data), vocabs, lowercase=data.lowercase)
+        report_unknown(data.valid, encoded)
+        valid = encoded.batches(data.eval_batch_size)
+    sizes = (len(vocabs.words), len(vocabs.tags), len(vocabs.intents or ()), len(vocabs.chars or ()))
+    what = f"a {model_cfg.layers}-layer {model_cfg.cell} tagger of hidden {model_cfg.hidden}"
+    check_model_memory(model_cfg.params(*sizes), what=what, flag_hint="lower --hidden, --embed, --layers or --window")
+    model = new_model(vocabs, model_cfg)
+    params = sum(p.numel() for p in model.parameters())
+    words = sum(len(s.tokens) for s in sentences)
+    summary = (
+        f"training a {model_cfg.layers}-layer {model_cfg.cell} tagger{' + CRF' * model_cfg.crf}: {len(vocabs.tags)} "
+        f"tags, vocabulary {len(vocabs.words)}, {params:,} parameters, {len(sentences):,} sentences ({words:,} words)"
+    )
+    batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
+    return Prepared(model, batches, valid, vocabs.files(), summary)
+
+
+def _truncate(sentences: list[TaggedSentence], max_length: int | None, path: str) -> list[TaggedSentence]:
+    long = [s for s in sentences if max_length is not None and len(s.tokens) > max_length]
+    if long:
+        warnings.warn(
+            f"{path}: {len(long)} sentence(s) longer than --max-length {max_length} (the longest "
+            f"{max(len(s.tokens) for s in long)} words) were cut to {max_length} words",
+            stacklevel=2,
+        )
+        for s in long:
+            s.tokens, s.tags = s.tokens[:max_length], s.tags[:max_length]
+    return sentences
+
+
+def _check_intents(sentences: list[TaggedSentence], path: str) -> None:
+    missing = sum(s.intent is None for s in sentences)
+    if missing:
+        raise RnnkitError(
+            f"{path}: --intent needs an intent for every sentence, and {missing:,} of {len(sentences):,} have none: "
+            'give an ATIS folder with a label file, or JSON lines with an "intent" field'
+        )
+
+
+SPEC = TaskSpec("tag", SECTIONS, _prepare, _open, distributed=False)
