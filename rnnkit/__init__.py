@@ -27,7 +27,9 @@ from rnnkit.cells import (
 )
 from rnnkit.compat import GRU, IRNN, LSTM, RNN
 from rnnkit.layers import SCRN, Clockwork, Jordan, MinGRU, MinLSTM, Recurrent, flip_padded
+from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.crf import CRF, bio_constraints
+from rnnkit.tasks.pooling import AttentionPooling, Pooling
 
 __version__ = "0.1.0"
 
@@ -39,7 +41,9 @@ __all__ = [
     "LSTM",
     "RNN",
     "SCRN",
+    "AttentionPooling",
     "Cell",
+    "CharEncoder",
     "Clockwork",
     "ClockworkCell",
     "ClockworkState",
@@ -58,6 +62,7 @@ __all__ = [
     "MinLSTM",
     "MinLSTMCell",
     "MinState",
+    "Pooling",
     "Recurrent",
     "SCRNCell",
     "SCRNState",
