@@ -109,11 +109,19 @@ class CRF(nn.Module):
         return Decoded(_backtrack(delta, last, lengths, A).masked_fill(~mask, pad), scores)
 
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        r"""Forward algorithm in log space: alpha_t(j) = logsumexp_i [alpha_{t-1}(i) + A_ij] + e_t(j)."""
+        r"""Forward algorithm in log space: alpha_t(j) = logsumexp_i [alpha_{t-1}(i) + A_ij] + e_t(j).
+
+        Each step is one (B, K) @ (K, K) matmul of shifted exponentials (see :func:`_forward_step`), not a
+        logsumexp over a (B, K, K) tensor: same values, an order of magnitude faster.
+        """
         A, start, end = self._potentials(FORBIDDEN)
+        dtype = torch.promote_types(emissions.dtype, A.dtype)
+        A = A.to(dtype)
+        mA = A.detach().amax(0)  # (K,) per column; log Z does not depend on the shift, so no gradient through it
+        expA = torch.exp(A - mA)  # (K, K) in [0, 1]: a forbidden transition gives exactly 0, as it should
         alpha = start + emissions[:, 0]  # (B, K)
         for t in range(1, emissions.shape[1]):
-            step = torch.logsumexp(alpha.unsqueeze(2) + A, dim=1) + emissions[:, t]  # (B, K)
+            step = _forward_step(alpha, A, expA, mA, mask[:, t]) + emissions[:, t]  # (B, K)
             alpha = torch.where(mask[:, t, None], step, alpha)  # padding carries alpha_T along
         return torch.logsumexp(alpha + end, dim=1)  # (B,)
 
@@ -152,6 +160,35 @@ class CRF(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_tags={self.num_tags}, constrained={not bool(self.allowed.all())}"
+
+
+def _forward_step(alpha: Tensor, A: Tensor, expA: Tensor, mA: Tensor, real: Tensor) -> Tensor:
+    """logsumexp_i [alpha(i) + A_ij], (B, K), as m + mA_j + log sum_i exp(alpha(i) - m) exp(A_ij - mA_j).
+
+    m = max_i alpha(i) per row and mA = ``A.amax(0)``, so every exponential is in [0, 1] and the largest
+    term of each row is exp(0) = 1: nothing overflows. What can underflow is the sum of tag j when all its
+    allowed predecessors are far below the row's best (about 87 nats in float32): log 0 = -inf, whose
+    gradient is NaN. The clamp at ``finfo.tiny`` keeps the log finite (and its gradient 0 there), but the
+    clamped value is not harmless by itself: alpha(j) would become m + mA_j - 87 instead of its true, lower
+    value, and a large emission e_t(j) (here or later) can make that fake score dominate Z. So the rows of
+    the few sums below tiny / eps, where underflow may have cost precision, are recomputed exactly by
+    :func:`_forward_step_reference`; typical steps have none and cost just the matmul.
+    """
+    m = alpha.detach().amax(1, keepdim=True)  # (B, 1); the result does not depend on the shift
+    sums = torch.exp(alpha - m) @ expA  # (B, K)
+    info = torch.finfo(sums.dtype)
+    out = torch.log(sums.clamp_min(info.tiny)) + m + mA  # (B, K)
+    inexact = (sums < info.tiny / info.eps) & real.unsqueeze(1)  # (B, K): padded rows are discarded anyway
+    if bool(inexact.any()):
+        rows = inexact.any(1).nonzero().squeeze(1)  # (R,)
+        exact = _forward_step_reference(alpha[rows], A)  # (R, K)
+        out = out.index_put((rows,), torch.where(inexact[rows], exact, out[rows]))
+    return out
+
+
+def _forward_step_reference(alpha: Tensor, A: Tensor) -> Tensor:
+    """logsumexp_i [alpha(i) + A_ij], (B, K), directly over the broadcast (B, K, K) sums: exact, but slow."""
+    return torch.logsumexp(alpha.unsqueeze(2) + A, dim=1)
 
 
 def _viterbi_deltas(emissions: Tensor, lengths: Tensor, A: Tensor, start: Tensor) -> Tensor:

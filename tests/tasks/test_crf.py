@@ -1,5 +1,6 @@
 """The CRF against brute force: every one of the K^T tag sequences scored by the docstring's formula."""
 
+import copy
 import itertools
 import re
 
@@ -305,3 +306,73 @@ def test_constraint_errors():
         bio_constraints(["O", "E-PER"])  # not a BIO prefix
     with pytest.raises(ValueError, match="unknown scheme 'BIEO'"):
         bio_constraints(["O"], scheme="BIEO")
+
+
+def reference_log_partition(crf: CRF, emissions, mask=None):
+    """log Z by the forward algorithm with a logsumexp over the broadcast (B, K, K) sums at every step."""
+    mask = crf._check(emissions, None, mask, None)
+    A, start, end = crf._potentials(crf_module.FORBIDDEN)
+    alpha = start + emissions[:, 0]
+    for t in range(1, emissions.shape[1]):
+        step = crf_module._forward_step_reference(alpha, A) + emissions[:, t]
+        alpha = torch.where(mask[:, t, None], step, alpha)
+    return torch.logsumexp(alpha + end, dim=1)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_matmul_forward_equals_logsumexp_forward(dtype, tol, constrained, seed):
+    K = len(BIO) if constrained else 7
+    crf = random_crf(K, seed, bio_constraints(BIO) if constrained else None).to(dtype)
+    emissions, _, mask = padded_batch(K, [9, 4, 1, 9, 6, 2], seed, pad_value=float("nan"))
+    emissions = (3 * emissions).to(dtype).requires_grad_()
+    fast, slow = crf.log_partition(emissions, mask), reference_log_partition(crf, emissions, mask)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=tol)
+    grads = torch.autograd.grad(fast.sum(), [emissions, *crf.parameters()])
+    expected = torch.autograd.grad(slow.sum(), [emissions, *crf.parameters()])
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=tol)
+
+
+def _extreme_case(dtype):
+    """BIO emissions spread over 1e3 nats, and a sentence where I-PER's only predecessor B-PER is 1e3 below O."""
+    gen = torch.Generator().manual_seed(7)
+    emissions = 1e3 * torch.rand(4, 12, len(BIO), generator=gen, dtype=torch.float64)
+    emissions[0] = 0
+    emissions[0, 0, 1] = -1e3  # B-PER first: its sum at I-PER underflows, a clamp alone would give it ~1e3 - 87
+    emissions[0, 1:, 2] = 1e3  # I-PER after that: the true best path is B-PER I-PER ... at 1e3 * 10
+    lengths = torch.tensor([12, 7, 1, 10])
+    return emissions.to(dtype).requires_grad_(), torch.arange(12) < lengths.unsqueeze(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_emissions_give_exact_log_z_and_finite_gradients(dtype):
+    crf = random_crf(len(BIO), seed=3, constraints=bio_constraints(BIO)).to(dtype)
+    emissions, mask = _extreme_case(dtype)
+    log_z = crf.log_partition(emissions, mask)
+    exact = reference_log_partition(copy.deepcopy(crf).double(), emissions.detach().double(), mask)
+    torch.testing.assert_close(log_z.double(), exact, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)
+    grads = torch.autograd.grad(log_z.sum(), [emissions, *crf.parameters()])
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert (grads[0][~mask] == 0).all()
+
+
+def test_timing_matmul_vs_logsumexp_forward(capsys):
+    import time
+
+    torch.manual_seed(0)
+    crf, B, T, K = CRF(120), 32, 20, 120
+    with torch.no_grad():
+        crf.transitions.normal_()
+    emissions = torch.randn(B, T, K, requires_grad=True)
+    times = {}
+    for name, log_partition in [("logsumexp", reference_log_partition), ("matmul", CRF.log_partition)]:
+        log_partition(crf, emissions).sum().backward()  # warm up
+        start = time.perf_counter()
+        for _ in range(3):
+            log_partition(crf, emissions).sum().backward()
+        times[name] = (time.perf_counter() - start) / 3
+    with capsys.disabled():
+        ms = ", ".join(f"{name} {1e3 * seconds:.1f} ms" for name, seconds in times.items())
+        print(f"\nlog Z forward+backward at B={B} T={T} K={K}: {ms}")
