@@ -356,23 +356,3 @@ def test_extreme_emissions_give_exact_log_z_and_finite_gradients(dtype):
     grads = torch.autograd.grad(log_z.sum(), [emissions, *crf.parameters()])
     assert all(torch.isfinite(g).all() for g in grads)
     assert (grads[0][~mask] == 0).all()
-
-
-def test_timing_matmul_vs_logsumexp_forward(capsys):
-    import time
-
-    torch.manual_seed(0)
-    crf, B, T, K = CRF(120), 32, 20, 120
-    with torch.no_grad():
-        crf.transitions.normal_()
-    emissions = torch.randn(B, T, K, requires_grad=True)
-    times = {}
-    for name, log_partition in [("logsumexp", reference_log_partition), ("matmul", CRF.log_partition)]:
-        log_partition(crf, emissions).sum().backward()  # warm up
-        start = time.perf_counter()
-        for _ in range(3):
-            log_partition(crf, emissions).sum().backward()
-        times[name] = (time.perf_counter() - start) / 3
-    with capsys.disabled():
-        ms = ", ".join(f"{name} {1e3 * seconds:.1f} ms" for name, seconds in times.items())
-        print(f"\nlog Z forward+backward at B={B} T={T} K={K}: {ms}")
