@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, resolve_configs, summary_line
 from rnnkit.config import to_dict
 from rnnkit.data.text import read_text
 from rnnkit.errors import RnnkitError
@@ -41,17 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "classify", "text classification (many-to-one): train, eval, predict")
     add_train_verb(verbs, "train a text classifier", TRAIN_EXAMPLE, classify_run.SPEC.sections, train)
 
-    p = verbs.add_parser(
-        "eval",
-        help="accuracy, macro-F1, per-class scores and the confusion matrix of labelled texts",
-        epilog=f"example:\n  rnnkit classify eval runs/sst2 --data {SST}/stsa.binary.dev --json",
-        formatter_class=RAW,
+    add_eval_verb(
+        verbs,
+        "accuracy, macro-F1, per-class scores and the confusion matrix of labelled texts",
+        f"rnnkit classify eval runs/sst2 --data {SST}/stsa.binary.dev --json",
+        "labelled texts in the run's format (TSV, SST or JSON lines)",
+        "texts",
+        evaluate,
     )
-    p.add_argument("run", help="run folder")
-    p.add_argument("--data", required=True, help="labelled texts in the run's format (TSV, SST or JSON lines)")
-    p.add_argument("--batch-size", type=int, default=None, help="texts per batch (default: the run's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=evaluate)
 
     p = verbs.add_parser(
         "predict",
@@ -89,14 +86,14 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    _check_batch_size(args.batch_size)
+    check_batch_size(args.batch_size)
     result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
     print(json.dumps(result) if args.json else eval_text(result))
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
-    _check_batch_size(args.batch_size)
+    check_batch_size(args.batch_size)
     png = check_output_path(args.attention_png, ".png") if args.attention_png else None
     run = load_run(args.run, verb="predict")
     if (args.show_attention or png) and run.model_config.pooling != "attention":
@@ -217,8 +214,3 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def _name(file: str) -> str:
     return "stdin" if file == "-" else file
-
-
-def _check_batch_size(batch_size: int | None) -> None:
-    if batch_size is not None and batch_size < 1:
-        raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")

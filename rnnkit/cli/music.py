@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, resolve_configs, summary_line
 from rnnkit.config import to_dict
 from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
 from rnnkit.errors import RnnkitError
@@ -32,17 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "music", "polyphonic music (88-key piano rolls): train, eval, generate")
     add_train_verb(verbs, "train a next-step piano-roll model", TRAIN_EXAMPLE, music_run.SPEC.sections, train)
 
-    p = verbs.add_parser(
-        "eval",
-        help="NLL per time step of piano rolls",
-        epilog=f"example:\n  rnnkit music eval runs/jsb --data {JSB}/valid.json --json",
-        formatter_class=RAW,
+    add_eval_verb(
+        verbs,
+        "NLL per time step of piano rolls",
+        f"rnnkit music eval runs/jsb --data {JSB}/valid.json --json",
+        "JSON piano rolls to evaluate on",
+        "sequences",
+        evaluate,
     )
-    p.add_argument("run", help="run folder")
-    p.add_argument("--data", required=True, help="JSON piano rolls to evaluate on")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (default: the run's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=evaluate)
 
     p = verbs.add_parser(
         "generate",
@@ -75,8 +72,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise RnnkitError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_batch_size(args.batch_size)
     result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.lm import add_group, add_train_verb, resolve_configs, summary_line
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, resolve_configs, summary_line
 from rnnkit.config import to_dict
 from rnnkit.data.text import read_text
 from rnnkit.tasks import tag_run
@@ -35,17 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "tag", "sequence tagging (one tag per word, optionally an intent): train, eval, predict")
     add_train_verb(verbs, "train a sequence tagger", TRAIN_EXAMPLE, tag_run.SPEC.sections, train)
 
-    p = verbs.add_parser(
-        "eval",
-        help="span precision/recall/F1 (conlleval), token accuracy, intent and sentence accuracy",
-        epilog=f"example:\n  rnnkit tag eval runs/atis --data {DATA}/atis/dev --json",
-        formatter_class=RAW,
+    add_eval_verb(
+        verbs,
+        "span precision/recall/F1 (conlleval), token accuracy, intent and sentence accuracy",
+        f"rnnkit tag eval runs/atis --data {DATA}/atis/dev --json",
+        "tagged data: a CoNLL file, an ATIS folder or a JSON lines file",
+        "sentences",
+        evaluate,
     )
-    p.add_argument("run", help="run folder")
-    p.add_argument("--data", required=True, help="tagged data: a CoNLL file, an ATIS folder or a JSON lines file")
-    p.add_argument("--batch-size", type=int, default=None, help="sentences per batch (default: the run's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (with per-type scores)")
-    p.set_defaults(func=evaluate)
 
     p = verbs.add_parser(
         "predict",
@@ -74,6 +71,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    check_batch_size(args.batch_size)
     result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))

@@ -144,7 +144,7 @@ def test_invalid_values_from_flags_are_one_line_errors(tmp_path, capsys):
     base = ["lm", "train", "--train", str(train), "--level", "char", "--out", str(tmp_path / "r")]
     for flags, message in [
         (["--dropout", "1.5"], "--dropout must lie in [0, 1)"),
-        (["--lr", "0"], "--lr must be positive"),
+        (["--lr", "0"], "--lr must lie in (0, 1e+06]"),
         (["--tie-weights", "--embed", "4", "--hidden", "8"], "--tie-weights needs --embed equal to --hidden"),
         (["--batch-size", "1000"], "too few for batch_size 1000"),
     ]:

@@ -108,7 +108,7 @@ def test_resume_continues_exactly(data, tmp_path, capsys):
     [
         (["generate", "--seed-chord", "60,x"], "--seed-chord expects comma-separated MIDI pitches"),
         (["generate", "--seed-chord", "60,12"], "pitch 12 out of the 88-key range 21..108 at note 2 of the chord"),
-        (["generate", "--seed-chord", "60", "--steps", "-1"], "--steps must be at least 0"),
+        (["generate", "--seed-chord", "60", "--steps", "-1"], "--steps must lie in [0, 1,000,000]"),
         (["generate", "--seed-chord", "60", "--temperature", "-1"], "--temperature must be at least 0"),
         (["eval", "--data", "missing.json"], "missing.json: no such file"),
     ],

@@ -1,0 +1,102 @@
+"""What every task's command group shares: the group, the train verb (flags from the config dataclasses),
+the eval verb, the configs of a run (defaults < file < flags; --resume's rules) and the closing line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rnnkit.config import add_flags, build, pick, read_config_file, to_dict
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks import runs
+from rnnkit.tasks.base import TaskSpec
+from rnnkit.train import run_folder
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command group (``rnnkit NAME VERB``); returns the subparsers its verbs are added to."""
+    return sub.add_parser(name, help=help).add_subparsers(dest="verb", required=True, metavar="VERB")
+
+
+def add_train_verb(verbs: argparse._SubParsersAction, help: str, example: str, sections: dict, func: Any) -> None:
+    """The ``train`` verb of a task: the run folder, config file, resume/force, and one flag per config field."""
+    p = verbs.add_parser("train", help=help, epilog=example, formatter_class=RAW)
+    p.add_argument("--out", required=True, help="run folder: config, checkpoints, metrics")
+    p.add_argument("--config", help="a TOML or JSON file with [data], [model] and [train] tables; flags override it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for name, cls in sections.items():
+        add_flags(p.add_argument_group(f"{name} options"), cls)
+    p.set_defaults(func=func)
+
+
+def resolve_configs(args: argparse.Namespace, run_dir: Path, spec: TaskSpec) -> dict[str, Any]:
+    """defaults < config file < flags; on --resume the run's saved config, where only [train] may change."""
+    sections = spec.sections
+    if args.resume:
+        run_folder.check_target(run_dir, resume=True, force=args.force, command=f"{spec.command} train")
+        saved = runs.read_configs(spec, run_dir, verb="train --resume --out")
+        for name in sections:
+            if name == "train":
+                continue
+            changed = {k: v for k, v in pick(args, sections[name]).items() if getattr(saved[name], k) != v}
+            if changed:
+                flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+                raise RnnkitError(f"--resume keeps the run's {name} options; drop {flags}")
+        given = pick(args, sections["train"])
+        if given.get("optimizer", saved["train"].optimizer) != saved["train"].optimizer:
+            raise RnnkitError(
+                f"--resume continues the run's {saved['train'].optimizer} optimizer state: drop --optimizer, "
+                "or start a new run"
+            )
+        source = f"{run_dir / 'config.json'} [train]"
+        saved_train = to_dict(saved["train"])
+        return saved | {
+            "train": build(sections["train"], (saved_train, source), (pick(args, sections["train"]), "command line"))
+        }
+    file = read_config_file(args.config) if args.config else {}
+    unknown = set(file) - set(sections)
+    if unknown:
+        tables = ", ".join(f"[{name}]" for name in sections)
+        raise RnnkitError(f"{args.config}: unknown table(s) {sorted(unknown)}; use {tables}")
+    for name, values in file.items():
+        if not isinstance(values, dict):
+            raise RnnkitError(f"{args.config}: [{name}] must be a table of options, got {type(values).__name__}")
+    return {
+        name: build(cls, (file.get(name, {}), f"{args.config} [{name}]"), (pick(args, cls), "command line"))
+        for name, cls in sections.items()
+    }
+
+
+def add_eval_verb(
+    verbs: argparse._SubParsersAction, help: str, example: str, data_help: str, unit: str, func: Any
+) -> argparse.ArgumentParser:
+    """The ``eval`` verb of a task: a run folder, ``--data``, ``--batch-size`` (``unit`` per batch) and ``--json``;
+    returns the parser for the task's own options."""
+    p = verbs.add_parser("eval", help=help, epilog=f"example:\n  {example}", formatter_class=RAW)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--batch-size", type=int, default=None, help=f"{unit} per batch (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=func)
+    return p
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    if batch_size is not None and batch_size < 1:
+        raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:
+    """The line a finished or stopped training ends with; ``command`` is how to continue it."""
+    reason, step = summary["reason"], summary["step"]
+    if reason == "done" or reason.startswith("early stop"):
+        return f"finished ({reason}) after {step} steps; best weights in {run_dir / 'best.safetensors'}"
+    more = f" --max-steps N (N > {step})" if reason.startswith("reached --max-steps") else ""
+    return (
+        f"stopped at step {step} ({reason}); checkpoint saved: continue with {command} --out {run_dir} --resume{more}"
+    )
