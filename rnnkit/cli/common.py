@@ -39,6 +39,11 @@ def resolve_configs(args: argparse.Namespace, run_dir: Path, spec: TaskSpec) -> 
     sections = spec.sections
     if args.resume:
         run_folder.check_target(run_dir, resume=True, force=args.force, command=f"{spec.command} train")
+        if args.config:
+            raise RnnkitError(
+                f"--resume continues with {run_dir / 'config.json'}: drop --config (change training options "
+                "with flags, e.g. --epochs)"
+            )
         saved = runs.read_configs(spec, run_dir, verb="train --resume --out")
         for name in sections:
             if name == "train":

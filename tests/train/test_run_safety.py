@@ -215,3 +215,10 @@ def test_a_damaged_trainer_state_is_one_line_and_changes_nothing(trained, capsys
     assert rnnkit.cli.main(["lm", "train", "--out", str(trained), "--resume", "--max-steps", "9", "--no-progress"]) == 2
     assert "--force" in error_line(capsys)
     assert snapshot(trained) == before
+
+
+def test_resume_with_a_config_file_is_refused_not_ignored(trained, tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 9\n")
+    argv = ["lm", "train", "--out", str(trained), "--resume", "--config", str(tmp_path / "c.toml"), "--no-progress"]
+    assert rnnkit.cli.main(argv) == 2
+    assert "drop --config" in error_line(capsys)
