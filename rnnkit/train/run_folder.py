@@ -91,8 +91,10 @@ def foreign_entries(path: Path) -> list[str]:
     """The entries in ``path``, and inside its checkpoint and tensorboard folders, that rnnkit did not write."""
     foreign, own = [], RUN_FILES | task_files(path)
     for entry in sorted(path.iterdir()):
-        if entry.name not in own and not entry.name.endswith(".tmp"):
+        if entry.name not in own and not _temporary(entry.name):
             foreign.append(entry.name)
+        elif entry.name == "checkpoint.tmp":
+            continue  # rnnkit's scratch folder, emptied by every checkpoint write
         elif entry.name.startswith("checkpoint") and entry.is_dir() and not entry.is_symlink():
             foreign += [f"{entry.name}/{p.name}" for p in sorted(entry.iterdir()) if not _own_checkpoint_file(p)]
         elif entry.name == "tensorboard" and entry.is_dir() and not entry.is_symlink():
@@ -105,8 +107,13 @@ def foreign_entries(path: Path) -> list[str]:
 _FOLDERS = frozenset({"checkpoint", "checkpoint.old", "checkpoint.tmp", "tensorboard"})
 
 
+def _temporary(name: str) -> bool:
+    """rnnkit's ``NAME.PID.tmp`` and safetensors' own ``.tmpXXXXXX`` files (a write killed midway leaves one)."""
+    return name.endswith(".tmp") or name.startswith(".tmp")
+
+
 def _own_checkpoint_file(path: Path) -> bool:
-    return path.is_file() and not path.is_symlink() and (path.name in CHECKPOINT_FILES or path.name.endswith(".tmp"))
+    return path.is_file() and not path.is_symlink() and (path.name in CHECKPOINT_FILES or _temporary(path.name))
 
 
 def _tensorboard_file(path: Path) -> bool:
@@ -250,6 +257,9 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
     for path in [*run_dir.glob("*.*.tmp"), *run_dir.glob("checkpoint*/*.*.tmp")]:
         pid = path.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not _alive(int(pid)) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    for path in [*run_dir.glob(".tmp*"), *run_dir.glob("checkpoint*/.tmp*")]:  # safetensors' own; we hold the lock
+        if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
 
 

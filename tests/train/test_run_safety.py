@@ -222,3 +222,13 @@ def test_resume_with_a_config_file_is_refused_not_ignored(trained, tmp_path, cap
     argv = ["lm", "train", "--out", str(trained), "--resume", "--config", str(tmp_path / "c.toml"), "--no-progress"]
     assert rnnkit.cli.main(argv) == 2
     assert "drop --config" in error_line(capsys)
+
+
+def test_temporaries_of_a_killed_safetensors_write_are_rnnkits_and_are_removed(trained, tmp_path):
+    (trained / ".tmpAbC123").write_bytes(b"half a weights file")  # safetensors' own temporary, killed midway
+    (trained / "checkpoint.tmp").mkdir()
+    (trained / "checkpoint.tmp" / ".tmpXyZ789").write_bytes(b"half")
+    assert run_folder.foreign_entries(trained) == []
+    argv = ["lm", "train", "--out", str(trained), "--resume", "--max-steps", "5", "--no-progress"]
+    assert rnnkit.cli.main(argv) == 0
+    assert not (trained / ".tmpAbC123").exists() and not (trained / "checkpoint.tmp").exists()
