@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import check_fields, option
+from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
@@ -49,14 +49,16 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 @dataclass
 class ClassifyConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(128, "units per recurrent layer (and direction)", ge=1)
+    hidden: int = option(128, "units per recurrent layer (and direction)", ge=1, le=MAX_WIDTH)
     layers: int = option(1, "stacked recurrent layers", ge=1, le=1000)
-    embed: int | None = option(None, "word embedding size (default: --hidden)", ge=1)
+    embed: int | None = option(None, "word embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
     bidirectional: bool = option(False, "read each text in both directions")
     dropout: float = option(0.0, "dropout on the embeddings, between layers and on the pooled vector", ge=0, lt=1)
     pooling: str = option("last", "how the outputs become one vector", choices=POOLINGS)
-    attention_size: int | None = option(None, "attention pooling's hidden size (default: the outputs' size)", ge=1)
-    mlp: int = option(0, "hidden units of the MLP head (0: a linear head)", ge=0)
+    attention_size: int | None = option(
+        None, "attention pooling's hidden size (default: the outputs' size)", ge=1, le=MAX_WIDTH
+    )
+    mlp: int = option(0, "hidden units of the MLP head (0: a linear head)", ge=0, le=MAX_WIDTH)
     multi_label: bool = option(False, "several labels per text: sigmoids and a threshold instead of a softmax")
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)

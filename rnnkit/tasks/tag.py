@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import check_fields, option
+from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch
 from rnnkit.data.tags import is_span_tag
 from rnnkit.errors import RnnkitError
@@ -46,15 +46,17 @@ class TagConfig:
     cell: str = option(
         "lstm", "recurrent cell; none: the feed-forward window baseline (no recurrence)", choices=TAG_CELLS
     )
-    hidden: int = option(100, "units per recurrent layer (per direction), or per MLP layer with --cell none", ge=1)
+    hidden: int = option(
+        100, "units per recurrent layer (per direction), or per MLP layer with --cell none", ge=1, le=MAX_WIDTH
+    )
     layers: int = option(1, "stacked recurrent (or MLP) layers", ge=1, le=100)
-    embed: int = option(100, "word embedding size", ge=1)
+    embed: int = option(100, "word embedding size", ge=1, le=MAX_WIDTH)
     bidirectional: bool = option(False, "also read each sentence backwards (--cell lstm: a BiLSTM tagger)")
     dropout: float = option(0.0, "dropout on the word features and on each layer's output", ge=0, lt=1)
     crf: bool = option(False, "a CRF output layer (Viterbi decoding, BIO constraints) instead of a softmax per word")
     char: bool = option(False, "add a character BiLSTM feature to each word (Lample et al. 2016)")
-    char_embed: int = option(25, "character embedding size (with --char)", ge=1)
-    char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1)
+    char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
+    char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1, le=MAX_WIDTH)
     window: int = option(0, "context window k: each word's input is words t-k..t+k (Mesnil et al. 2015)", ge=0, le=50)
     intent: bool = option(False, "also predict each sentence's intent (the ATIS label) from the pooled outputs")
     pool: str = option(

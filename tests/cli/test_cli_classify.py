@@ -208,3 +208,13 @@ def test_help_shows_examples(capsys):
         with pytest.raises(SystemExit):
             rnnkit.cli.main(["classify", verb, "--help"])
         assert "example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_a_huge_width_is_refused_before_any_allocation(tmp_path, capsys, task):
+    (tmp_path / "t.tsv").write_text("pos\tgood movie\nneg\tbad movie\n")
+    argv = [task, "train", "--train", str(tmp_path / "t.tsv"), "--out", str(tmp_path / "run")]
+    argv += ["--hidden", "99999999999"]
+    assert rnnkit.cli.main(argv) == 2
+    assert "--hidden must lie in [1, 1048576]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
