@@ -10,13 +10,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, resolve_configs, summary_line
-from rnnkit.config import to_dict
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, train_verb
 from rnnkit.data.text import read_text
 from rnnkit.errors import RnnkitError
 from rnnkit.io import check_output_path, write_atomically
 from rnnkit.tasks import classify_run
-from rnnkit.tasks.classify_run import load_run, train_classifier
+from rnnkit.tasks.classify_run import load_run
 
 RAW = argparse.RawDescriptionHelpFormatter
 SST = "../shared/data/sst2"
@@ -75,14 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    run_dir = Path(args.out)
-    cfg = resolve_configs(args, run_dir, classify_run.SPEC)
-    if args.print_config:
-        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
-        return 0
-    summary = train_classifier(cfg, run_dir, resume=args.resume, force=args.force)
-    print(summary_line(summary, run_dir, "rnnkit classify train"), file=sys.stderr)
-    return 130 if summary["reason"].startswith("interrupted") else 0
+    return train_verb(args, classify_run.SPEC)
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ the eval verb, the configs of a run (defaults < file < flags; --resume's rules) 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from rnnkit.config import add_flags, build, pick, read_config_file, to_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import TaskSpec
+from rnnkit.train import distributed as dist
 from rnnkit.train import run_folder
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -94,6 +97,21 @@ def add_eval_verb(
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def train_verb(args: argparse.Namespace, spec: TaskSpec) -> int:
+    """``rnnkit TASK train``: resolve the configs, print them (``--print-config``) or train; the closing line
+    (on the main process under torchrun) and exit code 130 when interrupted."""
+    run_dir = Path(args.out)
+    cfg = resolve_configs(args, run_dir, spec)
+    if args.print_config:
+        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
+        return 0
+    summary = runs.train(spec, cfg, run_dir, resume=args.resume, force=args.force)
+    if dist.rank_world()[0] == 0:
+        print(summary_line(summary, run_dir, f"{spec.command} train"), file=sys.stderr)
+    dist.teardown()
+    return 130 if summary["reason"].startswith("interrupted") else 0
 
 
 def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rnnkit.cli.common import (
     RAW,
@@ -13,13 +12,10 @@ from rnnkit.cli.common import (
     add_group,
     add_train_verb,
     check_batch_size,
-    resolve_configs,
-    summary_line,
+    train_verb,
 )
-from rnnkit.config import to_dict
 from rnnkit.tasks import lm_run
-from rnnkit.tasks.lm_run import load_run, train_lm
-from rnnkit.train import distributed as dist
+from rnnkit.tasks.lm_run import load_run
 
 TRAIN_EXAMPLE = """examples:
   rnnkit lm train --train input.txt --valid valid.txt --level char --out runs/shakespeare --epochs 5
@@ -74,16 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    run_dir = Path(args.out)
-    cfg = resolve_configs(args, run_dir, lm_run.SPEC)
-    if args.print_config:
-        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
-        return 0
-    summary = train_lm(cfg, run_dir, resume=args.resume, force=args.force)
-    if dist.rank_world()[0] == 0:
-        print(summary_line(summary, run_dir, "rnnkit lm train"), file=sys.stderr)
-    dist.teardown()
-    return 130 if summary["reason"].startswith("interrupted") else 0
+    return train_verb(args, lm_run.SPEC)
 
 
 def evaluate(args: argparse.Namespace) -> int:

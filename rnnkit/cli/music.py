@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, resolve_configs, summary_line
-from rnnkit.config import to_dict
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, train_verb
 from rnnkit.data.music import chord_roll, read_midi, roll_to_pitches, write_midi
 from rnnkit.errors import RnnkitError
 from rnnkit.io import check_output_path
 from rnnkit.tasks import music_run
-from rnnkit.tasks.music_run import load_run, train_music
+from rnnkit.tasks.music_run import load_run
 
 RAW = argparse.RawDescriptionHelpFormatter
 JSB = "../shared/data/jsb_chorales"
@@ -61,14 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    run_dir = Path(args.out)
-    cfg = resolve_configs(args, run_dir, music_run.SPEC)
-    if args.print_config:
-        print(json.dumps({k: to_dict(v) for k, v in cfg.items()}, indent=2))
-        return 0
-    summary = train_music(cfg, run_dir, resume=args.resume, force=args.force)
-    print(summary_line(summary, run_dir, "rnnkit music train"), file=sys.stderr)
-    return 130 if summary["reason"].startswith("interrupted") else 0
+    return train_verb(args, music_run.SPEC)
 
 
 def evaluate(args: argparse.Namespace) -> int:
