@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -63,24 +64,23 @@ def looks_like_run(config: Any) -> bool:
 def task_files(path: Path) -> set[str]:
     """The files a run's task wrote besides the common ones (``vocab.json``, ``labels.json``, ...), as its
     config.json lists them; runs from before that list had only ``vocab.json``."""
-    import json
-
-    try:
-        files = json.loads((path / "config.json").read_text(encoding="utf-8")).get("files", ["vocab.json"])
-    except (OSError, ValueError, AttributeError):
-        return set()
+    config = _config(path)
+    files = config.get("files", ["vocab.json"]) if isinstance(config, dict) else []
     ok = isinstance(files, list) and all(isinstance(f, str) and f and "/" not in f and f[0] != "." for f in files)
     return set(files) if ok else set()
 
 
 def is_run(path: Path) -> bool:
     """Whether ``path`` is an rnnkit run folder (its config.json parses and has rnnkit's shape)."""
-    import json
+    return looks_like_run(_config(path))
 
+
+def _config(path: Path) -> Any:
+    """A folder's parsed config.json, or None where there is none that parses."""
     try:
-        return looks_like_run(json.loads((path / "config.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return False
+        return json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 #: what rnnkit writes inside its folders (a checkpoint's files; TensorBoard's event files)
