@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import date
@@ -58,3 +60,37 @@ def write_result(name: str, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def run_task(task: str, train: Path, valid: Path, out: Path, flags: list[str], *, threads: int | None = None) -> dict:
+    """``rnnkit <task> train`` then ``rnnkit <task> eval --json`` on the validation data, as a user runs them.
+
+    Returns the eval metrics, the training minutes, the median training tokens/s of the metrics log and the
+    validation curve. ``threads`` sets OMP_NUM_THREADS for both commands (two benchmarks side by side on 2 cores).
+    """
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    rnnkit = [sys.executable, "-m", "rnnkit", task]
+    command = [*rnnkit, "train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
+    command += ["--force", "--no-progress", *flags]
+    print(" ".join(command), flush=True)
+    start = time.monotonic()
+    subprocess.run(command, check=True, env=env)
+    minutes = (time.monotonic() - start) / 60
+    evaluated = subprocess.run(
+        [*rnnkit, "eval", str(out), "--data", str(valid), "--json"], check=True, capture_output=True, env=env
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    speeds = [r["tok_s"] for r in records if "tok_s" in r]
+    curve = [
+        {k: v for k, v in r.items() if k.startswith("valid_") or k == "epoch"}
+        for r in records
+        if any(k.startswith("valid_") for k in r)
+    ]
+    return {
+        "metrics": json.loads(evaluated.stdout),
+        "train_minutes": round(minutes, 1),
+        "train_tokens_per_s": round(statistics.median(speeds)) if speeds else None,
+        "epochs": curve,
+        "threads": threads or torch.get_num_threads(),
+        "command": " ".join(command),
+    }

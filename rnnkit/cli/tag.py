@@ -46,13 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="tag raw text: one whitespace-tokenised sentence a line",
         epilog="examples:\n  echo 'i want to fly from boston to denver' | rnnkit tag predict runs/atis\n"
-        "  rnnkit tag predict runs/ner sentences.txt --json",
+        "  rnnkit tag predict runs/ner sentences.txt --json\n"
+        "  rnnkit tag predict runs/inspec abstracts.txt --json --scores   # spans with their probability",
         formatter_class=RAW,
     )
     p.add_argument("run", help="run folder")
     p.add_argument("input", nargs="?", default="-", metavar="FILE", help="text file, or - for stdin (the default)")
     p.add_argument(
         "--json", action="store_true", help="one JSON object a line: tokens, tags, spans [{type, start, end, text}]"
+    )
+    p.add_argument(
+        "--scores",
+        action="store_true",
+        help="with --json, each word's confidence (its tag's probability; the CRF's marginal) and each span's score",
     )
     p.set_defaults(func=predict)
 
@@ -77,6 +83,9 @@ def evaluate(args: argparse.Namespace) -> int:
         for kind, r in per_type:
             p, rc, f1 = r["precision"], r["recall"], r["f1"]
             print(f"  {kind:<{width}}  {p:9.4f}  {rc:6.4f}  {f1:6.4f}  {r['support']:7d}")
+    for target, scores in result.get("keyphrases", {}).items():
+        shown = "  ".join(f"{k} {scores[k]:.4f}" for k in ("f1@5", "f1@10", "f1@M", "precision@M", "recall@M"))
+        print(f"  keyphrases ({target}, {scores['documents']} documents): {shown}")
     return 0
 
 
@@ -86,7 +95,7 @@ def predict(args: argparse.Namespace) -> int:
     lines = _lines(args.input)
     chunk = 1 if args.input == "-" and sys.stdin.isatty() else CHUNK
     for group in iter(lambda: list(itertools.islice(lines, chunk)), []):
-        for result in run.predict([line.split() for line in group]):
+        for result in run.predict([line.split() for line in group], scores=args.scores and args.json):
             print(json.dumps(result) if args.json else _pairs(result), flush=chunk == 1)
     return 0
 

@@ -173,6 +173,21 @@ def bucket_batches(
     return [batches[j] for j in rng.permutation(len(batches)).tolist()]
 
 
+def shard_rows(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    """Process ``rank``'s share of every batch under torchrun: rows rank, rank + world, ... of each.
+
+    The W shares of a batch together are the batch, so with the loss summed and divided by the global count
+    the averaged gradient is that of the whole batch. A batch with fewer rows than processes is left out on
+    every process (all must take the same steps); with one process the batches are returned as they are.
+
+    >>> shard_rows([[4, 1, 3], [0, 2], [5]], 1, 2)
+    [[1], [2]]
+    """
+    if world == 1:
+        return batches
+    return [rows[rank::world] for rows in batches if len(rows) >= world]
+
+
 def pad_batch(sequences: Sequence[Tensor], pad_id: int, *, batch_first: bool = False) -> tuple[Tensor, Tensor]:
     """Stack sequences of different lengths into one tensor, filling the tail of the shorter ones.
 

@@ -12,6 +12,7 @@ reported by one warning per file, with the count. Span tags come back as BIO (se
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -46,6 +47,7 @@ class TaggedSentence:
     tokens: list[str]
     tags: list[str]
     intent: str | None = None
+    keyphrases: list[str] | None = None  # JSON lines with a "keyphrases" list (Inspec): the gold keyphrases
 
 
 @dataclass
@@ -61,7 +63,9 @@ class KeyphraseDocument:
 # ---------------------------------------- classification
 
 
-def read_classification(path: PathLike, format: str = "auto", *, label_sep: str | None = None) -> list[Example]:
+def read_classification(
+    path: PathLike, format: str = "auto", *, label_sep: str | None = None, label_field: str | None = None
+) -> list[Example]:
     """Read classification examples from a TSV, SST or JSON lines file.
 
     Args:
@@ -71,6 +75,8 @@ def read_classification(path: PathLike, format: str = "auto", *, label_sep: str 
             and ``"label"`` or a list ``"labels"``), or ``"auto"``: see :func:`detect_classification_format`.
         label_sep: split each TSV/SST label and JSON ``"label"`` on this string into several labels
             (``"#"`` for ATIS intents such as ``atis_flight#atis_airfare``); None keeps one label.
+        label_field: JSON lines: read the labels from this field (a string, or a list of them) instead of
+            ``"label"``/``"labels"``: ``"keyphrases"`` makes Inspec's gold keyphrases the labels.
 
     Returns:
         The examples, in file order; empty lines are skipped, with one warning giving their count.
@@ -93,7 +99,7 @@ def read_classification(path: PathLike, format: str = "auto", *, label_sep: str 
         raise RnnkitError(
             f"unknown classification format {format!r}: use one of auto, {', '.join(CLASSIFICATION_FORMATS)}"
         )
-    parse = {"tsv": _tsv_line, "sst": _sst_line, "jsonl": _json_example}[format]
+    parse = {"tsv": _tsv_line, "sst": _sst_line, "jsonl": functools.partial(_json_example, field=label_field)}[format]
     examples, empty = [], 0
     for n, line in enumerate(_split_lines(text), 1):
         if not line.strip():
@@ -161,13 +167,20 @@ def _sst_line(path: Path, n: int, line: str) -> tuple[list[str], list[str]]:
     return tokens, [label]
 
 
-def _json_example(path: Path, n: int, line: str) -> tuple[list[str], list[str]]:
+def _json_example(path: Path, n: int, line: str, field: str | None = None) -> tuple[list[str], list[str]]:
     record = _json_object(path, n, line)
     tokens = _tokens_field(path, n, record)
+    if field is not None and field not in record:
+        raise RnnkitError(f'{path}:{n}: no "{field}" field (the label field): give each object its labels there')
+    if field is not None and not isinstance(record[field], list):
+        record = {"label": record[field]}
+    elif field is not None:
+        record = {"labels": record[field]}
     if "labels" in record:
         labels = record["labels"]
         if not isinstance(labels, list) or not all(_is_label(x) for x in labels):
-            raise RnnkitError(f'{path}:{n}: "labels" is {short_repr(labels)}: give a list of strings or integers')
+            name = field or "labels"
+            raise RnnkitError(f'{path}:{n}: "{name}" is {short_repr(labels)}: give a list of strings or integers')
         return tokens, [str(x) for x in labels]
     if "label" not in record:
         raise RnnkitError(f'{path}:{n}: no "label" or "labels" field: give each object its label')
@@ -338,9 +351,10 @@ def _intent(files: list[Path], n: int, label: list[str]) -> str | None:
 
 
 def read_tagging_jsonl(path: PathLike, *, scheme: str | None = "auto") -> list[TaggedSentence]:
-    """JSON lines, one object per sentence: ``"tokens"`` (or ``"text"``), ``"tags"``, and optionally ``"intent"``.
+    """JSON lines, one object per sentence: ``"tokens"`` (or ``"text"``), ``"tags"``, and optionally ``"intent"``
+    and ``"keyphrases"`` (a document's gold keyphrases, scored by ``rnnkit tag eval`` as keyphrase F1@k).
 
-    Extra fields are ignored (:func:`read_inspec` keeps Inspec's). See :func:`read_tagging` for ``scheme``.
+    Other fields are ignored (:func:`read_inspec` keeps Inspec's). See :func:`read_tagging` for ``scheme``.
     """
     return [sentence for _, sentence in _tagged_records(Path(path), scheme)]
 
@@ -376,8 +390,9 @@ def _tagged_records(path: Path, scheme: str | None) -> list[tuple[tuple[int, dic
         if not tokens:
             empty += 1
             continue
+        keyphrases = _string_list(path, n, record, "keyphrases") if "keyphrases" in record else None
         records.append((n, record))
-        rows.append(TaggedSentence(tokens, tags, intent))
+        rows.append(TaggedSentence(tokens, tags, intent, keyphrases))
     _warn_skipped(path, empty_lines, "empty line")
     _warn_skipped(path, empty, "empty sentence", "no tokens")
     tags = _to_bio(path, [row.tags for row in rows], scheme)

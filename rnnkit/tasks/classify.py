@@ -40,6 +40,7 @@ from rnnkit.data.batching import pad_batch
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task
+from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.pooling import POOLINGS, Pooling
 
 #: the thresholds tried when choosing a multi-label threshold on validation data
@@ -63,26 +64,38 @@ class ClassifyConfig:
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
     )
-    # the optional character encoder (rnnkit.tasks.char_encoder) adds its options here
+    char: bool = option(
+        False, "add a character BiLSTM feature to each word's embedding (characters lowercased with --lowercase)"
+    )
+    char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
+    char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1, le=MAX_WIDTH)
 
     def __post_init__(self) -> None:
         check_fields(self)
 
-    def params(self, vocab_size: int, num_labels: int) -> int:
+    def params(self, vocab_size: int, num_labels: int, num_chars: int = 0) -> int:
         """Parameters of a :class:`SequenceClassifier` of this config, counted without allocating them (the
         embedding by hand: initialising one on the meta device imports torch._dynamo, 5 s)."""
         E, H, bi = self.embed or self.hidden, self.hidden, self.bidirectional
+        C = 2 * self.char_hidden if self.char else 0
         with torch.device("meta"):
-            size = make_layer(self.cell, E, H, bidirectional=bi).output_size
+            size = make_layer(self.cell, E + C, H, bidirectional=bi).output_size
             pool = Pooling(self.pooling, size, attention_size=self.attention_size)
         rest = count_params(lambda: nn.ModuleList([pool, make_head(size, self.mlp, num_labels, self.dropout)]))
-        return vocab_size * E + recurrent_params(self.cell, E, H, self.layers, bidirectional=bi) + rest
+        if self.char:
+            chars = num_chars * self.char_embed + recurrent_params(
+                "lstm", self.char_embed, self.char_hidden, 1, bidirectional=True
+            )
+            rest += chars
+        return vocab_size * E + recurrent_params(self.cell, E + C, H, self.layers, bidirectional=bi) + rest
 
 
 class ClassifyBatch(NamedTuple):
     ids: Tensor  # (B, T) long token ids, padded with pad_id after each text's length
     lengths: Tensor  # (B,) long, each >= 1
     targets: Tensor | None = None  # (B,) long label ids, or (B, K) float 0/1 for several labels; None to predict
+    chars: Tensor | None = None  # (N, C) character ids of the N = sum(lengths) tokens, text by text (--char)
+    char_lengths: Tensor | None = None  # (N,)
 
 
 class Prediction(NamedTuple):
@@ -91,10 +104,15 @@ class Prediction(NamedTuple):
 
 
 def make_batch(
-    sequences: Sequence[Sequence[int]], targets: Sequence[Any] | None = None, *, pad_id: int = 0, num_labels: int = 0
+    sequences: Sequence[Sequence[int]],
+    targets: Sequence[Any] | None = None,
+    *,
+    pad_id: int = 0,
+    num_labels: int = 0,
+    chars: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> ClassifyBatch:
     """Pad id sequences into a :class:`ClassifyBatch`; a target is a label id, or a list of them (several labels
-    per text: a (B, ``num_labels``) 0/1 matrix).
+    per text: a (B, ``num_labels``) 0/1 matrix); ``chars``: each text's tokens' character ids (``--char``).
 
     >>> make_batch([[5, 6, 7], [8]], [1, 0])
     ClassifyBatch(ids=tensor([[5, 6, 7],
@@ -104,14 +122,19 @@ def make_batch(
             [0., 0., 0.]])
     """
     ids, lengths = pad_batch([torch.as_tensor(s, dtype=torch.long) for s in sequences], pad_id, batch_first=True)
+    char_ids = char_lengths = None
+    if chars is not None:
+        flat = [torch.as_tensor(c, dtype=torch.long) for text in chars for c in text]
+        char_ids, char_lengths = pad_batch(flat, pad_id, batch_first=True)
     if targets is None:
-        return ClassifyBatch(ids, lengths)
+        return ClassifyBatch(ids, lengths, None, char_ids, char_lengths)
     if targets and isinstance(targets[0], (list, tuple)):
-        multi = torch.zeros(len(targets), num_labels)
+        target = torch.zeros(len(targets), num_labels)
         for row, labels in enumerate(targets):
-            multi[row, list(labels)] = 1.0
-        return ClassifyBatch(ids, lengths, multi)
-    return ClassifyBatch(ids, lengths, torch.as_tensor(targets, dtype=torch.long))
+            target[row, list(labels)] = 1.0
+    else:
+        target = torch.as_tensor(targets, dtype=torch.long)
+    return ClassifyBatch(ids, lengths, target, char_ids, char_lengths)
 
 
 class SequenceClassifier(Task):
@@ -126,12 +149,18 @@ class SequenceClassifier(Task):
     tensor(2)
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, config: ClassifyConfig, *, pad_id: int = 0) -> None:
+    def __init__(
+        self, vocab_size: int, num_labels: int, config: ClassifyConfig, *, pad_id: int = 0, num_chars: int = 0
+    ) -> None:
         super().__init__()
         self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
         self.selection = ("micro_f1", "max") if config.multi_label else ("accuracy", "max")
         E, H, L = config.embed or config.hidden, config.hidden, config.layers
         self.embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
+        if config.char and num_chars < 1:
+            raise ValueError("char=True needs a character vocabulary (num_chars >= 1)")
+        self.chars = CharEncoder(num_chars, config.char_embed, config.char_hidden) if config.char else None
+        E += self.chars.output_size if self.chars is not None else 0
         kw: dict[str, Any] = {"init": config.init} if config.init is not None else {}
         if L > 1:
             kw["dropout"] = config.dropout
@@ -146,24 +175,35 @@ class SequenceClassifier(Task):
         self.head = make_head(size, config.mlp, num_labels, config.dropout)
         self.register_buffer("threshold", torch.tensor(0.5))  # several labels: p >= threshold is predicted
 
-    def features(self, ids: Tensor) -> Tensor:
-        """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings (dropped out in training).
+    def features(self, ids: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Any = None) -> Tensor:
+        """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings, with ``char`` each token's
+        character feature (B, T, 2H_c) concatenated; dropped out in training."""
+        x = self.embedding(ids)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError(
+                    "this classifier reads characters (char=True): build the batch with make_batch(chars=...)"
+                )
+            mask = torch.arange(ids.shape[1], device=ids.device) < lengths.unsqueeze(1)  # (B, T)
+            c = self.chars(chars.to(ids.device), char_lengths)  # (N, 2H_c), the real tokens in row-major order
+            x = torch.cat([x, x.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)], dim=-1)
+        return self.drop(x)
 
-        The place of the optional character encoder: its per-token vectors are concatenated here.
-        """
-        return self.drop(self.embedding(ids))
-
-    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
-        """ids (B, T), lengths (B,) -> logits (B, K), and attention weights (B, T) with attention pooling."""
+    def forward(
+        self, ids: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Any = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """ids (B, T), lengths (B,) (and with ``char`` the tokens' characters, see :class:`ClassifyBatch`) ->
+        logits (B, K), and attention weights (B, T) with attention pooling."""
         device = self.embedding.weight.device
         ids, lengths = ids.to(device), torch.as_tensor(lengths).to(device)
-        outputs, _ = self.rnn(self.features(ids), lengths=lengths)  # (B, T, D*H), zero at padding
+        x = self.features(ids, lengths, chars, char_lengths)
+        outputs, _ = self.rnn(x, lengths=lengths)  # (B, T, D*H), zero at padding
         pooled, weights = self.pooling(outputs, lengths)  # (B, D*H), (B, T) or None
         return self.head(self.drop(pooled)), weights
 
     def loss(self, batch: ClassifyBatch, state: Any = None) -> LossOutput:
         """Summed cross-entropy (one label) or binary cross-entropy over every label (several); count = texts."""
-        logits, _ = self(batch.ids, batch.lengths)
+        logits, _ = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths)
         targets = batch.targets.to(logits.device)
         if self.config.multi_label:
             loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
@@ -177,7 +217,7 @@ class SequenceClassifier(Task):
         was_training = self.training
         self.eval()
         try:
-            logits, weights = self(batch.ids, batch.lengths)
+            logits, weights = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths)
         finally:
             self.train(was_training)
         probs = torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=-1)

@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor
 
 from rnnkit.config import check_fields, option
-from rnnkit.data.batching import bucket_batches
+from rnnkit.data.batching import bucket_batches, shard_rows
 from rnnkit.data.formats import CLASSIFICATION_FORMATS, Example, read_classification
 from rnnkit.data.labels import Labels
 from rnnkit.data.vocab import Vocabulary
@@ -35,7 +35,9 @@ from rnnkit.tasks.classify import (
     multi_label_metrics,
     single_label_metrics,
 )
+from rnnkit.tasks.keyphrase import keyphrase_scores, tokenize
 from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
 
 
@@ -47,6 +49,12 @@ class ClassifyDataConfig:
         "auto",
         "the files' format (auto: by extension, else by the first line)",
         choices=("auto", *CLASSIFICATION_FORMATS),
+    )
+    label_field: str | None = option(
+        None, 'JSON lines: the field holding the labels (a string or a list), e.g. Inspec\'s "keyphrases"'
+    )
+    min_label_count: int = option(
+        1, "labels on fewer training texts are not learned (several labels: dropped from the texts, counted)", ge=1
     )
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (specials included)", ge=4)
@@ -71,18 +79,30 @@ class Encoded:
     targets: list[Any]
     unknown: Counter[str] = field(default_factory=Counter)  # labels the run does not know -> examples with them
     excluded: int = 0  # examples left out for an unknown label
+    dropped: int = 0  # several labels per text: unknown labels dropped, their examples kept
+    chars: list[list[list[int]]] | None = None  # with --char: each text's tokens' character ids
 
     def batches(
-        self, batch_size: int, *, pad_id: int, num_labels: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+        self,
+        batch_size: int,
+        *,
+        pad_id: int,
+        num_labels: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> list[ClassifyBatch]:
-        """Length-bucketed padded batches (:func:`rnnkit.data.batching.bucket_batches`)."""
+        """Length-bucketed padded batches (:func:`rnnkit.data.batching.bucket_batches`); under torchrun, process
+        ``rank``'s share of each, for ``shard=(rank, world)`` (:func:`rnnkit.data.batching.shard_rows`)."""
         order = bucket_batches([len(s) for s in self.sequences], batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
-        return [
-            make_batch(
-                [self.sequences[i] for i in b], [self.targets[i] for i in b], pad_id=pad_id, num_labels=num_labels
-            )
-            for b in order
-        ]
+        order = shard_rows(order, *shard)
+        return [self.batch(rows, pad_id=pad_id, num_labels=num_labels) for rows in order]
+
+    def batch(self, rows: list[int], *, pad_id: int, num_labels: int) -> ClassifyBatch:
+        chars = None if self.chars is None else [self.chars[i] for i in rows]
+        sequences, targets = [self.sequences[i] for i in rows], [self.targets[i] for i in rows]
+        return make_batch(sequences, targets, pad_id=pad_id, num_labels=num_labels, chars=chars)
 
 
 class EpochBatches:
@@ -91,9 +111,10 @@ class EpochBatches:
 
     def __init__(self, data: Encoded, batch_size: int, *, seed: int, pad_id: int, num_labels: int) -> None:
         self.data, self.batch_size, self.seed, self.pad_id, self.num_labels = data, batch_size, seed, pad_id, num_labels
+        self.shard = dist.rank_world()  # each process of a torchrun run takes its share of every batch
 
     def for_epoch(self, epoch: int) -> list[ClassifyBatch]:
-        kw = {"pad_id": self.pad_id, "num_labels": self.num_labels}
+        kw = {"pad_id": self.pad_id, "num_labels": self.num_labels, "shard": self.shard}
         return self.data.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch, **kw)
 
 
@@ -108,6 +129,7 @@ class ClassifyRun:
     vocab: Vocabulary
     labels: Labels
     model: SequenceClassifier
+    chars: Vocabulary | None = None  # with --char
 
     def tokens(self, text: str) -> list[str]:
         """A text's tokens as the run reads them: split on whitespace, lowercased if the run was."""
@@ -117,8 +139,8 @@ class ClassifyRun:
         """Metrics of a labelled file in the run's format: accuracy, macro-F1, per-class precision, recall, F1
         and support, the confusion matrix (several labels: micro-F1 and one 2x2 matrix per label at the run's
         threshold), the loss per text, the count, and the labels the run never saw (left out, by name)."""
-        examples = read_examples(path, self.data.format, self.data.lowercase, self.model_config.multi_label)
-        encoded = encode(examples, self.vocab, self.labels, self.model_config.multi_label)
+        examples = read_examples(path, self.data, self.model_config.multi_label)
+        encoded = encode(examples, self.vocab, self.labels, self.model_config.multi_label, self.chars)
         warn_unknown(path, encoded)
         if not encoded.sequences:
             raise RnnkitError(
@@ -133,7 +155,19 @@ class ClassifyRun:
         result |= report(targets, probs >= threshold if multi else probs.argmax(-1), self.labels.names, multi)
         if multi:
             result["threshold"] = threshold
+        if self.data.label_field == "keyphrases":
+            result["keyphrases"] = self._keyphrase_scores(examples, encoded, probs, threshold)
         return result | {"unknown_labels": dict(encoded.unknown), "excluded": encoded.excluded}
+
+    def _keyphrase_scores(self, examples: list[Example], encoded: Encoded, probs: Tensor, threshold: float) -> dict:
+        """Keyphrase F1@5/@10 of each text's labels ranked by probability, F1@M of those at the threshold, against
+        all its gold keyphrases, also those the run has no label for (:mod:`rnnkit.tasks.keyphrase`)."""
+        names = self.labels.names
+        order = probs.argsort(dim=1, descending=True).tolist()
+        ranked = [[tuple(tokenize(names[j])) for j in row] for row in order]
+        kept = (probs >= threshold).sum(1).tolist()
+        gold = [e.labels for e in examples]
+        return keyphrase_scores([e.tokens for e in examples], gold, ranked, kept=kept)
 
     def predict(self, texts: list[str], *, batch_size: int | None = None) -> list[dict[str, Any]]:
         """Each text's most probable label and its probability, every label's probability (several labels: also
@@ -146,7 +180,8 @@ class ClassifyRun:
         ids = [self.vocab.encode(t) for t in tokens]
         results: list[dict[str, Any]] = [{} for _ in texts]
         for order in bucket_batches([len(s) for s in ids], batch_size or self.data.eval_batch_size, shuffle=False):
-            pred = self.model.predict(make_batch([ids[i] for i in order], pad_id=self.vocab.pad_id))
+            chars = None if self.chars is None else [[self.chars.encode(w) for w in tokens[i]] for i in order]
+            pred = self.model.predict(make_batch([ids[i] for i in order], pad_id=self.vocab.pad_id, chars=chars))
             for row, i in enumerate(order):
                 weights = None if pred.attention is None else pred.attention[row, : len(ids[i])]
                 results[i] = self._result(tokens[i], pred.probabilities[row], weights)
@@ -189,9 +224,10 @@ def report(targets: Tensor, predicted: Tensor, names: tuple[str, ...], multi_lab
     return scores | {"per_class": per_class, "labels": list(names), "confusion": confusion}
 
 
-def read_examples(path: str, format: str, lowercase: bool, multi_label: bool) -> list[Example]:
+def read_examples(path: str, data: ClassifyDataConfig, multi_label: bool) -> list[Example]:
     """The examples of a file (lowercased if asked); several labels on one text need ``multi_label``."""
-    examples = read_classification(path, format)
+    lowercase = data.lowercase
+    examples = read_classification(path, data.format, label_field=data.label_field)
     several = [e for e in examples if len(e.labels) != 1]
     if several and not multi_label:
         raise RnnkitError(
@@ -203,27 +239,44 @@ def read_examples(path: str, format: str, lowercase: bool, multi_label: bool) ->
     return examples
 
 
-def encode(examples: list[Example], vocab: Vocabulary, labels: Labels, multi_label: bool) -> Encoded:
-    """Token ids and targets (a label id; several labels: a list of them); examples with a label ``labels``
-    lacks are left out and counted by label."""
-    encoded = Encoded([], [])
+def encode(
+    examples: list[Example], vocab: Vocabulary, labels: Labels, multi_label: bool, chars: Vocabulary | None = None
+) -> Encoded:
+    """Token ids and targets (a label id; several labels: a list of them). A label ``labels`` lacks is counted by
+    name; one label per text: the example is left out, several: the label is dropped and the example kept (its
+    other labels still count, and a keyphrase score counts the dropped one as missed). With ``chars``, also each
+    token's character ids."""
+    encoded = Encoded([], [], chars=None if chars is None else [])
     for e in examples:
         unknown = labels.unknown(e.labels)
-        if unknown:
-            encoded.unknown.update(unknown.keys())
+        encoded.unknown.update(unknown.keys())
+        if unknown and multi_label:
+            encoded.dropped += sum(unknown.values())
+            e = Example(e.tokens, [label for label in e.labels if label not in unknown])
+        elif unknown:
             encoded.excluded += 1
             continue
         encoded.sequences.append(vocab.encode(e.tokens))
+        if encoded.chars is not None:
+            encoded.chars.append([chars.encode(w) for w in e.tokens])
         ids = labels.encode(e.labels)
         encoded.targets.append(ids if multi_label else ids[0])
     return encoded
 
 
 def warn_unknown(path: str, encoded: Encoded) -> None:
+    shown = encoded.unknown.most_common(10)
+    names = ", ".join(f"{name!r} ({n})" for name, n in shown)
+    names += f" and {len(encoded.unknown) - 10} more" if len(encoded.unknown) > 10 else ""
     if encoded.excluded:
-        names = ", ".join(f"{name!r} ({n})" for name, n in encoded.unknown.most_common())
         warnings.warn(
             f"{path}: {encoded.excluded} example(s) with labels the run never saw are left out: {names}", stacklevel=2
+        )
+    if encoded.dropped:
+        warnings.warn(
+            f"{path}: {encoded.dropped} label(s) the run has no output for ({len(encoded.unknown)} distinct) are "
+            f"dropped from their texts: {names}",
+            stacklevel=2,
         )
 
 
@@ -234,19 +287,23 @@ def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None
 
 def train_classifier(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a classifier into ``run_dir``; ``cfg`` maps "data", "model" and
-    "train" to their configs. One process (the batches are not sharded)."""
+    "train" to their configs. Under torchrun each process trains on its share of every batch (data parallel)."""
     return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
 
 
-def new_model(vocab: Vocabulary, labels: Labels, config: ClassifyConfig) -> SequenceClassifier:
-    return SequenceClassifier(len(vocab), len(labels), config, pad_id=vocab.pad_id)
+def new_model(
+    vocab: Vocabulary, labels: Labels, config: ClassifyConfig, chars: Vocabulary | None = None
+) -> SequenceClassifier:
+    num_chars = len(chars) if chars is not None else 0
+    return SequenceClassifier(len(vocab), len(labels), config, pad_id=vocab.pad_id, num_chars=num_chars)
 
 
 def _open(path: Path, cfg: dict[str, Any], weights: str) -> ClassifyRun:
     vocab, labels = Vocabulary.load(path / "vocab.json"), Labels.load(path / "labels.json")
-    model = new_model(vocab, labels, cfg["model"])
+    chars = Vocabulary.load(path / "chars.json") if cfg["model"].char else None
+    model = new_model(vocab, labels, cfg["model"], chars)
     ckpt.load_run_weights(model, path, weights)
-    return ClassifyRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, labels, model)
+    return ClassifyRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, labels, model, chars)
 
 
 def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
@@ -254,34 +311,38 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     data, model_cfg, train_cfg = cfg["data"], cfg["model"], cfg["train"]
     if data.train is None:
         raise RnnkitError("--train FILE is required: the labelled texts to learn from")
-    examples = read_examples(data.train, data.format, data.lowercase, model_cfg.multi_label)
+    examples = read_examples(data.train, data, model_cfg.multi_label)
+    chars = None
     if run_dir is not None:
         vocab, labels = Vocabulary.load(run_dir / "vocab.json"), Labels.load(run_dir / "labels.json")
+        chars = Vocabulary.load(run_dir / "chars.json") if model_cfg.char else None
     else:
         vocab = Vocabulary.build(
             (t for e in examples for t in e.tokens), min_freq=data.min_freq, max_size=data.max_vocab
         )
-        labels = _labels(data.train, examples, model_cfg.multi_label)
-    train = encode(truncate(data.train, examples, data.max_length), vocab, labels, model_cfg.multi_label)
+        labels = _labels(data.train, examples, model_cfg.multi_label, data.min_label_count)
+        chars = Vocabulary.build(c for e in examples for t in e.tokens for c in t) if model_cfg.char else None
+    multi = model_cfg.multi_label
+    train = encode(truncate(data.train, examples, data.max_length), vocab, labels, multi, chars)
     warn_unknown(data.train, train)
     if not train.sequences:
         raise RnnkitError(f"{data.train}: no examples to train on")
     kw = {"pad_id": vocab.pad_id, "num_labels": len(labels)}
     valid = None
     if data.valid is not None:
-        valid_examples = read_examples(data.valid, data.format, data.lowercase, model_cfg.multi_label)
-        valid_data = encode(valid_examples, vocab, labels, model_cfg.multi_label)
+        valid_examples = read_examples(data.valid, data, model_cfg.multi_label)
+        valid_data = encode(valid_examples, vocab, labels, multi, chars)
         warn_unknown(data.valid, valid_data)
         valid = valid_data.batches(data.eval_batch_size, **kw) if valid_data.sequences else None
     what = (
         f"a {model_cfg.layers}-layer {model_cfg.cell} classifier of hidden {model_cfg.hidden}, vocabulary {len(vocab)}"
     )
     check_model_memory(
-        model_cfg.params(len(vocab), len(labels)),
+        model_cfg.params(len(vocab), len(labels), len(chars) if chars else 0),
         what=what,
         flag_hint="lower --hidden, --embed, --layers or --max-vocab",
     )
-    model = new_model(vocab, labels, model_cfg)
+    model = new_model(vocab, labels, model_cfg, chars)
     params = sum(p.numel() for p in model.parameters())
     direction = "bidirectional " if model_cfg.bidirectional else ""
     summary = (
@@ -289,13 +350,21 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"{len(labels)} labels, vocabulary {len(vocab)}, {params:,} parameters, {len(train.sequences):,} texts"
     )
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
-    return Prepared(model, batches, valid, {"vocab.json": vocab.save, "labels.json": labels.save}, summary)
+    files = {"vocab.json": vocab.save, "labels.json": labels.save} | ({"chars.json": chars.save} if chars else {})
+    return Prepared(model, batches, valid, files, summary)
 
 
-def _labels(path: str, examples: list[Example], multi_label: bool) -> Labels:
+def _labels(path: str, examples: list[Example], multi_label: bool, min_count: int = 1) -> Labels:
     if not examples:
         raise RnnkitError(f"{path}: no examples to train on")
-    labels = Labels.build(label for e in examples for label in e.labels)
+    counts = Counter(label for e in examples for label in set(e.labels))
+    kept = [label for label, n in counts.items() if n >= min_count]
+    if not kept:
+        raise RnnkitError(
+            f"{path}: no label is on {min_count} or more texts (the most common, {counts.most_common(1)[0][0]!r}, is "
+            f"on {counts.most_common(1)[0][1]}): lower --min-label-count"
+        )
+    labels = Labels.build(kept)
     if len(labels) < 2 and not multi_label:
         raise RnnkitError(f"{path}: every example has the label {labels.names[0]!r}: a classifier needs two or more")
     return labels
@@ -315,4 +384,4 @@ def truncate(path: str, examples: list[Example], max_length: int | None) -> list
     return [Example(e.tokens[:max_length], e.labels) for e in examples]
 
 
-SPEC = TaskSpec("classify", SECTIONS, _prepare, _open, distributed=False)
+SPEC = TaskSpec("classify", SECTIONS, _prepare, _open)

@@ -88,6 +88,19 @@ class CRF(nn.Module):
         """log Z(x) of each sequence, (B,), by the forward algorithm."""
         return self._log_partition(emissions, self._check(emissions, None, mask, lengths))
 
+    def marginals(self, emissions: Tensor, mask: Tensor | None = None, *, lengths: Any = None) -> Tensor:
+        r"""p(y_t = k | x) of every position and tag, (B, T, K); 0 in padding. Each real row sums to 1.
+
+        The gradient of log Z with respect to the emissions is exactly these marginals,
+        :math:`\partial \log Z / \partial e_t(k) = p(y_t = k \mid x)`, so one backward pass through the forward
+        algorithm is the forward-backward algorithm. Not differentiable itself (a confidence, not a loss).
+        """
+        mask = self._check(emissions, None, mask, lengths)
+        with torch.enable_grad():
+            e = emissions.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._log_partition(e, mask).sum(), e)
+        return grad.masked_fill(~mask[:, :, None], 0.0)
+
     @torch.no_grad()
     def decode(self, emissions: Tensor, mask: Tensor | None = None, *, lengths: Any = None, pad: int = -1) -> Decoded:
         r"""Viterbi: the best tags argmax_y score(x, y), (B, T) with ``pad`` after each length, and their scores (B,).

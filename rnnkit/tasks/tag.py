@@ -94,6 +94,7 @@ class TagBatch(NamedTuple):
 class Decoded(NamedTuple):
     tags: Tensor  # (B, T) tag ids, -1 after each length
     intents: Tensor | None  # (B,) intent ids
+    confidence: Tensor | None = None  # (B, T) p(y_t = the chosen tag | x), 0 after each length; on request
 
 
 def collate(
@@ -217,13 +218,21 @@ class SequenceTagger(Task):
         return LossOutput(self._loss(emissions, intents, batch), batch.lengths.sum(), None)
 
     @torch.no_grad()
-    def decode(self, batch: TagBatch) -> Decoded:
+    def decode(self, batch: TagBatch, *, confidence: bool = False) -> Decoded:
         """The best tags (B, T) (-1 after each length; Viterbi with a CRF, else each word's argmax) and the
-        most likely intents (B,) or None, in eval mode."""
+        most likely intents (B,) or None, in eval mode. With ``confidence``, also each chosen tag's probability
+        p(y_t | x): the CRF's marginal (one more forward-backward pass), else the softmax."""
         was_training = self.training
         self.eval()
         try:
-            return self._decode(*self(batch), batch.lengths)
+            emissions, intents = self(batch)
+            decoded = self._decode(emissions, intents, batch.lengths)
+            if not confidence:
+                return decoded
+            mask = _mask(batch.lengths, emissions.shape[1])
+            p = self.crf.marginals(emissions, mask) if self.crf is not None else emissions.softmax(-1)
+            chosen = p.gather(2, decoded.tags.clamp(min=0).unsqueeze(2)).squeeze(2).masked_fill(~mask, 0.0)
+            return decoded._replace(confidence=chosen)
         finally:
             self.train(was_training)
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from rnnkit.config import check_fields, option
 from rnnkit.data import Vocabulary, bucket_batches
+from rnnkit.data.batching import shard_rows
 from rnnkit.data.formats import TAGGING_FORMATS, TaggedSentence, read_tagging
 from rnnkit.data.labels import Labels
 from rnnkit.data.tags import SCHEMES, spans
@@ -27,8 +28,10 @@ from rnnkit.errors import RnnkitError
 from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
+from rnnkit.tasks.keyphrase import keyphrase_scores, rank_spans
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
 
 
@@ -92,20 +95,26 @@ class Encoded:
         tags, gold = pick(self.tags), pick(self.gold)
         return collate(pick(self.words), tags, chars=chars, intents=intents, gold=gold, gold_intents=gold_intents)
 
-    def batches(self, size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> list[TagBatch]:
-        """Batches of sentences of similar length (:func:`rnnkit.data.bucket_batches`)."""
+    def batches(
+        self, size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1
+    ) -> list[TagBatch]:
+        """Batches of sentences of similar length (:func:`rnnkit.data.bucket_batches`); under torchrun, process
+        ``rank``'s share of each (:func:`rnnkit.data.batching.shard_rows`)."""
         order = bucket_batches([len(w) for w in self.words], size, shuffle=shuffle, seed=seed, epoch=epoch)
-        return [self.batch(rows) for rows in order]
+        return [self.batch(rows) for rows in shard_rows(order, rank, world)]
 
 
 class EpochBatches:
-    """Training batches reshuffled every epoch from ``(seed, epoch)`` alone, so resuming mid-epoch is exact."""
+    """Training batches reshuffled every epoch from ``(seed, epoch)`` alone, so resuming mid-epoch is exact;
+    each process of a torchrun run takes its share of every batch."""
 
     def __init__(self, data: Encoded, batch_size: int, seed: int) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world = dist.rank_world()
 
     def for_epoch(self, epoch: int) -> list[TagBatch]:
-        return self.data.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch)
+        shard = {"rank": self.rank, "world": self.world}
+        return self.data.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch, **shard)
 
 
 @dataclass
@@ -134,35 +143,58 @@ class TagRun:
         if self.vocabs.intents is not None:
             unknown["unknown_intents"] = dict(encoded.unknown_intents.most_common())
         result = {"data": str(path), "sentences": len(sentences), "count": count} | scores
+        if sentences and all(s.keyphrases is not None for s in sentences):
+            result["keyphrases"] = self.keyphrase_scores(sentences)
         return result | {"loss": loss / max(count, 1)} | unknown
 
-    def predict(self, sentences: list[list[str]]) -> list[dict[str, Any]]:
+    def keyphrase_scores(self, documents: list[TaggedSentence]) -> dict[str, dict[str, float]]:
+        """Keyphrase F1@5/@10/@M, against all gold keyphrases and against the present ones
+        (:func:`rnnkit.tasks.keyphrase.keyphrase_scores`), of the tagged spans ranked by their tags' probability."""
+        tagged = self.predict([d.tokens for d in documents], scores=True)
+        ranked = [[words for words, _ in rank_spans(t["tokens"], _bounds(t), t["confidence"])] for t in tagged]
+        return keyphrase_scores([d.tokens for d in documents], [d.keyphrases or [] for d in documents], ranked)
+
+    def predict(self, sentences: list[list[str]], *, scores: bool = False) -> list[dict[str, Any]]:
         """Each sentence's tags, its spans ``{type, start, end, text}`` (end exclusive) and, with an intent
-        head, its intent; an empty sentence gets empty lists (and intent None)."""
-        results: list[dict[str, Any]] = [self._empty() for _ in sentences]
+        head, its intent; an empty sentence gets empty lists (and intent None). With ``scores``, also each
+        word's ``confidence`` (the probability of its tag) and each span's ``score`` (their mean)."""
+        results: list[dict[str, Any]] = [self._empty(scores) for _ in sentences]
         rows = [i for i, tokens in enumerate(sentences) if tokens]
         tagged = [TaggedSentence(list(sentences[i]), []) for i in rows]
         encoded = encode(tagged, self.vocabs, lowercase=self.data.lowercase, gold=False)
         for batch_rows in bucket_batches([len(t.tokens) for t in tagged], self.data.eval_batch_size, shuffle=False):
             batch = encoded.batch(batch_rows)
-            decoded = self.model.decode(batch)
+            decoded = self.model.decode(batch, confidence=scores)
             tags = self.model.tag_strings(decoded.tags, batch.lengths)
             intents = [None] * len(tags) if decoded.intents is None else decoded.intents.tolist()
-            for j, tag_row, intent in zip(batch_rows, tags, intents, strict=True):
-                results[rows[j]] = self._result(tagged[j].tokens, tag_row, intent)
+            confidence = [None] * len(tags)
+            if decoded.confidence is not None:
+                confidence = [
+                    row[:n] for row, n in zip(decoded.confidence.tolist(), batch.lengths.tolist(), strict=False)
+                ]
+            for j, tag_row, intent, conf in zip(batch_rows, tags, intents, confidence, strict=True):
+                results[rows[j]] = self._result(tagged[j].tokens, tag_row, intent, conf)
         return results
 
-    def _result(self, tokens: list[str], tags: list[str], intent: int | None) -> dict[str, Any]:
+    def _result(self, tokens: list[str], tags: list[str], intent: int | None, conf: list | None) -> dict[str, Any]:
         found = spans(tags) if self.model.spans else []
-        result = {"tokens": tokens, "tags": tags}
+        result: dict[str, Any] = {"tokens": tokens, "tags": tags}
         result["spans"] = [{"type": k, "start": s, "end": e, "text": " ".join(tokens[s:e])} for k, s, e in found]
+        if conf is not None:
+            result["confidence"] = [round(c, 6) for c in conf]
+            for span in result["spans"]:
+                span["score"] = round(sum(conf[span["start"] : span["end"]]) / (span["end"] - span["start"]), 6)
         if self.vocabs.intents is not None:
             result["intent"] = self.vocabs.intents.names[intent]
         return result
 
-    def _empty(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"tokens": [], "tags": [], "spans": []}
+    def _empty(self, scores: bool = False) -> dict[str, Any]:
+        empty: dict[str, Any] = {"tokens": [], "tags": [], "spans": []} | ({"confidence": []} if scores else {})
         return empty | ({"intent": None} if self.vocabs.intents is not None else {})
+
+
+def _bounds(tagged: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(span["start"], span["end"]) for span in tagged["spans"]]
 
 
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> TagRun:
@@ -172,7 +204,7 @@ def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None
 
 def train_tagger(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a tagger into ``run_dir``; ``cfg`` maps "data", "model" and
-    "train" to their configs. One process (the batches are not sharded)."""
+    "train" to their configs. Under torchrun each process trains on its share of every batch (data parallel)."""
     return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
 
 
@@ -302,4 +334,4 @@ def _check_intents(sentences: list[TaggedSentence], path: str) -> None:
         )
 
 
-SPEC = TaskSpec("tag", SECTIONS, _prepare, _open, distributed=False)
+SPEC = TaskSpec("tag", SECTIONS, _prepare, _open)

@@ -123,9 +123,10 @@ def test_attention_in_the_terminal_and_as_a_png(run, tmp_path, capsys, monkeypat
 
 
 def test_resume_is_exact(data, tmp_path, capsys):
-    """Two epochs at once, or one and then one more with --resume, or stopped mid-epoch and resumed: same run."""
+    """Two epochs at once, or one and then one more with --resume, or stopped mid-epoch and resumed: same run
+    (with the character encoder, whose vocabulary the resumed runs read back from chars.json)."""
     base = ["classify", "train", "--train", data / "train.tsv", "--valid", data / "valid.tsv", *FLAGS]
-    base += ["--dropout", "0.3", "--cell", "gru", "--log-every", "2"]
+    base += ["--dropout", "0.3", "--cell", "gru", "--log-every", "2", "--char", "--char-hidden", "4"]
     assert main(capsys, *base, "--out", tmp_path / "whole", "--epochs", "2", "--max-steps", "99")[0] == 0
     assert main(capsys, *base, "--out", tmp_path / "parts", "--epochs", "1", "--max-steps", "99")[0] == 0
     assert main(capsys, "classify", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2")[0] == 0
@@ -138,6 +139,9 @@ def test_resume_is_exact(data, tmp_path, capsys):
             assert all(torch.equal(whole[k], got[k]) for k in whole), f"{other}/{name}"
     step = json.loads((tmp_path / "whole" / "checkpoint" / "trainer.json").read_text())["step"]
     assert step == 12  # 2 epochs of 48 / 8 batches
+    assert (tmp_path / "mid" / "chars.json").is_file()
+    code, out, _ = main(capsys, "classify", "eval", tmp_path / "mid", "--data", data / "valid.tsv", "--json")
+    assert code == 0 and json.loads(out)["count"] == 16
 
 
 def test_sst_format_and_last_pooling(data, tmp_path, capsys):

@@ -148,3 +148,24 @@ def test_a_tiny_model_learns_whether_a_text_says_good():
     batch = make_batch([t for t, y in zip(test_texts, test_labels, strict=True) if y])
     top = m.predict(batch).attention.argmax(1)  # the step each positive text attends to most
     assert batch.ids.gather(1, top.unsqueeze(1)).eq(4).all()  # is "good"
+
+
+def test_character_features_count_their_parameters_and_never_see_padding():
+    """With char=True each token's character BiLSTM feature joins its embedding: the parameter count includes
+    it, a text's prediction is the same alone or padded in a batch (words and characters), and two words the
+    vocabulary maps to <unk> alike are told apart by their characters."""
+    torch.manual_seed(0)
+    C = 12
+    m = SequenceClassifier(
+        V, K, ClassifyConfig(hidden=8, embed=6, char=True, char_hidden=3, pooling="mean"), num_chars=C
+    )
+    assert m.config.params(V, K, C) == sum(p.numel() for p in m.parameters())
+    short, long = ([4, 5], [[3, 4], [5]]), ([6, 7, 8, 9], [[3, 3, 3, 4], [6], [7, 8], [9]])
+    alone = m.predict(make_batch([short[0]], chars=[short[1]])).probabilities[0]
+    batched = m.predict(make_batch([long[0], short[0]], chars=[long[1], short[1]])).probabilities[1]
+    torch.testing.assert_close(batched, alone, rtol=0, atol=1e-6)
+    unk_a = m.predict(make_batch([[1]], chars=[[[3, 4, 5]]])).probabilities
+    unk_b = m.predict(make_batch([[1]], chars=[[[9, 10]]])).probabilities
+    assert not torch.allclose(unk_a, unk_b)
+    with pytest.raises(ValueError, match="reads characters"):
+        m.predict(make_batch([[4]]))

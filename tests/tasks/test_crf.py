@@ -356,3 +356,21 @@ def test_extreme_emissions_give_exact_log_z_and_finite_gradients(dtype):
     grads = torch.autograd.grad(log_z.sum(), [emissions, *crf.parameters()])
     assert all(torch.isfinite(g).all() for g in grads)
     assert (grads[0][~mask] == 0).all()
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_marginals_equal_brute_force(constrained):
+    """p(y_t = k | x) summed over every allowed tag sequence, and 0 in padding; under no_grad as predict runs it."""
+    constraints = bio_constraints(BIO) if constrained else None
+    crf = random_crf(len(BIO), seed=3, constraints=constraints)
+    lengths = [4, 1, 3]
+    emissions, _, mask = padded_batch(len(BIO), lengths, seed=4)
+    with torch.no_grad():
+        marginals = crf.marginals(emissions, mask)
+    assert not marginals.requires_grad
+    for b, L in enumerate(lengths):
+        ys, scores = brute_force(crf, emissions[b, :L], L, crf.allowed if constrained else None)
+        p = (scores - scores.logsumexp(0)).exp()  # (N,)
+        expected = torch.stack([torch.zeros(len(BIO), dtype=p.dtype).index_add(0, ys[:, t], p) for t in range(L)])
+        torch.testing.assert_close(marginals[b, :L], expected)
+        assert (marginals[b, L:] == 0).all()

@@ -1,0 +1,42 @@
+"""SST-2 sentence-level sentiment, as a user runs it: ``rnnkit classify train`` then ``rnnkit classify eval --json``.
+
+    python benchmarks/classify_sst2.py
+    python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_attn.toml --threads 1
+
+6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
+accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
+Writes benchmarks/results/classify_sst2_<config>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import machine, run_task, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs/classify/sst2_bilstm_attn.toml"))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
+    args = parser.parse_args()
+    name = Path(args.config).stem
+    out = ROOT / "runs" / "bench" / name
+    train, valid = Path(args.data) / "stsa.binary.train", Path(args.data) / "stsa.binary.dev"
+    result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
+    summary = {k: result["metrics"].get(k) for k in ("accuracy", "macro_f1")}
+    payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary} | result
+    path = write_result(f"classify_sst2_{name}", payload)
+    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""CoNLL-2003 English NER, as a user runs it: ``rnnkit tag train`` then ``rnnkit tag eval --json`` on eng.testa.
+
+    python benchmarks/tag_conll2003.py
+    python benchmarks/tag_conll2003.py --config configs/tag/conll2003_bilstm_crf.toml --threads 1
+
+No pretrained embeddings (none can be downloaded here). Lample et al. 2016 report test F1 83.63 with random
+embeddings and characters, 90.94 with pretrained ones. eng.testa is the validation split; eng.testb (test) is
+held out. Writes benchmarks/results/tag_conll2003_<config>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import machine, run_task, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "conll2003"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs/tag/conll2003_bilstm_crf.toml"))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
+    args = parser.parse_args()
+    name = Path(args.config).stem
+    out = ROOT / "runs" / "bench" / name
+    train, valid = Path(args.data) / "eng.train", Path(args.data) / "eng.testa"
+    result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
+    metrics = result["metrics"]
+    summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
+    summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
+    payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary} | result
+    path = write_result(f"tag_conll2003_{name}", payload)
+    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""``rnnkit tag train`` and ``rnnkit classify train`` under torchrun: two CPU processes, each on its half of every
+batch, end with the weights one process reaches on the whole batch."""
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed
+from safetensors.torch import load_file
+
+import rnnkit.cli
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()) or not TORCHRUN.exists(),
+    reason="needs torch.distributed with gloo, and torchrun",
+)
+
+WORDS = ["the", "a", "good", "bad", "film", "plot", "actor", "dull", "great", "fine"]
+
+
+def tagging(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens = [rng.choice(WORDS) for _ in range(rng.randint(3, 9))]
+        tags = ["B-X" if w in ("good", "great") else "B-Y" if w == "dull" else "O" for w in tokens]
+        rows.append({"tokens": tokens, "tags": tags, "intent": "pos" if "good" in tokens else "neg"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def classification(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        tokens = [rng.choice(WORDS) for _ in range(rng.randint(2, 12))]
+        lines.append(f"{'pos' if tokens.count('good') >= tokens.count('bad') else 'neg'}\t{' '.join(tokens)}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+CASES = {  # 48 examples in 6 full batches of 8: 12 steps over two epochs
+    "tag": (tagging, ".jsonl", ["--crf", "--char", "--intent", "--bidirectional", "--embed", "8"]),
+    "classify": (classification, ".tsv", ["--pooling", "attention", "--bidirectional", "--mlp", "8"]),
+}
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_two_processes_match_one_process(task, tmp_path):
+    make, suffix, model = CASES[task]
+    train = make(tmp_path / f"train{suffix}", 48, 1)
+    valid = make(tmp_path / f"valid{suffix}", 12, 2)
+    flags = ["--train", str(train), "--valid", str(valid), "--hidden", "8", "--batch-size", "8", "--epochs", "2"]
+    flags += ["--optimizer", "sgd", "--lr", "0.5", "--log-every", "3", "--no-progress", *model]  # sgd: scale matters
+    launcher = [str(TORCHRUN), "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        launcher += ["--rdzv-endpoint", f"localhost:{s.getsockname()[1]}"]
+    ddp = tmp_path / "ddp"
+    done = subprocess.run(
+        [*launcher, "-m", "rnnkit", task, "train", *flags, "--out", str(ddp)],
+        cwd=ROOT,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stderr and "finished (done) after 12 steps" in done.stderr
+
+    single = tmp_path / "single"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert rnnkit.cli.main([task, "train", *flags, "--out", str(single)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    a = load_file(str(ddp / "checkpoint" / "model.safetensors"))
+    b = load_file(str(single / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-5), f"{key}: {(a[key] - b[key]).abs().max()}"
+    losses = [
+        [json.loads(line).get("loss") for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (ddp, single)
+    ]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    # each process read its half: the words (texts) counted over both equal one process's
+    meta = [json.loads((d / "checkpoint" / "trainer.json").read_text()) for d in (ddp, single)]
+    assert (meta[0]["world"], meta[1]["world"]) == (2, 1) and meta[0]["tokens"] == meta[1]["tokens"] > 0
