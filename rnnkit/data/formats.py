@@ -446,7 +446,14 @@ def _json_object(path: Path, n: int, line: str) -> dict:
 
 def _tokens_field(path: Path, n: int, record: dict) -> list[str]:
     if "tokens" in record:
-        return _string_list(path, n, record, "tokens")
+        tokens = _string_list(path, n, record, "tokens")
+        blank = next((i for i, t in enumerate(tokens) if not t.strip()), None)
+        if blank is not None:
+            raise RnnkitError(
+                f'{path}:{n}: "tokens" has an empty token at position {blank + 1} ({tokens[blank]!r}): give each '
+                "token at least one non-space character, or drop it"
+            )
+        return tokens
     if isinstance(record.get("text"), str):
         return record["text"].split()
     if "text" in record:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
-from rnnkit.data.batching import pad_batch
+from rnnkit.data.batching import pad_batch, pad_ids
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task
@@ -124,8 +124,7 @@ def make_batch(
     ids, lengths = pad_batch([torch.as_tensor(s, dtype=torch.long) for s in sequences], pad_id, batch_first=True)
     char_ids = char_lengths = None
     if chars is not None:
-        flat = [torch.as_tensor(c, dtype=torch.long) for text in chars for c in text]
-        char_ids, char_lengths = pad_batch(flat, pad_id, batch_first=True)
+        char_ids, char_lengths = pad_ids([c for words in chars for c in words], pad_id)
     if targets is None:
         return ClassifyBatch(ids, lengths, None, char_ids, char_lengths)
     if targets and isinstance(targets[0], (list, tuple)):

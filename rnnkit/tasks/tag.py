@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
-from rnnkit.data.batching import pad_batch
+from rnnkit.data.batching import pad_batch, pad_ids
 from rnnkit.data.tags import is_span_tag
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import count_params
@@ -119,8 +119,7 @@ def collate(
         tag_ids = pad_batch([torch.as_tensor(t, dtype=torch.long) for t in tags], 0, batch_first=True)[0]
     char_ids = char_lengths = None
     if chars is not None:
-        flat = [torch.as_tensor(c, dtype=torch.long) for sentence in chars for c in sentence]
-        char_ids, char_lengths = pad_batch(flat, pad_id, batch_first=True)
+        char_ids, char_lengths = pad_ids([c for words in chars for c in words], pad_id)
     intent_ids = None if intents is None else torch.as_tensor(intents, dtype=torch.long)
     return TagBatch(ids, lengths, tag_ids, char_ids, char_lengths, intent_ids, *_gold(**gold))
 
