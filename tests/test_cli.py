@@ -5,6 +5,8 @@ replaces the training and the loaded run with fakes and checks what the command 
 The hand-worked Elman and LSTM examples the earlier demo printed are in test_handworked.py.
 """
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -108,3 +110,20 @@ def test_bad_command_lines_exit_2_with_usage(capsys, argv):
         rnnkit.cli.main(argv)
     assert info.value.code == 2
     assert "usage: rnnkit" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_stops_quietly():
+    """`rnnkit tag predict ... | head -1`: when the reader closes the pipe, rnnkit stops with status 141 (128 +
+    SIGPIPE) and says nothing, not "rnnkit: error: [Errno 32] Broken pipe" nor a traceback at exit."""
+    flood = (
+        "import sys, rnnkit.cli as cli\n"
+        "def flood(args):\n"
+        "    while True:\n"
+        "        print('word/O ' * 20)\n"
+        "cli.tag.predict = flood\n"
+        "sys.exit(cli.main(['tag', 'predict', 'any-run']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", flood], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(100).startswith(b"word/O")
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141 and proc.stderr.read() == b""

@@ -6,6 +6,7 @@ Errors are one line on stderr and exit code 2; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `rnnkit ... | head`: the reader has what it wanted; stop quietly, as `cat` does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit fails no more
+        return 141  # 128 + SIGPIPE, the status of a command a closed pipe stopped
     except (ValueError, OSError) as err:
         if args.debug:
             raise
