@@ -60,8 +60,9 @@ def main() -> None:
     n = len(sentences) * args.copies
     end_to_end = round(n / statistics.median(walls))
     print(f"end to end ({n:,} sentences, start included): {end_to_end:,} sentences/s", flush=True)
+    model = json.loads((Path(args.run) / "config.json").read_text())["model"]
     payload = {
-        "setting": machine() | {"run": args.run, "model": json.loads((Path(args.run) / "config.json").read_text())["model"]},
+        "setting": machine() | {"run": args.run, "model": model},
         "sentences": len(sentences),
         "in_process_sentences_per_s": in_process,
         "end_to_end_sentences_per_s": end_to_end,
