@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, train_verb
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
 from rnnkit.data.text import read_text
 from rnnkit.errors import RnnkitError
 from rnnkit.io import check_output_path, write_atomically
@@ -184,7 +184,7 @@ def eval_text(result: dict[str, Any]) -> str:
 
 def _texts(file: str, empty: list[int]) -> Iterator[str]:
     """The non-empty lines of a file or of stdin (``-``), as they come; ``empty[0]`` counts the skipped ones."""
-    lines: Iterable[str] = sys.stdin if file == "-" else read_text(file).splitlines()
+    lines: Iterable[str] = stdin_lines() if file == "-" else read_text(file).splitlines()
     for line in lines:
         line = line.rstrip("\r\n")
         if line.strip():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,24 @@ def summary_line(summary: dict[str, Any], run_dir: Path, command: str) -> str:
     return (
         f"stopped at step {step} ({reason}); checkpoint saved: continue with {command} --out {run_dir} --resume{more}"
     )
+
+
+def stdin_lines() -> Iterator[str]:
+    """The lines of stdin as they come, without their line ends, read as UTF-8: a line that is not UTF-8 is one
+    error naming it (``stdin:2: ...``), not a bare codec message.
+
+    Reads the byte stream under ``sys.stdin`` where there is one (a pipe, a terminal); a replaced text stream
+    (``io.StringIO`` in tests) is read as text.
+    """
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:
+        yield from (line.rstrip("\r\n") for line in sys.stdin)
+        return
+    for n, line in enumerate(raw, 1):
+        try:
+            yield line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            raise RnnkitError(
+                f"stdin:{n}: not UTF-8 text (0x{line[err.start]:02x} at byte {err.start + 1} of the line): "
+                "pipe UTF-8 text, e.g. through iconv -f latin1 -t utf-8"
+            ) from None

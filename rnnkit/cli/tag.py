@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, train_verb
+from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
 from rnnkit.data.text import read_text
 from rnnkit.tasks import tag_run
 from rnnkit.tasks.tag_run import load_run
@@ -103,7 +103,7 @@ def predict(args: argparse.Namespace) -> int:
 def _lines(source: str) -> Iterator[str]:
     if source != "-":
         return iter(read_text(source).splitlines())
-    return (line.rstrip("\n") for line in sys.stdin)
+    return stdin_lines()
 
 
 def _pairs(result: dict[str, Any]) -> str:

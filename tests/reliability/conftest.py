@@ -30,7 +30,7 @@ chosen answer (tests/test_cli.py), so :func:`assert_clean_outcome` accepts it wh
 
 The helpers are fixtures (tests/ is not a package): ``run_cli``, ``copy_run``, ``snapshot``,
 ``assert_clean_failure``, ``assert_clean_outcome``; the tiny trained runs are the session fixtures
-``lm_run`` and ``music_run`` (never modify them: copy them with ``copy_run``).
+``lm_run``, ``music_run``, ``classify_run`` and ``tag_run`` (never modify them: copy them with ``copy_run``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import random
 import resource
 import shutil
 import signal
+import sys
 import time
 import traceback
 import warnings
@@ -121,8 +122,24 @@ def time_limit(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_cli(argv: list, *, timeout: int = COMMAND_TIMEOUT, cap: int | None = MEMORY_CAP) -> tuple[int, str, str]:
-    """``rnnkit ARGV`` in this process: (exit code, stdout, stderr).
+@contextlib.contextmanager
+def redirect_stdin(data: bytes | None):
+    """``data`` as stdin, piped in and read as a UTF-8 locale reads it (strict); None: stdin as it is."""
+    if data is None:
+        yield
+        return
+    previous = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="strict")
+    try:
+        yield
+    finally:
+        sys.stdin = previous
+
+
+def run_cli(
+    argv: list, *, timeout: int = COMMAND_TIMEOUT, cap: int | None = MEMORY_CAP, stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    """``rnnkit ARGV`` in this process: (exit code, stdout, stderr); ``stdin``: the bytes piped in, if any.
 
     What a real process would show is reproduced: argparse's SystemExit gives its code; an exception that
     escapes ``rnnkit.cli.main`` is exit 1 with its traceback on stderr (as Python prints it); a command that
@@ -137,8 +154,14 @@ def run_cli(argv: list, *, timeout: int = COMMAND_TIMEOUT, cap: int | None = MEM
     torch.set_num_threads(1)
     formatwarning = warnings.formatwarning
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            redirect_stdin(stdin),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("always")  # every command shows its warnings, as a fresh process would
+            warnings.showwarning = _show_on(err)  # on its stderr (under pytest: not in pytest's warnings summary)
             with memory_cap(cap) if cap else contextlib.nullcontext(), time_limit(timeout):
                 try:
                     code = rnnkit.cli.main(argv)
@@ -157,6 +180,13 @@ def run_cli(argv: list, *, timeout: int = COMMAND_TIMEOUT, cap: int | None = MEM
         with open(TRACE, "a", encoding="utf-8") as f:
             f.write(f"{time.monotonic() - started:7.2f}s exit {code:3d}  {_argv_text(argv)!r}\n")
     return code, _text(out), _text(err)
+
+
+def _show_on(stream: io.TextIOWrapper) -> Callable:
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    return show
 
 
 def _text(stream: io.TextIOWrapper) -> str:
@@ -289,8 +319,47 @@ def chorales(n: int, seed: int) -> list:
     return [[rng.choice(triads) for _ in range(rng.randint(5, 12))] for _ in range(n)]
 
 
+def reviews(n: int, seed: int) -> str:
+    """TSV lines ``label<TAB>text`` of 2 to 6 words; "good" in about half of them: pos, else neg."""
+    rng = random.Random(seed)
+    words = ["the", "a", "movie", "film", "plot", "was", "very", "dull"]
+    lines = []
+    for _ in range(n):
+        text, good = [rng.choice(words) for _ in range(rng.randint(2, 6))], rng.random() < 0.5
+        lines.append(("pos\tgood " if good else "neg\t") + " ".join(text))
+    return "".join(line + "\n" for line in lines)
+
+
+def flights(n: int, seed: int) -> str:
+    """CoNLL sentences (``word TAG`` lines, a blank line after each) with BIO spans of cities."""
+    rng = random.Random(seed)
+    cities = ["boston", "denver", "new york", "san francisco"]
+    templates = ["fly from {from} to {to}", "show me flights to {to}", "fares from {from} to {to} on monday"]
+    sentences = []
+    for _ in range(n):
+        rows = []
+        for word in rng.choice(templates).split():
+            if word.startswith("{"):
+                city = rng.choice(cities).split()
+                rows += [f"{w} {'I' if i else 'B'}-{word[1:-1]}" for i, w in enumerate(city)]
+            else:
+                rows.append(f"{word} O")
+        sentences.append("".join(row + "\n" for row in rows))
+    return "\n".join(sentences) + "\n"
+
+
 LM_MODEL = ["--hidden", "8", "--layers", "1", "--batch-size", "4", "--bptt", "5"]
 MUSIC_MODEL = ["--cell", "gru", "--hidden", "12", "--batch-size", "3", "--lr", "0.01"]
+CLASSIFY_MODEL = ["--hidden", "8", "--embed", "8", "--batch-size", "4", "--eval-batch-size", "4", "--lr", "0.01"]
+TAG_MODEL = CLASSIFY_MODEL
+#: the step each trained run fixture stops at (inside epoch 2): a --resume of a copy must ask for more
+RUN_STEPS = {"lm": 14, "music": 10, "classify": 8, "tag": 8}
+
+
+def data_files(folder: Path, suffix: str, train: str, valid: str) -> SimpleNamespace:
+    (folder / f"train{suffix}").write_text(train, encoding="utf-8")
+    (folder / f"valid{suffix}").write_text(valid, encoding="utf-8")
+    return SimpleNamespace(dir=folder, train=folder / f"train{suffix}", valid=folder / f"valid{suffix}")
 
 
 @pytest.fixture(scope="session")
@@ -303,10 +372,21 @@ def lm_data(tmp_path_factory) -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def music_data(tmp_path_factory) -> SimpleNamespace:
-    tmp = tmp_path_factory.mktemp("music-data")
-    (tmp / "train.json").write_text(json.dumps(chorales(24, 1)))
-    (tmp / "valid.json").write_text(json.dumps(chorales(6, 2)))
-    return SimpleNamespace(dir=tmp, train=tmp / "train.json", valid=tmp / "valid.json")
+    return data_files(
+        tmp_path_factory.mktemp("music-data"), ".json", json.dumps(chorales(24, 1)), json.dumps(chorales(6, 2))
+    )
+
+
+@pytest.fixture(scope="session")
+def classify_data(tmp_path_factory) -> SimpleNamespace:
+    """24 training and 8 validation texts (TSV)."""
+    return data_files(tmp_path_factory.mktemp("classify-data"), ".tsv", reviews(24, 1), reviews(8, 2))
+
+
+@pytest.fixture(scope="session")
+def tag_data(tmp_path_factory) -> SimpleNamespace:
+    """24 training and 8 validation sentences (CoNLL, BIO tags)."""
+    return data_files(tmp_path_factory.mktemp("tag-data"), ".txt", flights(24, 1), flights(8, 2))
 
 
 def lm_train_argv(data: SimpleNamespace, out: Path, *extra) -> list[str]:
@@ -315,28 +395,57 @@ def lm_train_argv(data: SimpleNamespace, out: Path, *extra) -> list[str]:
     return [str(a) for a in [*argv, "--eval-batch-size", "2", *LM_MODEL, "--no-progress", *extra]]
 
 
+def _train_argv(task: str, model: list[str], data: SimpleNamespace, out: Path, extra) -> list[str]:
+    argv = [task, "train", "--train", data.train, "--valid", data.valid, "--out", out]
+    return [str(a) for a in [*argv, *model, "--no-progress", *extra]]
+
+
 def music_train_argv(data: SimpleNamespace, out: Path, *extra) -> list[str]:
     """A tiny music run (8 steps an epoch), validated after each epoch."""
-    argv = ["music", "train", "--train", data.train, "--valid", data.valid, "--out", out]
-    return [str(a) for a in [*argv, *MUSIC_MODEL, "--no-progress", *extra]]
+    return _train_argv("music", MUSIC_MODEL, data, out, extra)
+
+
+def classify_train_argv(data: SimpleNamespace, out: Path, *extra) -> list[str]:
+    """A tiny classifier (6 steps an epoch), validated after each epoch."""
+    return _train_argv("classify", CLASSIFY_MODEL, data, out, extra)
+
+
+def tag_train_argv(data: SimpleNamespace, out: Path, *extra) -> list[str]:
+    """A tiny tagger (6 steps an epoch), validated after each epoch."""
+    return _train_argv("tag", TAG_MODEL, data, out, extra)
+
+
+def trained_run(tmp_path_factory, task: str, argv: Callable, data: SimpleNamespace, *extra) -> Path:
+    """A run of ``task`` trained for RUN_STEPS[task] steps of 3 epochs, logging every step."""
+    out = tmp_path_factory.mktemp(f"{task}-run") / "run"
+    steps = ["--epochs", "3", "--max-steps", RUN_STEPS[task], "--log-every", "1"]
+    code, _, err = run_cli(argv(data, out, *steps, *extra))
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="session")
 def lm_run(lm_data, tmp_path_factory) -> Path:
     """A trained LM run stopped at step 14 (inside epoch 2): every file of a run, best weights included."""
-    out = tmp_path_factory.mktemp("lm-run") / "run"
-    code, _, err = run_cli(lm_train_argv(lm_data, out, "--epochs", "3", "--max-steps", "14", "--log-every", "1"))
-    assert code == 0, err
-    return out
+    return trained_run(tmp_path_factory, "lm", lm_train_argv, lm_data)
 
 
 @pytest.fixture(scope="session")
 def music_run(music_data, tmp_path_factory) -> Path:
     """A trained music run stopped at step 10 (inside epoch 2)."""
-    out = tmp_path_factory.mktemp("music-run") / "run"
-    code, _, err = run_cli(music_train_argv(music_data, out, "--epochs", "3", "--max-steps", "10", "--log-every", "1"))
-    assert code == 0, err
-    return out
+    return trained_run(tmp_path_factory, "music", music_train_argv, music_data)
+
+
+@pytest.fixture(scope="session")
+def classify_run(classify_data, tmp_path_factory) -> Path:
+    """A trained classifier with attention pooling (so predict can show it) stopped at step 8 (inside epoch 2)."""
+    return trained_run(tmp_path_factory, "classify", classify_train_argv, classify_data, "--pooling", "attention")
+
+
+@pytest.fixture(scope="session")
+def tag_run(tag_data, tmp_path_factory) -> Path:
+    """A trained tagger with a CRF (so predict --scores gives marginals) stopped at step 8 (inside epoch 2)."""
+    return trained_run(tmp_path_factory, "tag", tag_train_argv, tag_data, "--crf")
 
 
 # -- the helpers as fixtures ---------------------------------------------------------------------------------
@@ -361,8 +470,13 @@ def helpers() -> Helpers:
         staging_leftovers=staging_leftovers,
         lm_train_argv=lm_train_argv,
         music_train_argv=music_train_argv,
+        classify_train_argv=classify_train_argv,
+        tag_train_argv=tag_train_argv,
+        RUN_STEPS=RUN_STEPS,
         write_corpus=write_corpus,
         chorales=chorales,
+        reviews=reviews,
+        flights=flights,
         memory_cap=memory_cap,
         LONG=LONG,
         PROFILE=PROFILE,

@@ -1,10 +1,11 @@
 """Generated flag values for every command: exit 0 or one clean error line, and a failure changes nothing.
 
-The flags of ``lm train`` and ``music train`` are read off the config dataclasses, so a new option is
-fuzzed as soon as it exists. Values are numbers as strings (``nan``, ``inf``, ``-1``, ``0``, ``1e308``, huge
-integers), junk (``""``, ``abc``, unicode digits), wrong choices, and hostile files for the file options.
-Sizes that allocate (``--hidden``, ``--embed``, ``--layers``) stay small here, so that a success costs
-nothing; huge ones are :func:`test_huge_sizes_are_refused_before_allocating`'s, under a memory cap.
+The flags of ``lm train``, ``music train``, ``classify train`` and ``tag train`` are read off the config
+dataclasses, so a new option is fuzzed as soon as it exists. Values are numbers as strings (``nan``, ``inf``,
+``-1``, ``0``, ``1e308``, huge integers), junk (``""``, ``abc``, unicode digits), wrong choices, and hostile
+files for the file options. Sizes that allocate (``--hidden``, ``--embed``, ``--layers``, ``--mlp``,
+``--char-hidden``, ...: SIZE_CAPS) stay small here, so that a success costs nothing; huge ones are
+:func:`test_huge_sizes_are_refused_before_allocating`'s, under a memory cap.
 
 Each training example targets one of: a fresh folder, a copy of a trained run without ``--force`` or
 ``--resume`` (always refused), the copy with ``--force``, the copy with ``--resume``. A failure before the
@@ -29,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit.data.music import pitches_to_roll, write_midi
-from rnnkit.tasks import lm_run, music_run, registry
+from rnnkit.tasks import classify_run, lm_run, music_run, registry, tag_run
 
 # -- the flags, read off the config dataclasses ---------------------------------------------------------------
 
@@ -62,8 +63,12 @@ def flags_of(spec) -> list[Flag]:
 
 
 LM_FLAGS, MUSIC_FLAGS = flags_of(lm_run.SPEC), flags_of(music_run.SPEC)
+CLASSIFY_FLAGS, TAG_FLAGS = flags_of(classify_run.SPEC), flags_of(tag_run.SPEC)
 FILE_FLAGS = {"train", "valid"}  # the data files: hostile files are generated for them
-SIZE_CAPS = {"hidden": 64, "embed": 64, "layers": 3}  # what a success may allocate
+#: what a success may allocate; --max-vocab, --max-length, --eval-batch-size, --min-label-count, --min-freq
+#: allocate nothing by their value (tiny data bounds the vocabulary, the texts and the batches): fuzzed in full
+SIZE_CAPS = {"hidden": 64, "embed": 64, "layers": 3, "attention_size": 64, "mlp": 64, "char_embed": 16}
+SIZE_CAPS |= {"char_hidden": 16, "window": 5}
 BOUNDS = {"max_steps"}  # training's bound: never huge
 
 # -- values ---------------------------------------------------------------------------------------------------
@@ -142,9 +147,16 @@ HOSTILE = {
     "rolls-off-keyboard": b"[[[12, 200], [60]]]",
     "rolls-short": b"[[[60]]]",
     "rolls-ok": json.dumps([[[60, 64], [62, 65], [64, 67]]] * 3).encode(),
+    "tsv-one-label": b"pos\tgood film\npos\ta good plot\n",
+    "tsv-ragged": b"pos\tgood film\nneg the film\n\tno label\n",
+    "conll-ragged": b"fly O\nfrom\nboston B-from x\n",
+    "conll-bad-tags": b"fly X-from\nto I-to\nboston B-\n\nnew I-\n",
+    "jsonl-junk": b'{"text": 1, "labels": null}\n{"tokens": ["a"], "tags": []}\n[]\n',
+    "jsonl-ok": b'{"tokens": ["fly", "to", "boston"], "tags": ["O", "O", "B-to"], "text": "good", "labels": ["pos"]}\n',
 }
 #: the keys of the ``hostile`` fixture: HOSTILE's files and a few more, made by the fixture
-DATA_KEYS = sorted([*HOSTILE, "missing", "midi", "folder", "devnull", "lm-train", "lm-valid", "music-train"])
+REAL_DATA = ["lm-train", "lm-valid", "music-train", "classify-train", "tag-train"]
+DATA_KEYS = sorted([*HOSTILE, "missing", "midi", "folder", "devnull", *REAL_DATA])
 data_keys = st.sampled_from(DATA_KEYS).map(lambda key: "@" + key)
 
 
@@ -154,8 +166,8 @@ class Files(dict):
 
 
 @pytest.fixture(scope="session")
-def hostile(tmp_path_factory, lm_data, music_data) -> dict[str, Path]:
-    """HOSTILE's files on disk, plus the real data files ("lm-train", "music-valid", ...)."""
+def hostile(tmp_path_factory, lm_data, music_data, classify_data, tag_data) -> dict[str, Path]:
+    """HOSTILE's files on disk, plus the real data files ("lm-train", "tag-train", ...)."""
     tmp = tmp_path_factory.mktemp("hostile")
     paths = {name: tmp / name for name in HOSTILE}
     for name, data in HOSTILE.items():
@@ -164,7 +176,8 @@ def hostile(tmp_path_factory, lm_data, music_data) -> dict[str, Path]:
     paths["folder"].mkdir()
     write_midi(pitches_to_roll([[60, 64], [62, 65]]), paths["midi"])
     paths |= {"devnull": Path(os.devnull), "lm-train": lm_data.train, "lm-valid": lm_data.valid}
-    return Files(paths, **{"music-train": music_data.train})
+    real = {"music-train": music_data.train, "classify-train": classify_data.train, "tag-train": tag_data.train}
+    return Files(paths, **real)
 
 
 # -- the checks -----------------------------------------------------------------------------------------------
@@ -200,13 +213,20 @@ def train_case(h, run: Path, data, task: str, target: str, pairs, work: Path, ho
     out = work / "run"
     if target != "fresh":
         h.copy_run(run, out)
-    if target == "resume":
-        steps = "16" if task == "lm" else "12"
+    if target == "resume":  # two steps beyond the step the trained run stopped at
+        steps = str(h.RUN_STEPS[task] + 2)
         argv = [task, "train", "--out", str(out), "--resume", "--no-progress", "--max-steps", steps]
     else:
-        base = h.lm_train_argv if task == "lm" else h.music_train_argv
+        base = getattr(h, f"{task}_train_argv")
         argv = base(data, out, "--max-steps", "2", "--epochs", "2") + (["--force"] if target == "force" else [])
     return argv + flatten(pairs, hostile), out, h.snapshot(out)
+
+
+def check_train_case(h, run: Path, data, task: str, target: str, pairs, work: Path, hostile) -> None:
+    """Train with generated flags into ``target`` and check the outcome (see :func:`check_training`)."""
+    argv, out, before = train_case(h, run, data, task, target, pairs, work, hostile)
+    code, _, err = h.run_cli(argv, timeout=TIMEOUT)
+    check_training(h, argv, out, target, before, code, err)
 
 
 TARGETS = st.sampled_from(["fresh", "force", "fresh", "force", "resume", "existing"])  # mostly where flags matter
@@ -225,13 +245,20 @@ def test_lm_train_flags(helpers, lm_run, lm_data, hostile, scratch, target, pair
 
 @given(target=TARGETS, pairs=flag_lists(MUSIC_FLAGS))
 def test_music_train_flags(helpers, music_run, music_data, hostile, scratch, target, pairs):
-    h = helpers
-    argv, out, before = train_case(h, music_run, music_data, "music", target, pairs, scratch(), hostile)
-    code, _, err = h.run_cli(argv, timeout=TIMEOUT)
-    check_training(h, argv, out, target, before, code, err)
+    check_train_case(helpers, music_run, music_data, "music", target, pairs, scratch(), hostile)
 
 
-# -- the commands that read a run: eval, sample, score, generate ----------------------------------------------
+@given(target=TARGETS, pairs=flag_lists(CLASSIFY_FLAGS))
+def test_classify_train_flags(helpers, classify_run, classify_data, hostile, scratch, target, pairs):
+    check_train_case(helpers, classify_run, classify_data, "classify", target, pairs, scratch(), hostile)
+
+
+@given(target=TARGETS, pairs=flag_lists(TAG_FLAGS))
+def test_tag_train_flags(helpers, tag_run, tag_data, hostile, scratch, target, pairs):
+    check_train_case(helpers, tag_run, tag_data, "tag", target, pairs, scratch(), hostile)
+
+
+# -- the commands that read a run: eval, sample, score, generate, predict -------------------------------------
 
 surrogates = st.binary(max_size=6).map(os.fsdecode)  # undecodable argv bytes, as Python passes them on
 texts = st.one_of(st.text(max_size=30), st.text("abcdefg \n", max_size=30), surrogates)
@@ -297,49 +324,104 @@ def test_lm_eval_sample_score_flags(helpers, lm_run, hostile, scratch, parts):
         json.loads(out.splitlines()[-1] if verb != "score" else out)
 
 
+def eval_parts(own: str) -> st.SearchStrategy[list]:
+    """``eval --data FILE``: a hostile file, or as often the run's own training data (so that it can succeed)."""
+    data = st.one_of(data_keys, st.just("@" + own)).map(lambda key: [("--data", key)])
+    return combined(st.just([("eval", None)]), data, optional("--batch-size", any_ints), switch("--json"))
+
+
 chords = st.one_of(
     st.lists(st.integers(15, 115), min_size=1, max_size=5).map(lambda ps: ",".join(map(str, ps))),
     st.sampled_from(["", ",", "60,,64", "60 ,64", "1e2", "60.0", "-60", str(2**64), "60," * 200 + "60", "٦٠"]),
     st.text(",0123456789 -", max_size=12),
 )
+#: where a generated output file (music's --out, classify's --attention-png) goes: see :func:`out_files`
+out_keys = st.sampled_from(["new", "run-folder", "no-parent", "existing-file", "other-suffix"])
 MUSIC_READERS = st.one_of(
-    combined(
-        st.just([("eval", None)]),
-        data_keys.map(lambda key: [("--data", key)]),
-        optional("--batch-size", any_ints),
-        switch("--json"),
-    ),
+    eval_parts("music-train"),
     combined(
         st.just([("generate", None)]),
         st.one_of(chords.map(lambda c: [("--seed-chord", c)]), data_keys.map(lambda key: [("--seed-midi", key)])),
         optional("--steps", st.one_of(st.integers(-3, 64).map(str), st.sampled_from(INT_JUNK))),
         optional("--temperature", float_values()),
         optional("--seed", any_ints),
-        st.sampled_from(["new", "run-folder", "no-parent", "existing-file"]).map(lambda o: [("--out", o)]),
+        out_keys.map(lambda o: [("--out", o)]),
         switch("--json"),
     ),
 )
 
+# what predict reads: a file ("@KEY" of the hostile fixture) or stdin (bytes; with "-" or no file argument)
+INPUT = "<input>"
+WORDS = ["good", "film", "the", "fly", "from", "boston", "new", "york", "<unk>", "<pad>", "é", "\x00", "\x1b[31m"]
+typed = st.lists(st.sampled_from([*WORDS, " ", "  ", "\t", "\n", "\r\n", "\n\n"]), max_size=24).map("".join)
+piped = st.one_of(typed.map(str.encode), st.text(max_size=30).map(str.encode), st.binary(max_size=16))
+inputs = st.one_of(data_keys, st.tuples(st.sampled_from([None, "-"]), piped)).map(lambda source: [(INPUT, source)])
+CLASSIFY_READERS = st.one_of(
+    eval_parts("classify-train"),
+    combined(
+        st.just([("predict", None)]),
+        inputs,
+        optional("--batch-size", any_ints),
+        switch("--json"),
+        switch("--show-attention"),
+        optional("--attention-png", out_keys),
+    ),
+)
+TAG_READERS = st.one_of(
+    eval_parts("tag-train"), combined(st.just([("predict", None)]), inputs, switch("--json"), switch("--scores"))
+)
+OUT_FLAGS = {"--out", "--attention-png"}
+
+
+def out_files(work: Path, run: Path, suffix: str) -> dict[str, Path]:
+    """The targets of a generated output flag; "existing-file" holds b"keep", the others do not exist."""
+    (work / f"old{suffix}").write_bytes(b"keep")
+    outs = {"new": work / f"new{suffix}", "run-folder": run, "no-parent": work / "nope" / f"new{suffix}"}
+    return outs | {"existing-file": work / f"old{suffix}", "other-suffix": work / "new.other"}
+
+
+def check_reader(h, task: str, trained: Path, parts, hostile, work: Path) -> None:
+    """``rnnkit TASK VERB RUN ...`` on a copy of ``trained`` never changes the run and ends cleanly; a failure
+    leaves an existing output file as it was and creates none; a --json success prints JSON lines."""
+    run = h.copy_run(trained, work / "run")
+    suffix = {"music": ".mid", "classify": ".png"}.get(task, ".out")
+    outs = out_files(work, run, suffix)
+    (verb, _), *rest = parts
+    source = next((v for f, v in rest if f == INPUT), None)
+    rest = [(f, str(outs[v]) if f in OUT_FLAGS else v) for f, v in rest if f != INPUT]
+    stdin, positional = b"", []  # eval, or predict reading a file: nothing is piped in
+    if isinstance(source, str):
+        positional = [str(hostile[source[1:]])]
+    elif source is not None:
+        dash, stdin = source
+        positional = [dash] if dash else []
+    argv = [task, verb, str(run), *positional, *flatten(rest, hostile)]
+    before = h.snapshot(run)
+    code, out, err = h.run_cli(argv, timeout=TIMEOUT, stdin=stdin)
+    h.assert_clean_outcome(code, err, argv)
+    h.assert_unchanged(before, run, argv, err)
+    if code != 0:
+        assert (work / f"old{suffix}").read_bytes() == b"keep", f"a failed {verb} overwrote its output file"
+        assert not list(work.glob("**/new.*")), f"a failed {verb} left an output file"
+    elif "--json" in argv:
+        for line in out.splitlines():
+            json.loads(line)
+    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")], "a temporary file was left behind"
+
 
 @given(parts=MUSIC_READERS)
 def test_music_eval_generate_flags(helpers, music_run, hostile, scratch, parts):
-    h = helpers
-    work = scratch()
-    run = h.copy_run(music_run, work / "run")
-    (work / "old.mid").write_bytes(b"keep")
-    outs = {"new": work / "new.mid", "run-folder": run, "no-parent": work / "nope" / "x.mid"}
-    outs["existing-file"] = work / "old.mid"
-    (verb, _), *rest = parts
-    rest = [(f, str(outs[v]) if f == "--out" else v) for f, v in rest]
-    argv = ["music", verb, str(run), *flatten(rest, hostile)]
-    before = h.snapshot(run)
-    code, _, err = h.run_cli(argv, timeout=TIMEOUT)
-    h.assert_clean_outcome(code, err, argv)
-    h.assert_unchanged(before, run, argv, err)
-    if verb == "generate" and code != 0:
-        assert (work / "old.mid").read_bytes() == b"keep", "a failed generate overwrote its --out file"
-        assert not (work / "new.mid").exists(), "a failed generate left a partial --out file"
-    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")], "a temporary file was left behind"
+    check_reader(helpers, "music", music_run, parts, hostile, scratch())
+
+
+@given(parts=CLASSIFY_READERS)
+def test_classify_eval_predict_flags(helpers, classify_run, hostile, scratch, parts):
+    check_reader(helpers, "classify", classify_run, parts, hostile, scratch())
+
+
+@given(parts=TAG_READERS)
+def test_tag_eval_predict_flags(helpers, tag_run, hostile, scratch, parts):
+    check_reader(helpers, "tag", tag_run, parts, hostile, scratch())
 
 
 # -- huge sizes: a clean refusal, before anything is allocated ------------------------------------------------
