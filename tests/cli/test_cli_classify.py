@@ -114,10 +114,15 @@ def test_predict_from_a_file_and_from_stdin(run, tmp_path, capsys, monkeypatch):
     piped = io.TextIOWrapper(io.BytesIO(b"good movie\r\n\xff dull\n"), encoding="utf-8")  # a pipe: bytes underneath
     monkeypatch.setattr(sys, "stdin", piped)
     code, out, err = main(capsys, "classify", "predict", run)
-    assert code == 2 and out == "" and err.splitlines() == [
-        "rnnkit: error: stdin:2: not UTF-8 text (0xff at byte 1 of the line): pipe UTF-8 text, e.g. through iconv "
-        "-f latin1 -t utf-8"
-    ]
+    assert (
+        code == 2
+        and out == ""
+        and err.splitlines()
+        == [
+            "rnnkit: error: stdin:2: not UTF-8 text (0xff at byte 1 of the line): pipe UTF-8 text, e.g. through iconv "
+            "-f latin1 -t utf-8"
+        ]
+    )
 
 
 def test_attention_in_the_terminal_and_as_a_png(run, tmp_path, capsys, monkeypatch):
