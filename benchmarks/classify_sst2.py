@@ -5,7 +5,7 @@
 
 6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
 accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
-Writes benchmarks/results/classify_sst2_<config>.json.
+Writes benchmarks/results/classify_<config>.json (the configs are named sst2_...).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
     summary = {k: result["metrics"].get(k) for k in ("accuracy", "macro_f1")}
     payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary} | result
-    path = write_result(f"classify_sst2_{name}", payload)
+    path = write_result(f"classify_{name}", payload)  # classify_sst2_bilstm_attn
     print(json.dumps(summary | {"minutes": result["train_minutes"]}))
     print(f"written {path}")
 

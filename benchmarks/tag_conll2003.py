@@ -5,7 +5,7 @@
 
 No pretrained embeddings (none can be downloaded here). Lample et al. 2016 report test F1 83.63 with random
 embeddings and characters, 90.94 with pretrained ones. eng.testa is the validation split; eng.testb (test) is
-held out. Writes benchmarks/results/tag_conll2003_<config>.json.
+held out. Writes benchmarks/results/tag_<config>.json (the configs are named conll2003_...).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
     summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
     payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary} | result
-    path = write_result(f"tag_conll2003_{name}", payload)
+    path = write_result(f"tag_{name}", payload)  # tag_conll2003_bilstm_crf
     print(json.dumps(summary | {"minutes": result["train_minutes"]}))
     print(f"written {path}")
 
