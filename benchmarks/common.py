@@ -65,7 +65,8 @@ def write_result(name: str, payload: dict) -> Path:
 def run_task(task: str, train: Path, valid: Path, out: Path, flags: list[str], *, threads: int | None = None) -> dict:
     """``rnnkit <task> train`` then ``rnnkit <task> eval --json`` on the validation data, as a user runs them.
 
-    Returns the eval metrics, the training minutes, the median training tokens/s of the metrics log and the
+    Returns the eval metrics, the training minutes, the median training speed of the metrics log (the items the
+    task counts per second: words for tag, texts for classify, tokens for lm) and the
     validation curve. ``threads`` sets OMP_NUM_THREADS for both commands (two benchmarks side by side on 2 cores).
     """
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})

@@ -54,9 +54,9 @@ def atis() -> list[str]:
     return lines
 
 
-def single(prefix: str, metric_names: dict[str, str]) -> list[str]:
+def single(prefix: str, metric_names: dict[str, str], unit: str) -> list[str]:
     lines = [
-        row("config", "minutes", "epochs", "train tokens/s", *metric_names.values()),
+        row("config", "minutes", "epochs", f"train {unit}/s", *metric_names.values()),
         row(*["---"] * (3 + 1 + len(metric_names))),
     ]
     for path in sorted(RESULTS.glob(f"{prefix}*.json")):
@@ -115,10 +115,10 @@ def main() -> None:
     sections = {
         "ATIS (python benchmarks/tag_atis.py)": atis(),
         "CoNLL-2003 (python benchmarks/tag_conll2003.py)": single(
-            "tag_conll2003_", {"f1": "dev F1", "precision": "P", "recall": "R"}
+            "tag_conll2003_", {"f1": "dev F1", "precision": "P", "recall": "R"}, "words"
         ),
         "SST-2 (python benchmarks/classify_sst2.py)": single(
-            "classify_sst2_", {"accuracy": "dev accuracy", "macro_f1": "macro-F1"}
+            "classify_sst2_", {"accuracy": "dev accuracy", "macro_f1": "macro-F1"}, "texts"
         ),
         "Inspec (python benchmarks/keyphrase_inspec.py)": inspec(),
         "tag predict speed (python benchmarks/tag_speed.py)": speed(),
