@@ -228,9 +228,13 @@ class Recurrent(nn.Module):
 
     def _check_state(self, state: Any, batch: _Batch) -> Any:
         B, x = batch.x.shape[1], batch.x
-        expected = self.initial_state(B, device="meta", dtype=x.dtype)
         if state is None:
-            return S.map_state(lambda t: torch.zeros(t.shape, dtype=t.dtype, device=x.device), expected)
+            return self.initial_state(B, device=x.device, dtype=x.dtype)
+        # the shapes a given state must have: one cell's state on the meta device (nothing allocated), with the
+        # L*D cells stacked in front. Not self.initial_state(device="meta"): torch.stack of meta tensors runs
+        # torch's Python reference, whose first call imports torch._dynamo, 2.5 s of every process's first forward.
+        one = self.cells[0].initial_state(B, device="meta", dtype=x.dtype)
+        expected = type(one)(*(torch.empty(len(self.cells), *t.shape, device="meta") for t in one))
         name, fields = type(self).__name__, expected._fields
         if isinstance(state, Tensor):
             state = (state,)

@@ -1,6 +1,8 @@
 """rnnkit.Recurrent: the layer against an independent per-sequence reference, padding, directions, steps,
 residual connections, dropout, user cells, torch-style parameter names, and gradients."""
 
+import subprocess
+import sys
 from typing import NamedTuple
 
 import pytest
@@ -588,3 +590,20 @@ def test_layer_gradcheck_packed_input(gradcheck_layer):
 
     inputs = (packed.data.clone().requires_grad_(), *params)
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+def test_a_forward_never_imports_torch_dynamo():
+    """Checking the state once built it on the meta device with torch.stack, whose Python reference imports
+    torch._dynamo: 2.5 s added to the first forward of every process (`rnnkit tag predict`, `lm sample`)."""
+    code = (
+        "import sys, torch, rnnkit\n"
+        "lstm = rnnkit.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)\n"
+        "x = torch.zeros(2, 5, 3)\n"
+        "lstm(x)\n"
+        "lstm(x, (torch.zeros(4, 2, 4), torch.zeros(4, 2, 4)))\n"
+        "rnnkit.Recurrent(rnnkit.GRUCell(3, 4))(torch.zeros(5, 2, 3), lengths=torch.tensor([5, 3]))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

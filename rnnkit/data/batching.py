@@ -208,6 +208,21 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Te
     return torch.from_numpy(padded), torch.from_numpy(lengths)
 
 
+def pad_unique(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`pad_ids` of the distinct sequences only, and where each sequence is among them: ``padded[index]``
+    is every sequence's row. A batch's words repeat ("the", "to", "boston"), so a character encoder that reads
+    each distinct word once does a fraction of the work, with the same result.
+
+    >>> padded, lengths, index = pad_unique([[5, 6], [7], [5, 6]], 0)
+    >>> padded.tolist(), lengths.tolist(), index.tolist()
+    ([[5, 6], [7, 0]], [2, 1], [0, 1, 0])
+    """
+    rows: dict[tuple[int, ...], int] = {}
+    index = [rows.setdefault(tuple(s), len(rows)) for s in sequences]
+    padded, lengths = pad_ids(list(rows), pad_id)
+    return padded, lengths, torch.tensor(index, dtype=torch.long)
+
+
 def pad_batch(sequences: Sequence[Tensor], pad_id: int, *, batch_first: bool = False) -> tuple[Tensor, Tensor]:
     """Stack sequences of different lengths into one tensor, filling the tail of the shorter ones.
 

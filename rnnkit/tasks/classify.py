@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
-from rnnkit.data.batching import pad_batch, pad_ids
+from rnnkit.data.batching import pad_batch, pad_unique
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task
@@ -94,8 +94,9 @@ class ClassifyBatch(NamedTuple):
     ids: Tensor  # (B, T) long token ids, padded with pad_id after each text's length
     lengths: Tensor  # (B,) long, each >= 1
     targets: Tensor | None = None  # (B,) long label ids, or (B, K) float 0/1 for several labels; None to predict
-    chars: Tensor | None = None  # (N, C) character ids of the N = sum(lengths) tokens, text by text (--char)
-    char_lengths: Tensor | None = None  # (N,)
+    chars: Tensor | None = None  # (U, C) character ids of the distinct tokens (with char_index), or of all N (--char)
+    char_lengths: Tensor | None = None  # (U,) or (N,)
+    char_index: Tensor | None = None  # (N,) each token's row in ``chars`` when they hold each distinct token once
 
 
 class Prediction(NamedTuple):
@@ -122,18 +123,18 @@ def make_batch(
             [0., 0., 0.]])
     """
     ids, lengths = pad_batch([torch.as_tensor(s, dtype=torch.long) for s in sequences], pad_id, batch_first=True)
-    char_ids = char_lengths = None
-    if chars is not None:
-        char_ids, char_lengths = pad_ids([c for words in chars for c in words], pad_id)
+    char_ids = char_lengths = char_index = None
+    if chars is not None:  # each distinct token's characters once (pad_unique)
+        char_ids, char_lengths, char_index = pad_unique([c for words in chars for c in words], pad_id)
     if targets is None:
-        return ClassifyBatch(ids, lengths, None, char_ids, char_lengths)
+        return ClassifyBatch(ids, lengths, None, char_ids, char_lengths, char_index)
     if targets and isinstance(targets[0], (list, tuple)):
         target = torch.zeros(len(targets), num_labels)
         for row, labels in enumerate(targets):
             target[row, list(labels)] = 1.0
     else:
         target = torch.as_tensor(targets, dtype=torch.long)
-    return ClassifyBatch(ids, lengths, target, char_ids, char_lengths)
+    return ClassifyBatch(ids, lengths, target, char_ids, char_lengths, char_index)
 
 
 class SequenceClassifier(Task):
@@ -174,9 +175,16 @@ class SequenceClassifier(Task):
         self.head = make_head(size, config.mlp, num_labels, config.dropout)
         self.register_buffer("threshold", torch.tensor(0.5))  # several labels: p >= threshold is predicted
 
-    def features(self, ids: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Any = None) -> Tensor:
+    def features(
+        self,
+        ids: Tensor,
+        lengths: Tensor,
+        chars: Tensor | None = None,
+        char_lengths: Any = None,
+        char_index: Any = None,
+    ) -> Tensor:
         """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings, with ``char`` each token's
-        character feature (B, T, 2H_c) concatenated; dropped out in training."""
+        character feature (B, T, 2H_c) concatenated (``chars`` as in :class:`ClassifyBatch`); dropped out."""
         x = self.embedding(ids)
         if self.chars is not None:
             if chars is None:
@@ -184,25 +192,31 @@ class SequenceClassifier(Task):
                     "this classifier reads characters (char=True): build the batch with make_batch(chars=...)"
                 )
             mask = torch.arange(ids.shape[1], device=ids.device) < lengths.unsqueeze(1)  # (B, T)
-            c = self.chars(chars.to(ids.device), char_lengths)  # (N, 2H_c), the real tokens in row-major order
+            c = self.chars(chars.to(ids.device), char_lengths)  # (U, 2H_c): the distinct tokens (or all N)
+            c = c if char_index is None else c[char_index.to(c.device)]  # (N, 2H_c), the tokens in row-major order
             x = torch.cat([x, x.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)], dim=-1)
         return self.drop(x)
 
     def forward(
-        self, ids: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Any = None
+        self,
+        ids: Tensor,
+        lengths: Tensor,
+        chars: Tensor | None = None,
+        char_lengths: Any = None,
+        char_index: Any = None,
     ) -> tuple[Tensor, Tensor | None]:
         """ids (B, T), lengths (B,) (and with ``char`` the tokens' characters, see :class:`ClassifyBatch`) ->
         logits (B, K), and attention weights (B, T) with attention pooling."""
         device = self.embedding.weight.device
         ids, lengths = ids.to(device), torch.as_tensor(lengths).to(device)
-        x = self.features(ids, lengths, chars, char_lengths)
+        x = self.features(ids, lengths, chars, char_lengths, char_index)
         outputs, _ = self.rnn(x, lengths=lengths)  # (B, T, D*H), zero at padding
         pooled, weights = self.pooling(outputs, lengths)  # (B, D*H), (B, T) or None
         return self.head(self.drop(pooled)), weights
 
     def loss(self, batch: ClassifyBatch, state: Any = None) -> LossOutput:
         """Summed cross-entropy (one label) or binary cross-entropy over every label (several); count = texts."""
-        logits, _ = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths)
+        logits, _ = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths, batch.char_index)
         targets = batch.targets.to(logits.device)
         if self.config.multi_label:
             loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
@@ -216,7 +230,7 @@ class SequenceClassifier(Task):
         was_training = self.training
         self.eval()
         try:
-            logits, weights = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths)
+            logits, weights = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths, batch.char_index)
         finally:
             self.train(was_training)
         probs = torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=-1)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
-from rnnkit.data.batching import pad_batch, pad_ids
+from rnnkit.data.batching import pad_batch, pad_unique
 from rnnkit.data.tags import is_span_tag
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import count_params
@@ -89,6 +89,7 @@ class TagBatch(NamedTuple):
     intents: Tensor | None = None  # (B,) gold intent ids, -1 for an intent the run does not know
     gold: tuple | None = None  # the gold tags as written (tag names), scored instead of ``tags`` when given
     gold_intents: tuple | None = None  # the gold intents as written
+    char_index: Tensor | None = None  # (N,) each word's row in ``chars`` when they hold each distinct word once
 
 
 class Decoded(NamedTuple):
@@ -117,11 +118,11 @@ def collate(
     tag_ids = ids.new_zeros(ids.shape)
     if tags is not None:
         tag_ids = pad_batch([torch.as_tensor(t, dtype=torch.long) for t in tags], 0, batch_first=True)[0]
-    char_ids = char_lengths = None
-    if chars is not None:
-        char_ids, char_lengths = pad_ids([c for words in chars for c in words], pad_id)
+    char_ids = char_lengths = char_index = None
+    if chars is not None:  # each distinct word's characters once (pad_unique): a fraction of the encoder's work
+        char_ids, char_lengths, char_index = pad_unique([c for words in chars for c in words], pad_id)
     intent_ids = None if intents is None else torch.as_tensor(intents, dtype=torch.long)
-    return TagBatch(ids, lengths, tag_ids, char_ids, char_lengths, intent_ids, *_gold(**gold))
+    return TagBatch(ids, lengths, tag_ids, char_ids, char_lengths, intent_ids, *_gold(**gold), char_index)
 
 
 def _gold(gold: Any = None, gold_intents: Any = None) -> tuple:
@@ -202,7 +203,8 @@ class SequenceTagger(Task):
         if self.chars is not None:
             if batch.chars is None:
                 raise ValueError("this tagger reads characters (char=True): build the batch with collate(chars=...)")
-            c = self.chars(batch.chars, batch.char_lengths)  # (N, 2H_c), the real words in row-major order
+            c = self.chars(batch.chars, batch.char_lengths)  # (U, 2H_c), the distinct words (or all N)
+            c = c if batch.char_index is None else c[batch.char_index]  # (N, 2H_c), the words in row-major order
             x = torch.cat([x, x.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)], dim=-1)
         x = context_window(self.drop(x), self.config.window, mask)  # (B, T, W)
         if self.config.feedforward:

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from rnnkit.data.batching import pad_ids
 from rnnkit.tasks.tag import SequenceTagger, TagConfig, collate, context_window, tagging_scores
 
 TAGS = ["O", "B-NUM", "I-NUM", "B-LOC"]
@@ -164,3 +165,26 @@ def test_intent_and_sentence_accuracy():
     assert scores["sentence_accuracy"] == pytest.approx(1 / 3)  # only the first has every tag and the intent
     assert scores["per_type"] == {"A": {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}}
     assert tagging_scores([["NN"]], [["VB"]], spans=False) == {"token_accuracy": 0.0}
+
+
+def test_characters_of_each_distinct_word_read_once_give_the_same_emissions_and_gradients():
+    """collate keeps each distinct word's characters once (pad_unique) and the tagger gathers them back: the
+    emissions and every gradient equal those of reading all N words' characters."""
+    torch.manual_seed(0)
+    tagger = SequenceTagger(
+        20, ["O", "B-X", "I-X"], TagConfig(hidden=6, embed=4, char=True, char_hidden=3), num_chars=9
+    )
+    words, chars = [[4, 5, 4], [5, 4]], [[[1, 2], [3], [1, 2]], [[3], [1, 2]]]
+    deduped = collate(words, [[0, 1, 2], [1, 0]], chars=chars)
+    assert deduped.chars.shape[0] == 2 and deduped.char_index.tolist() == [0, 1, 0, 1, 0]
+    every, every_lengths = pad_ids([c for sentence in chars for c in sentence], 0)
+    full = deduped._replace(chars=every, char_lengths=every_lengths, char_index=None)
+    results = []
+    for batch in (deduped, full):
+        tagger.zero_grad()
+        emissions, _ = tagger(batch)
+        tagger.loss(batch).loss.backward()
+        results.append((emissions.detach(), [p.grad.clone() for p in tagger.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
