@@ -38,6 +38,7 @@ def atis() -> list[str]:
         "jordan": "Jordan RNN (output fed back)",
         "bi-elman": "bidirectional Elman RNN",
         "window": "feed-forward window (k = 3), no recurrence",
+        "bilstm-crf": "BiLSTM-CRF",
         "best": "BiLSTM-CRF + characters + intent (configs/tag/atis_bilstm_crf.toml)",
     }
     lines = [
@@ -99,15 +100,22 @@ def speed() -> list[str]:
     r = load("tag_speed")
     if not r:
         return []
-    lines = [row("how", "sentences/s"), row("---", "---")]
-    for size, rate in r["in_process_sentences_per_s"].items():
-        lines.append(row(f"in process, `TagRun.predict`, batches of {size}", f"{rate:,}"))
-    lines.append(
-        row(
-            f"`rnnkit tag predict` on {r['end_to_end_sentences']:,} sentences, start included",
-            f"{r['end_to_end_sentences_per_s']:,}",
+    lines = [row("model", "how", "sentences/s"), row("---", "---", "---")]
+    for measured in r["runs"]:
+        m = measured["model"]
+        name = (
+            f"BiLSTM{'-CRF' * m['crf']}{' + characters' * m['char']}{' + intent' * m['intent']}, hidden {m['hidden']}"
         )
-    )
+        for size, rate in measured["in_process_sentences_per_s"].items():
+            lines.append(row(name, f"in process, `TagRun.predict`, batches of {size}", f"{rate:,}"))
+        n = f"{measured['end_to_end_sentences']:,}"
+        lines.append(
+            row(
+                name,
+                f"`rnnkit tag predict` on {n} sentences, start included",
+                f"{measured['end_to_end_sentences_per_s']:,}",
+            )
+        )
     return lines
 
 

@@ -5,7 +5,8 @@
 
 The tutorials' comparison first, every model with the same word embeddings (100), hidden size (100), softmax output
 and training budget (--minutes): an Elman RNN, a Jordan RNN (the output distribution fed back), a bidirectional
-Elman RNN and the feed-forward window tagger (a word and 3 neighbours each side, no recurrence). Then our best
+Elman RNN, the feed-forward window tagger (a word and 3 neighbours each side, no recurrence) and a plain BiLSTM-CRF
+(the same sizes, the same budget; also the model of the predict speed in benchmarks/tag_speed.py). Then our best
 model, configs/tag/atis_bilstm_crf.toml: a BiLSTM-CRF with character features and a joint intent head.
 Published test figures: Mesnil et al. 2015 hybrid RNN 95.06 slot F1, Yao et al. 2014 deep LSTM 95.08, JointBERT
 96.1 F1 / 97.5 intent / 88.2 sentence accuracy. Writes benchmarks/results/tag_atis_<model>.json.
@@ -27,6 +28,7 @@ MODELS = {
     "jordan": ["--cell", "jordan", *SAME],
     "bi-elman": ["--cell", "elman", "--bidirectional", *SAME],
     "window": ["--cell", "none", "--window", "3", *SAME],
+    "bilstm-crf": ["--cell", "lstm", "--bidirectional", "--crf", *SAME[:-2], "--no-char"],
     "best": ["--config", str(ROOT / "configs/tag/atis_bilstm_crf.toml")],
 }
 

@@ -1,7 +1,7 @@
 """`rnnkit tag predict` throughput on ATIS with the BiLSTM-CRF: sentences per second, in process and as a user runs it.
 
-    python benchmarks/tag_speed.py                 # the run benchmarks/tag_atis.py --models best trained
-    python benchmarks/tag_speed.py --run runs/atis --repeats 5
+    python benchmarks/tag_speed.py      # the runs of benchmarks/tag_atis.py --models bilstm-crf best
+    python benchmarks/tag_speed.py --runs runs/atis --repeats 5
 
 In process: ``TagRun.predict`` over the 500 ATIS dev sentences (batched Viterbi, no Python loop over sentences),
 median of --repeats, at several batch sizes. End to end: ``rnnkit tag predict RUN FILE`` on the dev sentences
@@ -28,48 +28,54 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "atis" / "dev" / "seq.in"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default=str(ROOT / "runs" / "bench" / "atis_best"))
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--copies", type=int, default=10, help="end to end: the dev sentences this many times")
-    args = parser.parse_args()
-    sentences = [line.split() for line in Path(args.data).read_text().splitlines()]
-    run = load_run(args.run, verb="predict")
+def measure(run_path: str, sentences: list[list[str]], repeats: int, copies: int) -> dict:
+    """Sentences/s of one run: in process at several batch sizes (medians), and end to end through the CLI."""
+    run = load_run(run_path, verb="predict")
     in_process = {}
     for size in (64, 256, 1024):
         run.data.eval_batch_size = size
         run.predict(sentences)  # warm-up
         times = []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             start = time.perf_counter()
             run.predict(sentences)
             times.append(time.perf_counter() - start)
         in_process[size] = round(len(sentences) / statistics.median(times))
-        print(f"in process, batch {size}: {in_process[size]:,} sentences/s", flush=True)
+        print(f"{run_path}: in process, batch {size}: {in_process[size]:,} sentences/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / "sentences.txt"
-        text.write_text("\n".join(" ".join(s) for s in sentences * args.copies) + "\n")
-        command = [sys.executable, "-m", "rnnkit", "tag", "predict", args.run, str(text)]
+        text.write_text("\n".join(" ".join(s) for s in sentences * copies) + "\n")
+        command = [sys.executable, "-m", "rnnkit", "tag", "predict", run_path, str(text)]
         walls = []
         for _ in range(3):
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             walls.append(time.perf_counter() - start)
-    n = len(sentences) * args.copies
+    n = len(sentences) * copies
     end_to_end = round(n / statistics.median(walls))
-    print(f"end to end ({n:,} sentences, start included): {end_to_end:,} sentences/s", flush=True)
-    model = json.loads((Path(args.run) / "config.json").read_text())["model"]
-    payload = {
-        "setting": machine() | {"run": args.run, "model": model},
-        "sentences": len(sentences),
+    print(f"{run_path}: end to end ({n:,} sentences, start included): {end_to_end:,} sentences/s", flush=True)
+    return {
+        "run": run_path,
+        "model": json.loads((Path(run_path) / "config.json").read_text())["model"],
         "in_process_sentences_per_s": in_process,
         "end_to_end_sentences_per_s": end_to_end,
         "end_to_end_seconds": round(statistics.median(walls), 2),
         "end_to_end_sentences": n,
         "command": " ".join(command[1:]),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    runs = [str(ROOT / "runs" / "bench" / name) for name in ("atis_bilstm-crf", "atis_best")]
+    parser.add_argument("--runs", nargs="+", default=runs)
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=10, help="end to end: the dev sentences this many times")
+    args = parser.parse_args()
+    sentences = [line.split() for line in Path(args.data).read_text().splitlines()]
+    results = [measure(run, sentences, args.repeats, args.copies) for run in args.runs]
+    payload = {"setting": machine(), "sentences": len(sentences), "runs": results}
     print(f"written {write_result('tag_speed', payload)}")
 
 
