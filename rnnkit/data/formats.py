@@ -249,7 +249,7 @@ def read_conll(
     >>> path = Path(tempfile.mkdtemp()) / "eng.train"
     >>> _ = path.write_text("-DOCSTART- -X- O\\n\\nEU NNP I-ORG\\nrejects VBZ O\\n\\n")
     >>> read_conll(path)
-    [TaggedSentence(tokens=['EU', 'rejects'], tags=['B-ORG', 'O'], intent=None)]
+    [TaggedSentence(tokens=['EU', 'rejects'], tags=['B-ORG', 'O'], intent=None, keyphrases=None)]
     """
     path = Path(path)
     tokens, tags, empty = _conll_columns(path, token_column, tag_column)

@@ -115,9 +115,12 @@ def make_batch(
     """Pad id sequences into a :class:`ClassifyBatch`; a target is a label id, or a list of them (several labels
     per text: a (B, ``num_labels``) 0/1 matrix); ``chars``: each text's tokens' character ids (``--char``).
 
-    >>> make_batch([[5, 6, 7], [8]], [1, 0])
-    ClassifyBatch(ids=tensor([[5, 6, 7],
-            [8, 0, 0]]), lengths=tensor([3, 1]), targets=tensor([1, 0]))
+    >>> batch = make_batch([[5, 6, 7], [8]], [1, 0])
+    >>> batch.ids, batch.lengths, batch.targets
+    (tensor([[5, 6, 7],
+            [8, 0, 0]]), tensor([3, 1]), tensor([1, 0]))
+    >>> make_batch([[5, 6], [5]], chars=[[[1, 2], [3]], [[1, 2]]]).char_index  # "5" read once
+    tensor([0, 1, 0])
     >>> make_batch([[5], [6]], [[0, 2], []], num_labels=3).targets
     tensor([[1., 0., 1.],
             [0., 0., 0.]])
