@@ -29,6 +29,7 @@ from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.keyphrase import keyphrase_scores, rank_spans
+from rnnkit.tasks.pretrained import init_embedding
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
@@ -45,6 +46,11 @@ class TagDataConfig:
     token_column: int = option(0, "CoNLL: the column of the token (negative counts from the end)")
     tag_column: int = option(-1, "CoNLL: the column of the tag (default: the last)")
     scheme: str = option("auto", "the files' tag scheme, read as BIO (auto: detect it)", choices=("auto", *SCHEMES))
+    embeddings: str | None = option(
+        None,
+        "pretrained word vectors for the word embedding when a run starts: a text file of 'word v1 .. vd' lines "
+        "(GloVe, word2vec text) or an rnnkit lm run folder (self-supervised pretraining)",
+    )
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (the 4 specials included)", ge=5)
     lowercase: bool = option(False, "lowercase words for the word vocabulary (characters keep their case)")
@@ -308,6 +314,10 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"training a {model_cfg.layers}-layer {model_cfg.cell} tagger{' + CRF' * model_cfg.crf}: {len(vocabs.tags)} "
         f"tags, vocabulary {len(vocabs.words)}, {params:,} parameters, {len(sentences):,} sentences ({words:,} words)"
     )
+    if data.embeddings is not None and run_dir is None:  # a resumed run's embedding is in its checkpoint
+        summary += "; " + init_embedding(
+            model.embedding.weight, vocabs.words, data.embeddings, lowercase=data.lowercase
+        )
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 
