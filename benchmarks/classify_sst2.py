@@ -2,6 +2,7 @@
 
     python benchmarks/classify_sst2.py
     python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_attn.toml --threads 1
+    python benchmarks/classify_sst2.py --pretrain-minutes 10   # embeddings from a word LM on PTB + SST-2 train text
 
 6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
 accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
@@ -12,12 +13,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 from common import machine, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
+PTB = ROOT.parent / "shared" / "data" / "ptb"
+
+
+def pretrain(args: argparse.Namespace, embed: int) -> Path:
+    """A word LM on PTB's training text and the SST-2 training sentences (labels dropped), for --pretrain-minutes:
+    self-supervised pretraining on text the project has; its input embedding starts the classifier's."""
+    corpus = ROOT / "runs" / "bench" / "sst2_lm_corpus.txt"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    sst = [line.split(" ", 1)[1].lower() for line in (Path(args.data) / "stsa.binary.train").read_text().splitlines()]
+    corpus.write_text((PTB / "ptb.train.txt").read_text() + "\n".join(sst) + "\n")
+    out = ROOT / "runs" / "bench" / "sst2_lm"
+    command = [sys.executable, "-m", "rnnkit", "lm", "train", "--train", str(corpus), "--out", str(out), "--force"]
+    command += ["--level", "word", "--embed", str(embed), "--hidden", "256", "--optimizer", "adam", "--lr", "0.002"]
+    command += ["--max-minutes", str(args.pretrain_minutes), "--epochs", "50", "--no-progress"]
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True, env=env)
+    return out
 
 
 def main() -> None:
@@ -25,9 +48,16 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs/classify/sst2_bilstm_attn.toml"))
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument(
+        "--pretrain-minutes", type=float, default=0, help="first pretrain a word LM this long (see pretrain())"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem
+    if args.pretrain_minutes:
+        embed = tomllib.loads(Path(args.config).read_text())["model"]["embed"]
+        args.extra = [*args.extra, "--embeddings", str(pretrain(args, embed))]
+        name += "_pretrained"
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "stsa.binary.train", Path(args.data) / "stsa.binary.dev"
     result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)

@@ -63,6 +63,7 @@ def single(prefix: str, metric_names: dict[str, str], unit: str) -> list[str]:
     for path in sorted(RESULTS.glob(f"{prefix}*.json")):
         r = json.loads(path.read_text())
         name = Path(r["setting"].get("config", path.stem)).name
+        name += " + LM-pretrained embeddings" if "--embeddings" in r["setting"].get("extra", []) else ""
         lines.append(row(name, *training(r), *(pct(r["metrics"].get(k)) for k in metric_names)))
     return lines
 
