@@ -68,6 +68,8 @@ def main() -> None:
             flags = ["--config", str(ROOT / CONFIGS[method])]
             result = run_task(method, train, valid, out, flags, threads=args.threads)
         metrics = result["metrics"]
+        for bulky in ("per_class", "confusion", "labels", "unknown_labels"):  # 514 labels: the file would be 270 kB
+            metrics.pop(bulky, None)
         summary = {
             f"{target} {k}": round(v, 4)
             for target, scores in metrics["keyphrases"].items()
