@@ -20,7 +20,7 @@ import torch
 from mido.midifiles.meta import KeySignatureError
 from torch import Tensor
 
-from rnnkit.data.batching import bucket_batches, pad_batch
+from rnnkit.data.batching import bucket_batches, pad_batch, shard_rows
 from rnnkit.data.text import read_bytes, read_json, short_repr
 from rnnkit.errors import RnnkitError
 from rnnkit.io import first_line, write_atomically
@@ -278,11 +278,13 @@ def padded_batches(
     seed: int = 0,
     epoch: int = 0,
     max_shift: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[tuple[Tensor, Tensor]]:
     """Piano rolls in padded batches of similar length: ``(x, lengths)``, x (T, B, 88) zero-padded, lengths (B,).
 
     With ``shuffle`` the order depends on ``(seed, epoch)``; with ``max_shift > 0`` each roll is transposed
-    by a random shift in [-max_shift, max_shift] that keeps it on the keyboard (seeded the same way).
+    by a random shift in [-max_shift, max_shift] that keeps it on the keyboard (seeded the same way). Under
+    torchrun, ``shard=(rank, world)`` keeps this process's share of each batch (:func:`shard_rows`).
 
     >>> x, lengths = padded_batches([torch.ones(3, 88), torch.ones(5, 88)], 2)[0]
     >>> tuple(x.shape), lengths.tolist()
@@ -291,6 +293,7 @@ def padded_batches(
     if max_shift < 0:
         raise RnnkitError(f"--transpose must be at least 0, got {max_shift}")
     order = bucket_batches([len(r) for r in rolls], batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    order = shard_rows(order, *shard)
     if max_shift:
         rng = np.random.default_rng([seed, epoch, 1])
         rolls = [transpose(r, int(rng.choice(transposable(r, max_shift)))) for r in rolls]
@@ -301,14 +304,16 @@ class EpochBatches:
     """Training batches that change every epoch: ``for_epoch(e)`` (what the trainer calls) is
     :func:`padded_batches` shuffled and transposed with ``(seed, e)``, so resuming mid-epoch is exact."""
 
-    def __init__(self, rolls: Sequence[Tensor], batch_size: int, *, seed: int = 0, max_shift: int = 0) -> None:
+    def __init__(
+        self, rolls: Sequence[Tensor], batch_size: int, *, seed: int = 0, max_shift: int = 0, shard=(0, 1)
+    ) -> None:
         self.rolls, self.batch_size, self.seed, self.max_shift = list(rolls), batch_size, seed, max_shift
+        self.shard = tuple(shard)  # (rank, world) of a torchrun run: each process takes its share of every batch
         padded_batches(self.rolls[:1], 1, max_shift=max_shift)  # check the arguments now
 
     def for_epoch(self, epoch: int) -> list[tuple[Tensor, Tensor]]:
-        return padded_batches(
-            self.rolls, self.batch_size, shuffle=True, seed=self.seed, epoch=epoch, max_shift=self.max_shift
-        )
+        options = {"seed": self.seed, "epoch": epoch, "max_shift": self.max_shift, "shard": self.shard}
+        return padded_batches(self.rolls, self.batch_size, shuffle=True, **options)
 
 
 def _check_roll(roll: Tensor, name: str) -> Tensor:

@@ -20,6 +20,7 @@ from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.music import MusicConfig, MusicModel
 from rnnkit.train import checkpoint as ckpt
+from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
 
 
@@ -74,7 +75,7 @@ def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None
 
 def train_music(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a music model into ``run_dir``; ``cfg`` maps "data", "model"
-    and "train" to their configs. One process (the batches are not sharded). Each batch holds whole
+    and "train" to their configs. Under torchrun each process trains on its share of every batch. Each batch holds whole
     sequences (backpropagation through all their steps): ``--bptt`` does not apply."""
     return runs.train(SPEC, cfg, run_dir, resume=resume, force=force)
 
@@ -91,7 +92,8 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if data.train is None:
         raise RnnkitError("--train FILE is required: the piano rolls to learn from (JSON)")
     train_rolls = read_rolls(data.train)
-    train = EpochBatches(train_rolls, train_cfg.batch_size, seed=train_cfg.seed, max_shift=data.transpose)
+    shard = dist.rank_world()  # under torchrun each process takes its share of every batch
+    train = EpochBatches(train_rolls, train_cfg.batch_size, seed=train_cfg.seed, max_shift=data.transpose, shard=shard)
     valid = None if data.valid is None else padded_batches(read_rolls(data.valid), data.eval_batch_size)
     what = f"a {model_cfg.layers}-layer {model_cfg.cell} music model of hidden {model_cfg.hidden}"
     check_model_memory(model_cfg.params(), what=what, flag_hint="lower --hidden or --layers")
@@ -105,4 +107,4 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     return Prepared(model, train, valid, {}, summary)
 
 
-SPEC = TaskSpec("music", SECTIONS, _prepare, _open, distributed=False)
+SPEC = TaskSpec("music", SECTIONS, _prepare, _open)

@@ -1,4 +1,4 @@
-"""``rnnkit tag train`` and ``rnnkit classify train`` under torchrun: two CPU processes, each on its half of every
+"""``rnnkit tag|classify|music train`` under torchrun: two CPU processes, each on its half of every
 batch, end with the weights one process reaches on the whole batch."""
 
 import json
@@ -47,9 +47,17 @@ def classification(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def chorales(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    triads = [[48, 60, 64, 67], [53, 60, 65, 69], [55, 59, 62, 67]]
+    path.write_text(json.dumps([[rng.choice(triads) for _ in range(rng.randint(4, 10))] for _ in range(n)]))
+    return path
+
+
 CASES = {  # 48 examples in 6 full batches of 8: 12 steps over two epochs
     "tag": (tagging, ".jsonl", ["--crf", "--char", "--intent", "--bidirectional", "--embed", "8"]),
     "classify": (classification, ".tsv", ["--pooling", "attention", "--bidirectional", "--mlp", "8"]),
+    "music": (chorales, ".json", ["--cell", "gru", "--transpose", "2"]),
 }
 
 
