@@ -65,3 +65,18 @@ class CharEncoder(nn.Module):
         half = out.shape[-1] // 2
         last = out[torch.arange(len(out), device=out.device), lengths - 1, :half]  # forward pass at x_n
         return torch.cat([last, out[:, 0, half:]], dim=-1)  # backward pass at x_1: (N, 2O)
+
+    def per_token(self, chars: Tensor, lengths: Any, mask: Tensor, index: Tensor | None = None) -> Tensor:
+        """Each real token's feature in its place, (B, T, 2H), zero at padding: ``mask`` (B, T) marks the real
+        tokens, whose words ``chars``/``lengths`` hold in row-major order, or, with ``index`` (N,), each distinct
+        word once and ``index`` says which row each token reads (``rnnkit.data.batching.pad_unique``).
+
+        >>> encoder = CharEncoder(num_chars=30, embed=8, hidden=5)
+        >>> mask = torch.tensor([[True, True], [True, False]])  # "cat a" and "cat"
+        >>> f = encoder.per_token(torch.tensor([[3, 4, 5], [6, 0, 0]]), [3, 1], mask, torch.tensor([0, 1, 0]))
+        >>> f.shape, bool(f[1, 1].eq(0).all()), torch.equal(f[0, 0], f[1, 0])
+        (torch.Size([2, 2, 10]), True, True)
+        """
+        c = self(chars.to(mask.device), lengths)  # (U, 2H): the distinct words (or all N)
+        c = c if index is None else c[index.to(c.device)]  # (N, 2H), the tokens in row-major order
+        return c.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)

@@ -195,9 +195,7 @@ class SequenceClassifier(Task):
                     "this classifier reads characters (char=True): build the batch with make_batch(chars=...)"
                 )
             mask = torch.arange(ids.shape[1], device=ids.device) < lengths.unsqueeze(1)  # (B, T)
-            c = self.chars(chars.to(ids.device), char_lengths)  # (U, 2H_c): the distinct tokens (or all N)
-            c = c if char_index is None else c[char_index.to(c.device)]  # (N, 2H_c), the tokens in row-major order
-            x = torch.cat([x, x.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)], dim=-1)
+            x = torch.cat([x, self.chars.per_token(chars, char_lengths, mask, char_index)], dim=-1)
         return self.drop(x)
 
     def forward(

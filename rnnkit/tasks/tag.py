@@ -203,9 +203,7 @@ class SequenceTagger(Task):
         if self.chars is not None:
             if batch.chars is None:
                 raise ValueError("this tagger reads characters (char=True): build the batch with collate(chars=...)")
-            c = self.chars(batch.chars, batch.char_lengths)  # (U, 2H_c), the distinct words (or all N)
-            c = c if batch.char_index is None else c[batch.char_index]  # (N, 2H_c), the words in row-major order
-            x = torch.cat([x, x.new_zeros(*mask.shape, c.shape[1]).masked_scatter(mask.unsqueeze(-1), c)], dim=-1)
+            x = torch.cat([x, self.chars.per_token(batch.chars, batch.char_lengths, mask, batch.char_index)], dim=-1)
         x = context_window(self.drop(x), self.config.window, mask)  # (B, T, W)
         if self.config.feedforward:
             h = self.encoder(x)  # (B, T, H): word t sees words t-k..t+k only
