@@ -18,11 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import _VF, Tensor
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import state as S
+from rnnkit.activations import ACTIVATIONS
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
+from rnnkit.errors import ArgumentTypeError, RnnkitError
 from rnnkit.layers import Recurrent, _Batch
 
 _FUSED_DTYPES = {
@@ -54,8 +56,13 @@ class _TorchCompatible(Recurrent):
         fused: bool | str = "auto",
         **cell_kwargs: Any,
     ) -> None:
+        name = type(self).__name__
         if not (fused == "auto" or fused is True or fused is False):  # identity: 0 and 1 are not booleans here
-            raise ValueError(f"{type(self).__name__}: fused must be 'auto', True or False, got {fused!r}")
+            raise RnnkitError(f"{name}: fused must be 'auto', True or False, got {fused!r}")
+        if not isinstance(bias, bool):
+            raise ArgumentTypeError(f"{name}: bias should be of type bool, got: {type(bias).__name__}")
+        if self._single_tensor_state and cell_kwargs.pop("proj_size", 0):
+            raise RnnkitError(f"{name}: proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__(
             cell,
             input_size,
@@ -79,10 +86,10 @@ class _TorchCompatible(Recurrent):
         state = self._check_state(hx, batch)
         reason = self._fused_unsupported(batch.x, return_steps)
         if reason is None and self.fused is not False:
-            out, final = self._fused(batch, state)
+            out, final = _run_fused(self, batch, state)
             return self._finish(batch, out, final, None)
         if self.fused is True:
-            raise ValueError(f"{type(self).__name__}: fused=True but torch's fused kernel cannot run this: {reason}")
+            raise RnnkitError(f"{type(self).__name__}: fused=True but torch's fused kernel cannot run this: {reason}")
         out, final, steps = self._loop(batch, state, return_steps)
         return self._finish(batch, out, final, steps)
 
@@ -101,7 +108,7 @@ class _TorchCompatible(Recurrent):
 
     def _fused(self, batch: _Batch, state: Any) -> tuple[Tensor | PackedSequence, Any]:
         """Run torch's kernel: on the padded input, or packed (as it came, or packed here from lengths)."""
-        weights = [p for cell in self.cells for p in cell.parameters(recurse=False)]
+        weights = self._flat_weights  # read by name: weight_norm'd or parametrized weights included
         hx = state[0] if self._single_tensor_state else tuple(state)
         args = (weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
         if batch.lengths is None and batch.packed is None:
@@ -123,6 +130,79 @@ class _TorchCompatible(Recurrent):
 
     def _state_out(self, state: Any) -> Any:
         return state[0] if self._single_tensor_state else state
+
+    # -- torch.nn.RNNBase's face: repr, cuDNN's flat weight buffer -------------------------------------
+
+    def extra_repr(self) -> str:
+        """torch.nn.RNNBase's ``extra_repr`` for what torch has, then rnnkit's own options where set."""
+        s = f"{self.input_size}, {self.hidden_size}"
+        torch_options = {"proj_size": 0, "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0}
+        torch_options["bidirectional"] = False
+        for key, default in torch_options.items():
+            value = getattr(self, key, default)
+            if value != default:
+                s += f", {key}={value}"
+        if self.residual:
+            s += ", residual=True"
+        if self.fused != "auto":
+            s += f", fused={self.fused}"
+        return s + self._cell_repr(self.cells[0])
+
+    def _cell_repr(self, cell: Any) -> str:
+        """The cell options torch's classes do not have, where they differ from the defaults."""
+        return "" if cell.init == "uniform" else f", init={cell.init!r}"
+
+    def __repr__(self) -> str:
+        # torch's one line (the cells hold no weights of their own here, and torch.nn.LSTM shows no children)
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()  # after .cuda() / .to(): as torch.nn.RNNBase does
+        return result
+
+    def flatten_parameters(self) -> None:
+        """On CUDA, put the weights in one contiguous buffer in cuDNN's layout (the parameters become views
+        of it), so the kernel uses them as they are instead of copying them at every call (torch.nn.RNNBase's
+        ``flatten_parameters``). Elsewhere, or when the weights are not plain tensors on one CUDA device of one
+        dtype (a parametrization, a deleted weight), a no-op."""
+        weights = self._flat_weights
+        if not weights or not all(isinstance(w, nn.Parameter) and w.is_cuda for w in weights):
+            return
+        if len({w.dtype for w in weights}) != 1 or not all(torch.backends.cudnn.is_acceptable(w) for w in weights):
+            return
+        if len({w.data_ptr() for w in weights}) != len(weights) or not torch._use_cudnn_rnn_flatten_weight():
+            return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(weights[0]), torch.no_grad():
+            torch._cudnn_rnn_flatten_weight(
+                weights,
+                len(self._all_weights[0]),
+                self.input_size,
+                cudnn_rnn.get_cudnn_mode(self._cudnn_mode),
+                self.hidden_size,
+                getattr(self, "proj_size", 0),
+                self.num_layers,
+                self.batch_first,
+                self.bidirectional,
+            )
+
+
+def _run_fused(layer: _TorchCompatible, batch: _Batch, state: Any) -> tuple[Tensor | PackedSequence, Any]:
+    """The fused kernel call. Under torch.compile it stays out of the graph (as torch.compile does with
+    torch.nn.LSTM) and runs eagerly between compiled parts; ``fused=False`` makes the whole layer traceable
+    (fullgraph=True). torch.export and torch.jit.trace record the kernel's ops as they do torch.nn.LSTM's."""
+    if torch.compiler.is_compiling():
+        return _fused_outside_graph(layer, batch, state)
+    return layer._fused(batch, state)
+
+
+# torch's lazy form of torch.compiler.disable: it imports torch._dynamo at the first call, which only a compiling
+# process makes (the decorator itself would import it, 2.5 s of every process: tests/test_layers.py checks)
+@torch._disable_dynamo
+def _fused_outside_graph(layer: _TorchCompatible, batch: _Batch, state: Any) -> tuple[Tensor | PackedSequence, Any]:
+    return layer._fused(batch, state)
 
 
 def _as_tuple(hx: Any) -> tuple:
@@ -155,6 +235,11 @@ class RNN(_TorchCompatible):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("nonlinearity", nonlinearity)
+        if kwargs["nonlinearity"] not in ACTIVATIONS:
+            raise RnnkitError(
+                f"{type(self).__name__}: Unknown nonlinearity {kwargs['nonlinearity']!r}. Select from 'tanh' or "
+                f"'relu' (torch's fused kernels) or another of rnnkit's: {', '.join(sorted(ACTIVATIONS))}"
+            )
         super().__init__(
             ElmanCell,
             input_size,
@@ -173,6 +258,16 @@ class RNN(_TorchCompatible):
     @property
     def _kernel(self) -> Any:
         return _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu
+
+    @property
+    def _cudnn_mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+    def _cell_repr(self, cell: ElmanCell) -> str:
+        # torch's RNN repr omits its nonlinearity; rnnkit shows it when it is not tanh
+        return ("" if cell.nonlinearity == "tanh" else f", nonlinearity={cell.nonlinearity!r}") + super()._cell_repr(
+            cell
+        )
 
     def _cell_unsupported(self, cell: ElmanCell) -> str | None:
         if cell.nonlinearity not in ("tanh", "relu"):
@@ -200,6 +295,7 @@ class GRU(_TorchCompatible):
     """
 
     _kernel = staticmethod(_VF.gru)
+    _cudnn_mode = "GRU"
 
     def __init__(
         self,
@@ -233,6 +329,9 @@ class GRU(_TorchCompatible):
             return "reset_after=False (the kernel computes torch's formulation)"
         return _default_activations(cell)
 
+    def _cell_repr(self, cell: GRUCell) -> str:
+        return ("" if cell.reset_after else ", reset_after=False") + _activations_repr(cell) + super()._cell_repr(cell)
+
 
 class LSTM(_TorchCompatible):
     r"""torch.nn.LSTM's drop-in (gate order i, f, g, o; ``proj_size`` for LSTMP). See :class:`rnnkit.LSTMCell`
@@ -245,6 +344,7 @@ class LSTM(_TorchCompatible):
     """
 
     _kernel = staticmethod(_VF.lstm)
+    _cudnn_mode = "LSTM"
     _single_tensor_state = False
 
     def __init__(
@@ -279,6 +379,17 @@ class LSTM(_TorchCompatible):
 
     def _cell_unsupported(self, cell: LSTMCell) -> str | None:
         return _default_activations(cell)
+
+    def _cell_repr(self, cell: LSTMCell) -> str:
+        forget = "" if cell.forget_bias is None else f", forget_bias={cell.forget_bias}"
+        return _activations_repr(cell) + forget + super()._cell_repr(cell)
+
+
+def _activations_repr(cell: Any) -> str:
+    s = "" if cell.activation == "tanh" else f", activation={cell.activation!r}"
+    return s + (
+        "" if cell.recurrent_activation == "sigmoid" else f", recurrent_activation={cell.recurrent_activation!r}"
+    )
 
 
 def _default_activations(cell: Any) -> str | None:

@@ -270,7 +270,7 @@ def lm_gradient_flow(model: nn.Module, ids: Tensor, *, layer: int = -1, name: st
     for recurrent in model.layers:
         if recurrent.bidirectional:
             raise RnnkitError("diagnose runs one-way stacks only: this model's layers are bidirectional")
-        cells.extend(recurrent.cells)
+        cells.extend(recurrent.bound_cells())
     ids = ids.view(-1, 1)  # (T + 1, 1)
     xs = model.embedding(ids[:-1])  # (T, 1, E)
 

@@ -35,7 +35,7 @@ def check_scheme(scheme: str) -> str:
 def init_cell(cell: nn.Module, scheme: str) -> None:
     """Initialise the cell's own parameters (not its submodules') with the named scheme."""
     check_scheme(scheme)
-    k = 1.0 / math.sqrt(cell.hidden_size)
+    k = 1.0 / math.sqrt(cell.hidden_size) if cell.hidden_size else 0.0  # torch.nn's cells allow hidden_size 0
     recurrent = set(getattr(cell, "recurrent_weights", ()))
     for name, p in cell.named_parameters(recurse=False):
         if scheme == "uniform":

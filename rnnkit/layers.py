@@ -9,13 +9,19 @@ State: the cell's NamedTuple with every field stacked as (L*D, B, ...), index ``
 as torch's h_0 / c_0. Outputs at padded positions are zero, and padding never changes the output or the
 final state of a real position: the final state is each sequence's state at its own last step.
 
-Parameter names in ``state_dict()`` follow torch.nn.RNN: cell ``k``'s ``weight_ih`` is ``weight_ih_l{layer}``
-(``..._reverse`` for the backward direction), so torch.nn.LSTM/GRU/RNN state_dicts load unchanged.
+Weights: the layer owns its cells' parameters under torch.nn.RNN's names: cell ``k``'s ``weight_ih`` is the
+layer's ``weight_ih_l{layer}`` (``..._reverse`` for the backward direction), in torch's order. So
+``named_parameters()``, ``state_dict()`` (torch.nn.LSTM/GRU/RNN state_dicts load unchanged), weight_norm,
+parametrizations (orthogonal, spectral_norm, a user's own), replacing a named weight (AWD-LSTM's weight drop)
+and name-based optimizer groups all act on the layer as they do on torch.nn.LSTM. Each forward reads the
+weights by name (``getattr``, which applies any parametrization) and runs each cell on them through
+:meth:`rnnkit.cells.Cell.bound`, so the cells keep reading like their equations (``self.weight_hh``).
+A cell's own submodules (a user cell's ``nn.Linear``) stay in the cell. A layer made from one cell instance,
+``Recurrent(cell)``, leaves the weights with the cell, which the caller may go on using on its own.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit import state as S
 from rnnkit.cells import CELLS, Cell
+from rnnkit.errors import ArgumentTypeError, RnnkitError, ShapeError
 
 CellSpec = str | type[Cell] | Callable[..., Cell] | Cell
 
@@ -102,10 +109,19 @@ class Recurrent(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers!r}")
+        # the messages carry torch.nn.RNNBase's wording, and its TypeError for a wrong type (see rnnkit.errors)
+        for arg, value in (("batch_first", batch_first), ("bidirectional", bidirectional), ("residual", residual)):
+            if not isinstance(value, bool):
+                raise ArgumentTypeError(f"{name}: {arg} should be of type bool, got: {type(value).__name__}")
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool):
+            raise ArgumentTypeError(f"{name}: num_layers should be of type int, got: {type(num_layers).__name__}")
+        if num_layers < 1:
+            raise RnnkitError(f"{name}: num_layers must be greater than zero, got {num_layers}")
         if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+            raise RnnkitError(
+                f"{name}: dropout should be a number in range [0, 1] representing the probability of an element "
+                f"being zeroed, got {dropout!r}"
+            )
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 f"{name}: dropout={dropout} acts between layers and num_layers=1: it has no effect", stacklevel=2
@@ -115,7 +131,7 @@ class Recurrent(nn.Module):
         D = 2 if bidirectional else 1
         if isinstance(cell, Cell):
             if num_layers != 1 or bidirectional or cell_kwargs:
-                raise ValueError(
+                raise RnnkitError(
                     f"{name}: a cell instance makes a single one-way layer; for num_layers={num_layers} or "
                     "bidirectional=True pass the cell class (e.g. rnnkit.LSTMCell) and its keyword arguments"
                 )
@@ -123,17 +139,59 @@ class Recurrent(nn.Module):
         else:
             factory = CELLS[cell] if isinstance(cell, str) and cell in CELLS else cell
             if isinstance(factory, str) or not callable(factory):
-                raise ValueError(f"{name}: unknown cell {cell!r}: choose one of {', '.join(CELLS)} or pass a class")
+                raise RnnkitError(f"{name}: unknown cell {cell!r}: choose one of {', '.join(CELLS)} or pass a class")
             if input_size is None or hidden_size is None:
-                raise ValueError(f"{name}: input_size and hidden_size are required with a cell class or name")
+                raise RnnkitError(f"{name}: input_size and hidden_size are required with a cell class or name")
             cells, size = [], input_size
             for _ in range(num_layers):
                 cells += [factory(size, hidden_size, **cell_kwargs) for _ in range(D)]
                 size = D * cells[-1].output_size
         self.cells = nn.ModuleList(cells)
         self.input_size, self.hidden_size = cells[0].input_size, cells[0].hidden_size
-        self.register_state_dict_post_hook(_save_torch_names)
-        self.register_load_state_dict_pre_hook(_load_torch_names)
+        self._all_weights: list[list[tuple[str, str]]] = [[] for _ in cells]  # per cell: (its name, the layer's)
+        if not isinstance(cell, Cell):  # a given instance stays its caller's, owning its weights (module docstring)
+            self._adopt_weights()
+
+    def _adopt_weights(self) -> None:
+        """Move each cell's own parameters onto the layer under torch's names, in torch's order."""
+        D = self.num_directions
+        for k, cell in enumerate(self.cells):
+            suffix = f"_l{k // D}{'_reverse' if k % D else ''}"
+            names = [(name, name + suffix) for name, p in cell._parameters.items() if p is not None]
+            for name, own in names:
+                self.register_parameter(own, cell._parameters.pop(name))
+            self._all_weights[k] = names
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        """The layer's weight names in torch's order (as torch.nn.RNNBase's)."""
+        return [own for names in self._all_weights for _, own in names]
+
+    @property
+    def _flat_weights(self) -> list[Tensor | None]:
+        """The current weights in torch's order, as read by name (None for one deleted), as torch.nn.RNNBase's."""
+        return [getattr(self, own, None) for own in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Each cell's current weights (one list per layer and direction), as torch.nn.RNN's ``all_weights``."""
+        return [[w for _, w in cell.named_parameters(recurse=False)] for cell in self.bound_cells()]
+
+    def bound_cells(self) -> list[Cell]:
+        """The cells computing with the layer's current weights (see :meth:`rnnkit.cells.Cell.bound`): for
+        stepping a trained layer's cell by hand, e.g. ``cell = layer.bound_cells()[0]; y, s = cell(x_t, s)``."""
+        return [
+            cell.bound({name: getattr(self, own) for name, own in names})
+            for cell, names in zip(self.cells, self._all_weights, strict=True)
+        ]
+
+    def reset_parameters(self) -> None:
+        """Re-draw every weight with its cell's own scheme (``init=``, ``forget_bias=``), as when built."""
+        for cell in self.bound_cells():
+            cell.reset_parameters(getattr(cell, "init", "uniform"))
+
+    def flatten_parameters(self) -> None:
+        """As torch.nn.RNN's: a no-op here (the drop-ins :class:`rnnkit.LSTM` etc. give cuDNN one buffer)."""
 
     @property
     def num_directions(self) -> int:
@@ -145,8 +203,8 @@ class Recurrent(nn.Module):
         return self.num_directions * self.cells[-1].output_size
 
     def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> Any:
-        """Zeros, each field (L*D, B, ...)."""
-        return S.stack([c.initial_state(batch_size, device=device, dtype=dtype) for c in self.cells])
+        """Zeros, each field (L*D, B, ...), on the weights' device and dtype unless told otherwise."""
+        return S.stack([c.initial_state(batch_size, device=device, dtype=dtype) for c in self.bound_cells()])
 
     def forward(
         self, input: Tensor | PackedSequence, state: Any = None, lengths: Any = None, *, return_steps: bool = False
@@ -160,12 +218,12 @@ class Recurrent(nn.Module):
 
     def _loop(self, batch: _Batch, state: Any, keep_steps: bool) -> tuple[Tensor, Any, Any]:
         D, lengths, mask = self.num_directions, batch.lengths, batch.mask
-        states_in = S.unbind(state)
+        states_in, cells = S.unbind(state), self.bound_cells()
         finals, all_steps, layer_input = [], [], batch.x
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
-                cell = self.cells[layer * D + d]
+                cell = cells[layer * D + d]
                 x = layer_input if d == 0 else flip_padded(layer_input, lengths)
                 y, final, steps = cell.sequence(cell.project_inputs(x), states_in[layer * D + d], mask, keep_steps)
                 if d == 1:
@@ -198,29 +256,43 @@ class Recurrent(nn.Module):
         name, packed, packed_lengths = type(self).__name__, None, None
         if isinstance(input, PackedSequence):
             if lengths is not None:
-                raise ValueError(f"{name}: pass either a PackedSequence or lengths=, not both")
+                raise RnnkitError(f"{name}: pass either a PackedSequence or lengths=, not both")
             packed = input
             x, lengths = pad_packed_sequence(input)  # (T, B, F) in the caller's batch order
             packed_lengths = lengths
             unbatched = False
         elif not isinstance(input, Tensor) or input.dim() not in (2, 3):
-            got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+            got = f"{input.dim()}D" if isinstance(input, Tensor) else type(input).__name__
             want = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-            raise ValueError(f"{name} expected input of shape {want} or (T, input_size), got {got}")
+            shape = f" {tuple(input.shape)}" if isinstance(input, Tensor) else ""
+            raise RnnkitError(
+                f"{name}: Expected input to be 2D or 3D, got {got}{shape} instead: pass {want} or (T, input_size)"
+            )
         else:
             unbatched = input.dim() == 2
             x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if self.batch_first else input
         T, B, features = x.shape
         shape = tuple(input.data.shape if packed is not None else input.shape)
         if features != self.input_size:
-            raise ValueError(f"{name} expected input feature size {self.input_size}, got {features} (input {shape})")
-        if B == 0:
-            raise ValueError(f"{name} got an empty batch (input {shape}): pass at least one sequence")
+            raise ShapeError(
+                f"{name}: input.size(-1) must be equal to input_size. Expected {self.input_size}, got {features} "
+                f"(input {shape})"
+            )
+        weight = next(iter(self.parameters()), None)
+        if x.is_floating_point() and weight is not None and weight.dtype != x.dtype:
+            raise RnnkitError(
+                f"{name}: RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). Convert input: "
+                f"input.to({weight.dtype}), or convert model: model.to({x.dtype})"
+            )
         if T == 0:
-            raise ValueError(f"{name} got sequences of length 0 (input {shape}): each needs at least one step")
-        lengths = _check_lengths(name, lengths, T, B, x.device)
+            raise ShapeError(
+                f"{name}: Expected sequence length to be larger than 0 in RNN (input {shape}): "
+                "each sequence needs at least one step"
+            )
+        lengths = _check_lengths(name, lengths, T, B, x.device) if B else None
         mask = None
-        if lengths is not None and bool((lengths < T).any()):
+        # full-length batches skip the mask in eager mode; a compiled graph cannot branch on the values: it masks
+        if lengths is not None and (torch.compiler.is_compiling() or bool((lengths < T).any())):
             mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
         else:
             lengths = None
@@ -239,15 +311,25 @@ class Recurrent(nn.Module):
         if isinstance(state, Tensor):
             state = (state,)
         if not isinstance(state, (tuple, list)) or len(state) != len(fields):
-            raise ValueError(f"{name} expected a state with fields {fields}, got {_describe(state)}")
+            raise RnnkitError(f"{name} expected a state with fields {fields}, got {_describe(state)}")
+        for field, got, want in zip(fields, state, expected, strict=True):
+            want_dim = want.dim() - batch.unbatched
+            if isinstance(got, Tensor) and got.dim() != want_dim:
+                kind = "unbatched 2-D" if batch.unbatched else "batched 3-D"
+                shape = want.shape[:1] + want.shape[2:] if batch.unbatched else want.shape
+                raise ShapeError(
+                    f"{name}: For {kind} input, hx should also be {want_dim}-D but got {got.dim()}-D tensor: "
+                    f"expected state {field} of shape {tuple(shape)}, got {tuple(got.shape)}"
+                )
         if batch.unbatched:
             state = [t.unsqueeze(1) if isinstance(t, Tensor) else t for t in state]
-        for field, got, want in zip(fields, state, expected, strict=True):
+        for i, (field, got, want) in enumerate(zip(fields, state, expected, strict=True)):
             if not isinstance(got, Tensor) or got.shape != want.shape:
-                got_shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
-                raise ValueError(
-                    f"{name} expected state {field} of shape {tuple(want.shape)} "
-                    f"(num_layers * num_directions, batch, size), got {got_shape}"
+                got_shape = list(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                which = "hidden" if len(fields) == 1 else f"hidden[{i}]"  # torch.nn's wording
+                raise ShapeError(
+                    f"{name}: Expected {which} size {tuple(want.shape)}, got {got_shape}: state {field} is "
+                    "(num_layers * num_directions, batch, size)"
                 )
         return type(expected)(*state)
 
@@ -275,61 +357,20 @@ class Recurrent(nn.Module):
         """The final state as this layer returns it (torch-compatible layers return a bare tensor)."""
         return state
 
-    # -- torch-style names: weight_ih_l0 as an attribute ----------------------------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        match = _TORCH_NAME.fullmatch(name)
-        if match and "cells" in self._modules:
-            k = int(match["layer"]) * self.num_directions + bool(match["reverse"])
-            if k < len(self.cells) and (match["reverse"] is None or self.bidirectional):
-                return getattr(self.cells[k], match["param"])
-        return super().__getattr__(name)
-
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """Each cell's own parameters, as torch.nn.RNN's ``all_weights``."""
-        return [list(c.parameters(recurse=False)) for c in self.cells]
-
-    def flatten_parameters(self) -> None:
-        """Accepted for torch.nn compatibility; rnnkit keeps each cell's parameters separate."""
-
-
-_TORCH_NAME = re.compile(r"(?P<param>[A-Za-z_][A-Za-z0-9_]*?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
-_CELL_KEY = re.compile(r"cells\.(?P<k>\d+)\.(?P<param>[^.]+)")
-
-
-def _save_torch_names(module: Recurrent, state_dict: dict, prefix: str, local_metadata: Any) -> None:
-    """state_dict post-hook: ``cells.3.weight_hh`` -> ``weight_hh_l1_reverse`` (torch.nn.RNN's names)."""
-    D = module.num_directions
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        match = _CELL_KEY.fullmatch(key[len(prefix) :])
-        if match:
-            k = int(match["k"])
-            new = f"{prefix}{match['param']}_l{k // D}{'_reverse' if k % D else ''}"
-            state_dict[new] = state_dict.pop(key)
-
-
-def _load_torch_names(module: Recurrent, state_dict: dict, prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: the reverse of :func:`_save_torch_names`."""
-    D = module.num_directions
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        match = _TORCH_NAME.fullmatch(key[len(prefix) :])
-        if match and (match["reverse"] is None or D == 2):
-            k = int(match["layer"]) * D + bool(match["reverse"])
-            state_dict[f"{prefix}cells.{k}.{match['param']}"] = state_dict.pop(key)
-
 
 def _check_lengths(name: str, lengths: Any, T: int, B: int, device: torch.device) -> Tensor | None:
     if lengths is None:
         return None
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise ValueError(f"{name} expected lengths as a 1-D integer tensor of size {B}, got {_describe(lengths)}")
+        raise RnnkitError(f"{name} expected lengths as a 1-D integer tensor of size {B}, got {_describe(lengths)}")
     if lengths.numel() != B:
-        raise ValueError(f"{name} got {lengths.numel()} lengths for a batch of {B} sequences: give one per sequence")
+        raise RnnkitError(f"{name} got {lengths.numel()} lengths for a batch of {B} sequences: give one per sequence")
+    if torch.compiler.is_compiling():  # reading the values would end the graph: a compiled call trusts them
+        return lengths.to(device=device, dtype=torch.long)
     low, high = int(lengths.min()), int(lengths.max())
     if low < 1 or high > T:
-        raise ValueError(f"{name} expected lengths in 1..{T} (the padded length), got values from {low} to {high}")
+        raise RnnkitError(f"{name} expected lengths in 1..{T} (the padded length), got values from {low} to {high}")
     return lengths.to(device=device, dtype=torch.long)
 
 

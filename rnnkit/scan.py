@@ -53,6 +53,13 @@ def scan_gated(coefficients: Coefficients, x: Tensor, h0: Tensor, *, block: int 
     """
     if x.shape[0] == 0:
         raise ValueError("scan over a sequence of length 0: give at least one time step")
+    if torch.compiler.is_compiling():  # the blocked sweep writes into views (out=), which torch.compile refuses
+        a, b = coefficients(x)
+        hs, h = [], h0
+        for a_t, b_t in zip(a.unbind(0), b.unbind(0), strict=True):
+            h = torch.addcmul(b_t, a_t, h)
+            hs.append(h)
+        return torch.stack(hs)
     if block is None:  # about 128K input numbers a block (512 KiB of float32; 64K-256K measured alike)
         block = max(1, 2**17 // max(x[0].numel(), 1))
     return _GatedScan.apply(x, h0, coefficients, block)

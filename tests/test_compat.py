@@ -237,7 +237,7 @@ def test_same_initial_weights_as_torch_lstm_proj():
 
 def test_torch_name_attributes():
     lstm = rnnkit.LSTM(I, H, 2, bidirectional=True, proj_size=2)
-    assert lstm.weight_hh_l1_reverse is lstm.cells[3].weight_hh
+    assert lstm.weight_hh_l1_reverse is lstm.bound_cells()[3].weight_hh
     assert lstm.weight_hh_l1_reverse.shape == (4 * H, 2)
     assert lstm.weight_hr_l0.shape == (2, H)
     assert lstm.weight_ih_l1.shape == (4 * H, 4)  # 2 directions x proj_size 2

@@ -90,7 +90,7 @@ def test_lstm_forget_bias_on_a_layer():
 
 def test_layer_init_reaches_every_cell():
     layer = rnnkit.Recurrent("gru", 3, 4, num_layers=2, bidirectional=True, init="identity")
-    for cell in layer.cells:
+    for cell in layer.bound_cells():
         assert torch.equal(cell.weight_hh, torch.eye(4).repeat(3, 1))
         assert cell.init == "identity"
 

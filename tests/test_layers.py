@@ -34,7 +34,7 @@ def reference(layer: rnnkit.Recurrent, x: torch.Tensor, lengths, state0=None):
             ys = []
             for d in range(D):
                 k = layer_index * D + d
-                cell = layer.cells[k]
+                cell = layer.bound_cells()[k]
                 st = type(state0)(*(f[k, b : b + 1] for f in state0))
                 seq = inp if d == 0 else inp.flip(0)
                 steps = []
@@ -193,7 +193,7 @@ def test_full_lengths_equal_no_lengths_and_list_lengths_equal_tensor():
 def test_bidirectional_is_forward_plus_reversed_run(make):
     torch.manual_seed(0)
     layer = make(bidirectional=True)
-    fwd, bwd = rnnkit.Recurrent(layer.cells[0]), rnnkit.Recurrent(layer.cells[1])
+    fwd, bwd = rnnkit.Recurrent(layer.bound_cells()[0]), rnnkit.Recurrent(layer.bound_cells()[1])
     x = torch.randn(5, 3, 3)
     out, final = layer(x, lengths=LENGTHS)
     out_f, fin_f = fwd(x, lengths=LENGTHS)
@@ -305,10 +305,10 @@ def test_residual_adds_layer_input(lengths):
     layer = rnnkit.Recurrent("gru", 3, 4, num_layers=3, residual=True)
     x = torch.randn(5, 3, 3)
     out, final = layer(x, lengths=lengths)
-    y0, f0 = rnnkit.Recurrent(layer.cells[0])(x, lengths=lengths)  # the first layer: no residual (3 != 4)
-    y1, f1 = rnnkit.Recurrent(layer.cells[1])(y0, lengths=lengths)
+    y0, f0 = rnnkit.Recurrent(layer.bound_cells()[0])(x, lengths=lengths)  # the first layer: no residual (3 != 4)
+    y1, f1 = rnnkit.Recurrent(layer.bound_cells()[1])(y0, lengths=lengths)
     y1 = y1 + y0
-    y2, f2 = rnnkit.Recurrent(layer.cells[2])(y1, lengths=lengths)
+    y2, f2 = rnnkit.Recurrent(layer.bound_cells()[2])(y1, lengths=lengths)
     torch.testing.assert_close(out, y2 + y1)
     torch.testing.assert_close(final.h, torch.cat([f0.h, f1.h, f2.h]))
     plain = rnnkit.Recurrent("gru", 3, 4, num_layers=3)
@@ -354,7 +354,7 @@ def test_dropout_one_feeds_zeros_to_the_upper_layers():
     layer = rnnkit.Recurrent("gru", 3, 4, num_layers=2, dropout=1.0)
     x = torch.randn(5, 2, 3)
     out, _ = layer(x)
-    top = rnnkit.Recurrent(layer.cells[1])
+    top = rnnkit.Recurrent(layer.bound_cells()[1])
     torch.testing.assert_close(out, top(torch.zeros(5, 2, 4))[0])
 
 
@@ -406,8 +406,8 @@ def test_initial_state_is_used():
     torch.manual_seed(0)
     layer = rnnkit.Recurrent("rnn", 2, 3, nonlinearity="identity", bias=False)
     with torch.no_grad():
-        layer.cells[0].weight_ih.zero_()
-        layer.cells[0].weight_hh.copy_(2 * torch.eye(3))
+        layer.bound_cells()[0].weight_ih.zero_()
+        layer.bound_cells()[0].weight_hh.copy_(2 * torch.eye(3))
     h0 = torch.tensor([[[1.0, -1.0, 0.5]]])  # (1, B=1, 3)
     out, final = layer(torch.randn(3, 1, 2), rnnkit.ElmanState(h0))
     # h_t = 2 h_{t-1}: 2, 4, 8 times h0
@@ -423,7 +423,7 @@ def test_initial_state_is_used():
 def test_jordan_layer_state_is_previous_output():
     torch.manual_seed(0)
     layer = rnnkit.Jordan(3, 5, 2)
-    cell = layer.cells[0]
+    cell = layer.bound_cells()[0]
     x = torch.randn(3, 2, 3)
     y0 = torch.randn(1, 2, 2)
     out, final = layer(x, rnnkit.JordanState(y0))
@@ -469,8 +469,8 @@ def test_state_dict_uses_torch_names_in_torch_order():
 
 def test_torch_name_attributes():
     layer = rnnkit.Recurrent("gru", 3, 4, num_layers=2, bidirectional=True)
-    assert layer.weight_hh_l1_reverse is layer.cells[3].weight_hh
-    assert layer.bias_ih_l0 is layer.cells[0].bias_ih
+    assert layer.weight_hh_l1_reverse is layer.bound_cells()[3].weight_hh
+    assert layer.bias_ih_l0 is layer.bound_cells()[0].bias_ih
     assert layer.weight_ih_l1.shape == (12, 8)
     assert [len(w) for w in layer.all_weights] == [4, 4, 4, 4]
     assert layer.all_weights[1][1] is layer.weight_hh_l0_reverse
@@ -547,7 +547,7 @@ def test_user_cell_with_digits_in_parameter_names_round_trips():
     b.load_state_dict(a.state_dict())
     x = torch.randn(4, 2, 3)
     assert torch.equal(a(x)[0], b(x)[0])
-    assert a.w2_l1_reverse is a.cells[3].w2
+    assert a.w2_l1_reverse is a.bound_cells()[3].w2
 
 
 # -- gradients ----------------------------------------------------------------------------------------

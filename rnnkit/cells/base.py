@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import state as S
+from rnnkit.errors import ArgumentTypeError, RnnkitError
 from rnnkit.init import init_cell
 
 
@@ -87,6 +88,25 @@ class Cell(nn.Module):
         """Re-initialise with a named scheme (see :mod:`rnnkit.init`)."""
         init_cell(self, init)
 
+    def bound(self, weights: dict[str, Tensor]) -> Cell:
+        """This cell computing with ``weights`` (its parameter names -> tensors) in place of its own.
+
+        How a layer runs a cell whose weights the layer owns (:class:`rnnkit.Recurrent` keeps them under
+        torch's names, so weight_norm and parametrizations apply): ``self.weight_hh`` in the equations reads
+        the given tensor. The view shares everything else with the cell and changes nothing in it, so two
+        threads may run one layer at once; torch.compile traces it.
+
+        >>> cell = rnnkit.ElmanCell(2, 2, nonlinearity="identity", bias=False)
+        >>> view = cell.bound({"weight_ih": torch.eye(2), "weight_hh": torch.zeros(2, 2)})
+        >>> view(torch.tensor([[1.0, 2.0]]))[0].tolist()
+        [[1.0, 2.0]]
+        """
+        # object.__new__ and a dict of its own: no __init__, no copy protocol (which torch.compile cannot trace)
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.__dict__["_parameters"] = {**self._parameters, **weights}
+        return view
+
     def _zeros(self, batch_size: int, size: int, device: Any, dtype: Any) -> Tensor:
         """(B, size) zeros on the cell's device and dtype unless told otherwise."""
         p = next(self.parameters(), None)
@@ -104,6 +124,7 @@ class WeightedCell(Cell):
     """
 
     recurrent_weights = ("weight_hh",)
+    min_hidden_size = 1  # torch.nn's cells accept 0 (an empty state): rnnkit.compat's drop-ins set 0
 
     def __init__(
         self,
@@ -117,7 +138,8 @@ class WeightedCell(Cell):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        _check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
+        _check_sizes(type(self).__name__, input_size=input_size)
+        _check_sizes(type(self).__name__, minimum=self.min_hidden_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         kw = {"device": device, "dtype": dtype}
         rec = hidden_size if recurrent_input_size is None else recurrent_input_size
@@ -141,7 +163,10 @@ def last_step_index(mask: Tensor, width: int) -> Tensor:
     return last.view(1, -1, 1).expand(1, -1, width)
 
 
-def _check_sizes(owner: str, **sizes: int) -> None:
+def _check_sizes(owner: str, minimum: int = 1, **sizes: int) -> None:
+    """Each size an int >= minimum; the messages carry torch.nn's wording (and its TypeError for a wrong type)."""
     for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ArgumentTypeError(f"{owner}: {name} should be of type int, got: {type(value).__name__} ({value!r})")
+        if value < minimum:
+            raise RnnkitError(f"{owner}: {name} must be greater than zero, got {value}")

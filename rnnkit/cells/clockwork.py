@@ -104,6 +104,8 @@ class ClockworkCell(Cell):
         every sequence is at the same step (all start at 0, the usual case) only the modules that tick
         are computed. With periods 1, 2, 4, ... those are the first units, rows of W_H, so four modules
         cost about half of a full matrix product on average (the paper's point about its speed)."""
+        if torch.compiler.is_compiling():  # which modules tick depends on t's value: a graph takes every step whole
+            return Cell.sequence(self, xs_proj, state, mask, keep_steps)
         w_hh = self.weight_hh * self.recurrent_mask
         t = state.t
         if bool((t != t[0]).any()):  # sequences at different steps: the general step, W_H formed once

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
+from rnnkit.errors import ArgumentTypeError, RnnkitError
 
 
 class LSTMState(NamedTuple):
@@ -52,8 +53,14 @@ class LSTMCell(WeightedCell):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        if not isinstance(proj_size, int) or proj_size < 0 or (proj_size and proj_size >= hidden_size):
-            raise ValueError(f"LSTMCell: proj_size must be 0 or in 1..hidden_size-1, got {proj_size!r}")
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool):
+            raise ArgumentTypeError(f"LSTMCell: proj_size should be of type int, got: {type(proj_size).__name__}")
+        if proj_size < 0:
+            raise RnnkitError(
+                f"LSTMCell: proj_size should be a positive integer or zero to disable projections, got {proj_size}"
+            )
+        if proj_size and isinstance(hidden_size, int) and proj_size >= hidden_size:
+            raise RnnkitError(f"LSTMCell: proj_size has to be smaller than hidden_size ({proj_size} >= {hidden_size})")
         rec = proj_size or hidden_size
         super().__init__(input_size, hidden_size, 4, bias=bias, recurrent_input_size=rec, device=device, dtype=dtype)
         self.proj_size = proj_size

@@ -85,7 +85,8 @@ class MusicModel(Task):
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
         self.output = nn.Linear(size, KEYS)
-        if config.weight_drop and not any(n.endswith("weight_hh") for n, _ in self.layers.named_parameters()):
+        names = [n.split(".")[-1] for n, _ in self.layers.named_parameters()]  # layers own weight_hh_l0, ...
+        if config.weight_drop and not any(n.startswith("weight_hh") for n in names):
             raise RnnkitError(f"--weight-drop needs a cell with weight_hh (rnn, gru, lstm, ...), not {config.cell}")
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
@@ -109,7 +110,7 @@ class MusicModel(Task):
         p = self.config.weight_drop
         if not self.training or p == 0:
             return layer(x, state)
-        weights = {n: F.dropout(w, p) if n.endswith("weight_hh") else w for n, w in layer.named_parameters()}
+        weights = {n: F.dropout(w, p) if n.startswith("weight_hh") else w for n, w in layer.named_parameters()}
         return functional_call(layer, weights, (x, state))
 
     def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:

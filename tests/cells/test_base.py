@@ -62,21 +62,36 @@ def test_zeros_follow_parameters_dtype():
 
 @pytest.mark.parametrize("cls", [rnnkit.ElmanCell, rnnkit.GRUCell, rnnkit.LSTMCell])
 @pytest.mark.parametrize(
-    ("sizes", "bad"), [((0, 3), "input_size"), ((3, -1), "hidden_size"), ((3, 2.0), "hidden_size")]
+    ("sizes", "error", "message"),
+    [
+        ((0, 3), ValueError, "input_size must be greater than zero, got 0"),
+        ((3, -1), ValueError, "hidden_size must be greater than zero, got -1"),
+        ((3, 2.0), TypeError, r"hidden_size should be of type int, got: float \(2.0\)"),
+        (("3", 2), TypeError, r"input_size should be of type int, got: str \('3'\)"),
+    ],
 )
-def test_bad_sizes(cls, sizes, bad):
-    with pytest.raises(ValueError, match=f"{cls.__name__}: {bad} must be a positive integer, got"):
+def test_bad_sizes(cls, sizes, error, message):
+    """torch.nn's wording and class (TypeError for a wrong type); rnnkit's errors are ValueErrors too."""
+    with pytest.raises(error, match=f"^{cls.__name__}: {message}$") as caught:
         cls(*sizes)
+    assert isinstance(caught.value, ValueError)
 
 
 def test_jordan_bad_output_size():
-    with pytest.raises(ValueError, match="output_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="output_size must be greater than zero, got 0"):
         rnnkit.JordanCell(3, 4, output_size=0)
 
 
-@pytest.mark.parametrize("proj", [-1, 4, 5])
-def test_lstm_bad_proj_size(proj):
-    with pytest.raises(ValueError, match=rf"proj_size must be 0 or in 1..hidden_size-1, got {proj}"):
+@pytest.mark.parametrize(
+    ("proj", "message"),
+    [
+        (-1, "proj_size should be a positive integer or zero to disable projections, got -1"),
+        (4, r"proj_size has to be smaller than hidden_size \(4 >= 4\)"),
+        (5, r"proj_size has to be smaller than hidden_size \(5 >= 4\)"),
+    ],
+)
+def test_lstm_bad_proj_size(proj, message):
+    with pytest.raises(ValueError, match=f"^LSTMCell: {message}$"):
         rnnkit.LSTMCell(3, 4, proj_size=proj)
 
 

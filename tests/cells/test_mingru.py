@@ -104,8 +104,8 @@ def test_layer_with_lengths_and_both_directions_matches_stepping_each_sequence(l
     h0 = torch.randn(2, 2, 4)
     out, state = layer(x, rnnkit.MinState(h0), lengths=lengths)
     for b, n in enumerate(lengths.tolist()):
-        fwd, fs = stepped(layer.cells[0], x[:n, b : b + 1], h0[0, b : b + 1])
-        bwd, bs = stepped(layer.cells[1], x[:n, b : b + 1].flip(0), h0[1, b : b + 1])
+        fwd, fs = stepped(layer.bound_cells()[0], x[:n, b : b + 1], h0[0, b : b + 1])
+        bwd, bs = stepped(layer.bound_cells()[1], x[:n, b : b + 1].flip(0), h0[1, b : b + 1])
         torch.testing.assert_close(out[:n, b, :4], fwd[:, 0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[:n, b, 4:], bwd.flip(0)[:, 0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(state.h[0, b], fs.h[0], atol=1e-5, rtol=1e-5)

@@ -37,7 +37,7 @@ def test_layer_bidirectional_with_lengths_matches_hand_stepping():
     x, lengths = torch.randn(5, 2, 3), torch.tensor([5, 3])
     out, state = layer(x, lengths=lengths)
     assert out.shape == (5, 2, 2 * 6)
-    fwd = layer.cells[0]
+    fwd = layer.bound_cells()[0]
     st = fwd.initial_state(1)
     for t in range(3):  # the second sequence, forward direction, its 3 real steps
         y, st = fwd(x[t, 1:2], st)

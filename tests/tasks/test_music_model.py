@@ -126,7 +126,7 @@ def test_weight_drop_drops_recurrent_weights_in_training_only():
         model.train()
         torch.manual_seed(1)
         dropped = model.loss(batch).loss
-        model.layers[0].cells[0].weight_hh.zero_()  # with no recurrent weights, dropping them changes nothing
+        model.layers[0].bound_cells()[0].weight_hh.zero_()  # with no recurrent weights, dropping them changes nothing
         zero_train = model.loss(batch).loss
         model.eval()
         zero_eval = model.loss(batch).loss
