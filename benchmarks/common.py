@@ -52,6 +52,16 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int, warmup
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward and backward pass (sum of the outputs) of a layer returning (output, state), to time."""
+
+    def run() -> None:
+        layer.zero_grad(set_to_none=True)
+        layer(x)[0].sum().backward()
+
+    return run
+
+
 def write_result(name: str, payload: dict) -> Path:
     """Write ``results/<name>.json`` atomically."""
     RESULTS.mkdir(exist_ok=True)

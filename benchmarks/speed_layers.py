@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import interleaved_medians, machine, write_result
+from common import fwd_bwd, interleaved_medians, machine, write_result
 from torch import nn
 
 import rnnkit
@@ -36,14 +36,6 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),
     ]
-
-
-def fwd_bwd(layer: nn.Module, x: torch.Tensor):
-    def run() -> None:
-        layer.zero_grad(set_to_none=True)
-        layer(x)[0].sum().backward()
-
-    return run
 
 
 def main() -> None:

@@ -330,7 +330,8 @@ class GRU(_TorchCompatible):
         return _default_activations(cell)
 
     def _cell_repr(self, cell: GRUCell) -> str:
-        return ("" if cell.reset_after else ", reset_after=False") + _activations_repr(cell) + super()._cell_repr(cell)
+        reset = "" if cell.reset_after else ", reset_after=False"
+        return reset + _activations_repr(cell) + _forget_repr(cell) + super()._cell_repr(cell)
 
 
 class LSTM(_TorchCompatible):
@@ -381,8 +382,7 @@ class LSTM(_TorchCompatible):
         return _default_activations(cell)
 
     def _cell_repr(self, cell: LSTMCell) -> str:
-        forget = "" if cell.forget_bias is None else f", forget_bias={cell.forget_bias}"
-        return _activations_repr(cell) + forget + super()._cell_repr(cell)
+        return _activations_repr(cell) + _forget_repr(cell) + super()._cell_repr(cell)
 
 
 def _activations_repr(cell: Any) -> str:
@@ -390,6 +390,12 @@ def _activations_repr(cell: Any) -> str:
     return s + (
         "" if cell.recurrent_activation == "sigmoid" else f", recurrent_activation={cell.recurrent_activation!r}"
     )
+
+
+def _forget_repr(cell: Any) -> str:
+    if cell.forget_bias is None:
+        return ""
+    return f", forget_bias={cell.forget_bias!r}" + ("" if cell.t_max is None else f", t_max={cell.t_max}")
 
 
 def _default_activations(cell: Any) -> str | None:

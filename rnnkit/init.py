@@ -22,6 +22,8 @@ import math
 import torch
 from torch import nn
 
+from rnnkit.errors import RnnkitError
+
 SCHEMES = ("uniform", "normal", "xavier", "orthogonal", "identity")
 
 
@@ -54,3 +56,46 @@ def init_cell(cell: nn.Module, scheme: str) -> None:
                     nn.init.orthogonal_(block)
                 else:
                     nn.init.eye_(block)
+
+
+def check_forget_bias(owner: str, forget_bias: float | str | None, t_max: int | None) -> None:
+    """A number, None, or "chrono" with ``t_max`` an int > 2 (the longest dependency expected)."""
+    if forget_bias == "chrono":
+        if not isinstance(t_max, int) or isinstance(t_max, bool) or t_max <= 2:
+            raise RnnkitError(
+                f"{owner}: forget_bias='chrono' needs t_max=, the longest dependency to expect in steps "
+                f"(an integer > 2, e.g. the sequence length), got {t_max!r}"
+            )
+    elif forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
+        raise RnnkitError(f"{owner}: forget_bias must be a number, 'chrono' or None, got {forget_bias!r}")
+    elif t_max is not None:
+        raise RnnkitError(f"{owner}: t_max is for forget_bias='chrono', got forget_bias={forget_bias!r}")
+
+
+@torch.no_grad()
+def init_gate_bias(
+    cell: nn.Module, gate: int, value: float | str, t_max: int | None = None, *, opposite: int | None = None
+) -> None:
+    """Start gate ``gate``'s bias (rows gate*H .. (gate+1)*H of b_ih; b_hh's are zeroed) at ``value``.
+
+    ``value="chrono"`` is Tallec and Ollivier's (2018) chrono initialisation: b ~ log U(1, t_max - 1) per
+    unit, so the gate's characteristic memory times spread over 1 .. t_max steps; the gate ``opposite``
+    (an LSTM's input gate) gets -b. Drawn from torch's global generator, like the other schemes.
+
+    >>> cell = rnnkit.LSTMCell(2, 1000, forget_bias="chrono", t_max=100)
+    >>> b_f = cell.bias_ih[1000:2000]
+    >>> 0 <= float(b_f.min()) and float(b_f.max()) <= math.log(99), bool((cell.bias_ih[:1000] == -b_f).all())
+    (True, True)
+    """
+    H = cell.hidden_size
+    rows = slice(gate * H, (gate + 1) * H)
+    if value == "chrono":
+        b = torch.empty_like(cell.bias_ih[rows]).uniform_(1, t_max - 1).log_()
+    else:
+        b = torch.full_like(cell.bias_ih[rows], float(value))
+    cell.bias_ih[rows] = b
+    cell.bias_hh[rows] = 0
+    if opposite is not None:
+        other = slice(opposite * H, (opposite + 1) * H)
+        cell.bias_ih[other] = -b
+        cell.bias_hh[other] = 0

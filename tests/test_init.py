@@ -111,3 +111,62 @@ def test_check_scheme():
         assert check_scheme(s) == s
     with pytest.raises(ValueError, match="unknown init scheme 'Orthogonal'"):
         check_scheme("Orthogonal")
+
+
+# -- forget-gate biases: a constant (Jozefowicz et al. 2015) or chrono (Tallec and Ollivier 2018) ----------
+
+
+def test_chrono_lstm_forget_bias_is_log_uniform_and_input_gate_its_negative():
+    torch.manual_seed(0)
+    H, t_max = 4000, 200
+    cell = rnnkit.LSTMCell(3, H, forget_bias="chrono", t_max=t_max)
+    b_i, b_f = cell.bias_ih[:H], cell.bias_ih[H : 2 * H]
+    assert float(b_f.min()) >= 0 and float(b_f.max()) <= math.log(t_max - 1)
+    # exp(b_f) ~ U(1, t_max - 1): mean t_max / 2, and a quarter of the units below 1 + (t_max - 2) / 4
+    assert float(b_f.exp().mean()) == pytest.approx(t_max / 2, rel=0.03)
+    assert float((b_f.exp() < 1 + (t_max - 2) / 4).float().mean()) == pytest.approx(0.25, abs=0.03)
+    torch.testing.assert_close(b_i, -b_f)
+    assert not cell.bias_hh[: 2 * H].any()  # b_hh of both gates zero, so b_ih is the whole bias
+    assert cell.bias_hh[2 * H :].abs().max() > 0  # the other gates keep the default draw
+
+
+def test_chrono_gru_sets_the_update_gate_only():
+    torch.manual_seed(0)
+    H = 1000
+    cell = rnnkit.GRUCell(3, H, forget_bias="chrono", t_max=50)
+    b_z = cell.bias_ih[H : 2 * H]
+    assert float(b_z.min()) >= 0 and float(b_z.max()) <= math.log(49) and not cell.bias_hh[H : 2 * H].any()
+    k = 1 / math.sqrt(H)
+    for rows in (slice(0, H), slice(2 * H, 3 * H)):  # r and n: torch's uniform draw
+        assert float(cell.bias_ih[rows].abs().max()) <= k and float(cell.bias_ih[rows].abs().max()) > k / 2
+    constant = rnnkit.GRUCell(3, 4, forget_bias=1.0)
+    assert constant.bias_ih[4:8].tolist() == [1.0] * 4 and not constant.bias_hh[4:8].any()
+
+
+def test_chrono_through_the_torch_dropins_and_reset_parameters():
+    torch.manual_seed(0)
+    lstm = rnnkit.LSTM(3, 50, num_layers=2, bidirectional=True, forget_bias="chrono", t_max=100)
+    for name in ("bias_ih_l0", "bias_ih_l1_reverse"):
+        b = getattr(lstm, name)
+        torch.testing.assert_close(b[:50], -b[50:100])
+    before = lstm.bias_ih_l1.detach().clone()
+    lstm.reset_parameters()
+    after = lstm.bias_ih_l1
+    assert not torch.equal(before, after)  # a new draw ...
+    torch.testing.assert_close(after[:50], -after[50:100])  # ... with the same scheme
+    assert repr(lstm).endswith("forget_bias='chrono', t_max=100)")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"forget_bias": "chrono"}, r"forget_bias='chrono' needs t_max=.* got None"),
+        ({"forget_bias": "chrono", "t_max": 2}, r"forget_bias=.chrono. needs t_max=.*an integer > 2.* got 2"),
+        ({"t_max": 50}, r"t_max is for forget_bias='chrono', got forget_bias=None"),
+        ({"forget_bias": "one"}, r"forget_bias must be a number, 'chrono' or None, got 'one'"),
+    ],
+)
+@pytest.mark.parametrize("cls", [rnnkit.LSTMCell, rnnkit.GRUCell])
+def test_forget_bias_errors(cls, kwargs, message):
+    with pytest.raises(ValueError, match=f"^{cls.__name__}: {message}"):
+        cls(3, 4, **kwargs)

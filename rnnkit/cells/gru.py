@@ -9,6 +9,7 @@ from torch import Tensor
 
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
+from rnnkit.init import check_forget_bias, init_gate_bias
 
 
 class GRUState(NamedTuple):
@@ -32,6 +33,10 @@ class GRUCell(WeightedCell):
     Args:
         activation: phi (default "tanh"); recurrent_activation: sigma (default "sigmoid").
         init: an initialisation scheme from :mod:`rnnkit.init`.
+        forget_bias: if given, the update gate z's bias (b_iz; b_hz is 0) starts at this value. z keeps
+            h_{t-1}, so z is the GRU's forget gate read the other way: a positive bias keeps more.
+            ``"chrono"`` with ``t_max``: b_z ~ log U(1, t_max - 1) (Tallec and Ollivier 2018).
+        t_max: the longest dependency to expect, in steps, for ``forget_bias="chrono"``.
 
     >>> GRUCell(3, 5)(torch.zeros(2, 3))[0].shape
     torch.Size([2, 5])
@@ -47,15 +52,24 @@ class GRUCell(WeightedCell):
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
         init: str = "uniform",
+        forget_bias: float | str | None = None,
+        t_max: int | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
+        check_forget_bias("GRUCell", forget_bias, t_max)
         super().__init__(input_size, hidden_size, 3, bias=bias, device=device, dtype=dtype)
+        self.forget_bias, self.t_max = forget_bias, t_max
         self.reset_after = reset_after
         self.activation, self.act = activation, get_activation(activation)
         self.recurrent_activation, self.gate = recurrent_activation, get_activation(recurrent_activation)
         self.init = init
         self.reset_parameters(init)
+
+    def reset_parameters(self, init: str = "uniform") -> None:
+        super().reset_parameters(init)
+        if self.forget_bias is not None and self.bias_ih is not None:  # gates (r, z, n): z is 1
+            init_gate_bias(self, 1, self.forget_bias, self.t_max)
 
     def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> GRUState:
         return GRUState(self._zeros(batch_size, self.hidden_size, device, dtype))

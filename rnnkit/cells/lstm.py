@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
 from rnnkit.errors import ArgumentTypeError, RnnkitError
+from rnnkit.init import check_forget_bias, init_gate_bias
 
 
 class LSTMState(NamedTuple):
@@ -31,7 +32,10 @@ class LSTMCell(WeightedCell):
             "identity" gives a linear LSTM).
         recurrent_activation: sigma, the gates' activation (default "sigmoid").
         forget_bias: if given, the forget gate's bias starts at this value (b_ih) and 0 (b_hh), as
-            Jozefowicz et al. 2015 recommend (1.0); otherwise it follows ``init``.
+            Jozefowicz et al. 2015 recommend (1.0); otherwise it follows ``init``. ``"chrono"`` with
+            ``t_max``: Tallec and Ollivier's 2018 chrono initialisation, b_f ~ log U(1, t_max - 1) and
+            b_i = -b_f (see :func:`rnnkit.init.init_gate_bias`).
+        t_max: the longest dependency to expect, in steps, for ``forget_bias="chrono"``.
         proj_size: if > 0, h_t is projected to this size by ``weight_hr`` (torch's LSTMP).
 
     >>> out, state = LSTMCell(3, 5)(torch.zeros(2, 3))
@@ -48,7 +52,8 @@ class LSTMCell(WeightedCell):
         proj_size: int = 0,
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
-        forget_bias: float | None = None,
+        forget_bias: float | str | None = None,
+        t_max: int | None = None,
         init: str = "uniform",
         device: Any = None,
         dtype: Any = None,
@@ -70,7 +75,8 @@ class LSTMCell(WeightedCell):
             self.register_parameter("weight_hr", None)
         self.activation, self.act = activation, get_activation(activation)
         self.recurrent_activation, self.gate = recurrent_activation, get_activation(recurrent_activation)
-        self.forget_bias, self.init = forget_bias, init
+        check_forget_bias("LSTMCell", forget_bias, t_max)
+        self.forget_bias, self.t_max, self.init = forget_bias, t_max, init
         self.reset_parameters(init)
 
     @property
@@ -79,11 +85,8 @@ class LSTMCell(WeightedCell):
 
     def reset_parameters(self, init: str = "uniform") -> None:
         super().reset_parameters(init)
-        if self.forget_bias is not None and self.bias_ih is not None:
-            H = self.hidden_size
-            with torch.no_grad():
-                self.bias_ih[H : 2 * H].fill_(self.forget_bias)
-                self.bias_hh[H : 2 * H].zero_()
+        if self.forget_bias is not None and self.bias_ih is not None:  # gates (i, f, g, o): f is 1, i is 0
+            init_gate_bias(self, 1, self.forget_bias, self.t_max, opposite=0 if self.forget_bias == "chrono" else None)
 
     def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> LSTMState:
         return LSTMState(
