@@ -66,7 +66,7 @@ def write_result(name: str, payload: dict) -> Path:
     """Write ``results/<name>.json`` atomically."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # one per process: two sweeps may write one file
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     return path

@@ -201,10 +201,7 @@ def build_cells(spec: str, cfg: ProbeConfig) -> list[Cell]:
     """A stack of ``cfg.layers`` cells from ``NAME[:key=value,...]`` (e.g. ``lstm:forget_bias=1``,
     ``irnn:radius=1.05``, ``rnn:nonlinearity=relu``, ``clockwork:periods=1/4/16``); ``radius`` and ``init``
     override the config's."""
-    name, _, rest = spec.partition(":")
-    if name not in CELLS:
-        raise RnnkitError(f"unknown cell {name!r} in {spec!r}: choose one of {', '.join(CELLS)}")
-    kwargs = dict(_parse_option(item, spec) for item in rest.split(",") if item) if rest else {}
+    name, kwargs = parse_cell_spec(spec)
     radius = kwargs.pop("radius", cfg.radius)
     init = kwargs.pop("init", cfg.init)
     if init is not None:
@@ -309,6 +306,19 @@ def plot_gradient_flow(flows: Sequence[GradientFlow], path: str | Path, *, clip:
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
+
+
+def parse_cell_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:key=value,...]`` -> (cell name, keyword arguments); values become int, float, bool, None, a
+    list (``periods=1/4/16``) or stay strings (``forget_bias=chrono``).
+
+    >>> parse_cell_spec("lstm:forget_bias=chrono,t_max=120")
+    ('lstm', {'forget_bias': 'chrono', 't_max': 120})
+    """
+    name, _, rest = spec.partition(":")
+    if name not in CELLS:
+        raise RnnkitError(f"unknown cell {name!r} in {spec!r}: choose one of {', '.join(CELLS)}")
+    return name, dict(_parse_option(item, spec) for item in rest.split(",") if item) if rest else {}
 
 
 def _parse_option(item: str, spec: str) -> tuple[str, Any]:

@@ -1,0 +1,299 @@
+"""Long-memory claims, with the learning rate chosen on validation and three seeds (issue 15's protocol).
+
+    # the adding problem as Le, Jaitly and Hinton (2015) set it up: hidden 100, batch 16, plain SGD, clipping
+    OMP_NUM_THREADS=1 python benchmarks/long_memory.py --task adding --T 150 --optimizer sgd \\
+        --lrs 1e-2,1e-3,1e-4 --clip 1 --hidden 100 --batch 16 --updates 20000 \\
+        --variants irnn rnn rnn:init=identity lstm:forget_bias=1
+    # copy memory: an LSTM with torch's default biases, forget bias 1, and chrono (Tallec and Ollivier 2018)
+    OMP_NUM_THREADS=1 python benchmarks/long_memory.py --task copy --T 100 --optimizer adam --lrs 1e-3,3e-3 \\
+        --variants lstm lstm:forget_bias=1 lstm:forget_bias=chrono,t_max=120 --updates 10000
+    python benchmarks/long_memory.py --report
+
+A variant is a cell name with options (``NAME[:key=value,...]``, as ``rnnkit diagnose --cell`` takes them);
+``--variants`` takes several, separated by spaces.
+For each variant, seed 0 trains once per learning rate; the learning rate with the best *validation* score
+at the end (lowest MSE for adding, highest recall accuracy then lowest cross-entropy for copy) is kept, and
+seeds 1 and 2 train with it. Validation and test sets are drawn apart from each other and from the training
+batches; the test set is scored along the way (for the curves) but never used to choose. A run that reaches
+a non-finite loss stops and counts as failed. Runs merge into results/long_memory.json as they finish, so
+an interrupted sweep keeps what it measured; ``--report`` prints the table and draws the curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+from common import RESULTS, machine, write_result
+from long_range import TASKS, memoryless
+from torch import Tensor, nn
+
+from rnnkit.compat import make_layer
+from rnnkit.diagnose import parse_cell_spec
+
+NAME = "long_memory"
+SEEDS = (0, 1, 2)
+
+
+class Model(nn.Module):
+    """One recurrent layer (any variant) and a linear readout of its last ``readout_steps`` outputs."""
+
+    def __init__(self, spec: str, input_size: int, hidden: int, output_size: int) -> None:
+        super().__init__()
+        cell, options = parse_cell_spec(spec)
+        self.rnn = make_layer(cell, input_size, hidden, **options)
+        self.readout = nn.Linear(self.rnn.output_size, output_size)
+
+    def forward(self, x: Tensor, readout_steps: int) -> Tensor:
+        return self.readout(self.rnn(x)[0][-readout_steps:])
+
+
+def held_out(task: str, T: int, size: int, which: str) -> tuple[Tensor, Tensor]:
+    """The validation or test set, each from its own generator (training batches use seeds 0, 1, 2)."""
+    return TASKS[task].batch(T, size, torch.Generator().manual_seed({"valid": 20_000, "test": 10_000}[which]))
+
+
+def better(task: str, a: dict, b: dict | None) -> bool:
+    """Is validation score ``a`` better than ``b``?"""
+    if b is None:
+        return True
+    if task == "adding":
+        return a["mse"] < b["mse"]
+    return (a["accuracy"], -a["ce"]) > (b["accuracy"], -b["ce"])
+
+
+def train(task_name: str, T: int, spec: str, lr: float, seed: int, args: argparse.Namespace) -> dict:
+    task, steps = TASKS[task_name], TASKS[task_name].readout_steps(T)
+    torch.manual_seed(seed)
+    model = Model(spec, task.input_size, args.hidden, task.output_size)
+    optimizer = torch.optim.SGD if args.optimizer == "sgd" else torch.optim.Adam
+    opt = optimizer(model.parameters(), lr=lr)
+    sets = {k: held_out(task_name, T, args.eval_size, k) for k in ("valid", "test")}
+    gen = torch.Generator().manual_seed(seed)
+
+    def evaluate(step: int) -> dict:
+        model.eval()
+        with torch.no_grad():
+            row = {"step": step}
+            for k, (x, y) in sets.items():
+                row |= {f"{k}_{m}": round(v, 5) for m, v in task.metrics(model(x, steps), y).items()}
+        model.train()
+        return row
+
+    curve, failed, start = [evaluate(0)], False, time.perf_counter()
+    for step in range(1, args.updates + 1):
+        x, y = task.batch(T, args.batch, gen)
+        loss = task.loss(model(x, steps), y)
+        if not torch.isfinite(loss):
+            failed = True
+            break
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        if step % args.eval_every == 0 or step == args.updates:
+            curve.append(evaluate(step))
+    metric = task.metric
+    baseline = memoryless(task_name, T)
+    return {
+        "failed": failed,
+        "final": {k: v for k, v in curve[-1].items() if k != "step"},
+        "below_baseline_at": first_step(curve, lambda r: _beats(task_name, r, baseline)),
+        "solved_at": first_step(curve, lambda r: task.solved({metric: r[f"test_{metric}"]})),
+        "minutes": round((time.perf_counter() - start) / 60, 2),
+        "curve": curve,
+    }
+
+
+def _beats(task: str, row: dict, baseline: float) -> bool:
+    """Test score past the memoryless answer's (MSE 0.1767 for adding; its cross-entropy for copy)."""
+    return row["test_mse"] < baseline if task == "adding" else row["test_ce"] < baseline
+
+
+def first_step(curve: list[dict], test) -> int | None:
+    return next((r["step"] for r in curve if test(r)), None)
+
+
+def load() -> dict:
+    path = RESULTS / f"{NAME}.json"
+    return json.loads(path.read_text()) if path.exists() else {"runs": []}
+
+
+def record(run: dict) -> None:
+    """Merge one run into the results file, read again first: two sweeps (one per core) may share it."""
+    payload, key = load(), ("task", "T", "variant", "lr", "seed", "optimizer", "updates")
+    payload["runs"] = [r for r in payload["runs"] if tuple(r[k] for k in key) != tuple(run[k] for k in key)]
+    payload["runs"].append(run)
+    payload["setting"] = machine() | {"threads": torch.get_num_threads()}
+    write_result(NAME, payload)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    settings = {k: getattr(args, k) for k in ("optimizer", "updates", "hidden", "batch", "clip")}
+    command = "python benchmarks/long_memory.py " + " ".join(sys.argv[1:])
+    for T in (int(t) for t in args.T.split(",")):
+        for spec in args.variants:
+            chosen, best_valid = None, None
+            for lr in (float(v) for v in args.lrs.split(",")):
+                run = _run(args, T, spec, lr, 0, settings, command)
+                record(run)
+                valid = {k.removeprefix("valid_"): v for k, v in run["final"].items() if k.startswith("valid_")}
+                if not run["failed"] and better(args.task, valid, best_valid):
+                    chosen, best_valid = run, valid
+            if chosen is None:
+                print(f"{spec}: every learning rate failed", flush=True)
+                continue
+            record(chosen | {"chosen": True})
+            for seed in SEEDS[1:]:
+                record(_run(args, T, spec, chosen["lr"], seed, settings, command) | {"chosen": True})
+
+
+def _run(args, T, spec, lr, seed, settings, command) -> dict:
+    result = train(args.task, T, spec, lr, seed, args)
+    final = {k: v for k, v in result["final"].items() if k.startswith("test_")}
+    print(f"{args.task} T={T} {spec} lr={lr:g} seed={seed}: {final} failed={result['failed']} "
+          f"below baseline at {result['below_baseline_at']}, solved at {result['solved_at']}, "
+          f"{result['minutes']} min", flush=True)  # fmt: skip
+    return {
+        "task": args.task,
+        "T": T,
+        "variant": spec,
+        "lr": lr,
+        "seed": seed,
+        **settings,
+        **result,
+        "command": command,
+    }
+
+
+def summary(payload: dict) -> list[dict]:
+    """One row per (task, T, variant, optimizer, updates) with its chosen learning rate's seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in payload["runs"]:
+        if r.get("chosen"):
+            groups.setdefault((r["task"], r["T"], r["variant"], r["optimizer"], r["updates"]), []).append(r)
+    rows = []
+    for (task, T, variant, optimizer, updates), runs in sorted(groups.items()):
+        metric = TASKS[task].metric
+        values = [r["final"][f"test_{metric}"] for r in runs if not r["failed"]]
+        tried = sorted({r["lr"] for r in _runs_of(payload, task, T, variant)})
+        rows.append(
+            {
+                "task": task,
+                "T": T,
+                "variant": variant,
+                "optimizer": optimizer,
+                "updates": updates,
+                "lrs_tried": tried,
+                "lr": runs[0]["lr"],
+                "seeds": len(runs),
+                "failed": sum(r["failed"] for r in runs),
+                f"test_{metric}_mean": statistics.mean(values) if values else math.nan,
+                f"test_{metric}_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "below_baseline_at": [r["below_baseline_at"] for r in runs],
+                "solved_at": [r["solved_at"] for r in runs],
+                "minutes": round(
+                    sum(
+                        r["minutes"]
+                        for r in payload["runs"]
+                        if r["variant"] == variant and r["T"] == T and r["task"] == task
+                    ),
+                    1,
+                ),
+            }
+        )
+    return rows
+
+
+def _runs_of(payload: dict, task: str, T: int, variant: str) -> list[dict]:
+    return [r for r in payload["runs"] if (r["task"], r["T"], r["variant"]) == (task, T, variant)]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| task | T | variant | optimizer, updates | lr (tried) | test metric, mean ± sd of 3 seeds | "
+        "below the memoryless answer at | solved at | minutes (all runs) |",
+        "|---|---:|---|---|---|---|---|---|---:|",
+    ]
+    for r in rows:
+        metric = TASKS[r["task"]].metric
+        mean, sd = r[f"test_{metric}_mean"], r[f"test_{metric}_sd"]
+        tried = ", ".join(f"{v:g}" for v in r["lrs_tried"])
+        fails = f" ({r['failed']} failed)" if r["failed"] else ""
+        cells = [r["task"], str(r["T"]), f"`{r['variant']}`", f"{r['optimizer']}, {r['updates']:,}",
+                 f"{r['lr']:g} ({tried})", f"{metric} {mean:.4f} ± {sd:.4f}{fails}",
+                 _steps(r["below_baseline_at"]), _steps(r["solved_at"]), f"{r['minutes']}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _steps(values: list[int | None]) -> str:
+    return ", ".join("never" if v is None else f"{v:,}" for v in values)
+
+
+def plot(payload: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = sorted({(r["task"], r["T"]) for r in payload["runs"] if r.get("chosen")})
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.8), squeeze=False)
+    for ax, (task, T) in zip(axes[0], cases, strict=True):
+        metric = TASKS[task].metric
+        variants = sorted(
+            {r["variant"] for r in payload["runs"] if r.get("chosen") and (r["task"], r["T"]) == (task, T)}
+        )
+        for variant in variants:
+            runs = [
+                r
+                for r in payload["runs"]
+                if r.get("chosen") and (r["task"], r["T"], r["variant"]) == (task, T, variant)
+            ]
+            steps = [p["step"] for p in min(runs, key=lambda r: len(r["curve"]))["curve"]]
+            values = [[p[f"test_{metric}"] for p in r["curve"][: len(steps)]] for r in runs]
+            mean = [statistics.mean(v) for v in zip(*values, strict=True)]
+            line = ax.plot(steps, mean, label=f"{variant} (lr {runs[0]['lr']:g})")[0]
+            low, high = [min(v) for v in zip(*values, strict=True)], [max(v) for v in zip(*values, strict=True)]
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        if task == "adding":
+            ax.axhline(memoryless(task, T), color="grey", linestyle="--", label="memoryless answer")
+            ax.set_yscale("log")
+        ax.set(title=f"{task}, T = {T}", xlabel="updates", ylabel=f"test {metric} (mean; band: min-max of seeds)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), default="adding")
+    parser.add_argument("--T", default="150", help="one length or several: 150,200")
+    parser.add_argument("--variants", nargs="+", default=["irnn", "rnn", "rnn:init=identity", "lstm:forget_bias=1"])
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--lrs", default="1e-2,1e-3,1e-4", help="the learning rates seed 0 tries")
+    parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--updates", type=int, default=20000)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-size", type=int, default=1000)
+    parser.add_argument("--report", action="store_true", help="only print the table and draw the curves")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if not args.report:
+        sweep(args)
+    payload = load()
+    print(markdown(summary(payload)))
+    if any(r.get("chosen") for r in payload["runs"]):
+        plot(payload)
+        print(f"written {RESULTS / NAME}.json and {NAME}.png")
+
+
+if __name__ == "__main__":
+    main()
