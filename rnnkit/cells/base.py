@@ -12,7 +12,12 @@ A cell is a small ``nn.Module`` with:
   Clockwork's ticking modules), tested against this reference loop.
 
 The layer (:class:`rnnkit.Recurrent`) knows only this protocol, so a user's own cell written to it runs
-stacked, bidirectional and on variable lengths like the built-in ones.
+stacked, bidirectional and on variable lengths like the built-in ones. A layer built from a cell class
+takes the cells' own parameters as its own, under torch's names (``weight_hh_l0``), and runs each cell on
+them through :meth:`Cell.bound`; a cell's code never needs to know.
+
+A ``sequence`` fast path that torch.compile cannot trace (in-place writes into views, branches on tensor
+values) falls back to the reference loop when ``torch.compiler.is_compiling()``.
 """
 
 from __future__ import annotations
