@@ -1,9 +1,14 @@
 """Language models: embedding -> recurrent layers (any cell) -> softmax; perplexity, sampling, scoring.
 
 Dropout follows Zaremba et al. 2014: only on non-recurrent connections (the embedding's output, between
-layers, before the softmax). ``variational=True`` draws one mask per sequence and reuses it at every time
-step (Gal and Ghahramani 2016), on the same connections. ``tie_weights`` shares the embedding and the
-softmax matrix (Press and Wolf 2017; Inan et al. 2017).
+layers, before the softmax), each with its own rate if asked (``dropout_input``, ``dropout_hidden``,
+``dropout``). ``variational=True`` draws one mask per sequence and reuses it at every time step (Gal and
+Ghahramani 2016), on the same connections. ``tie_weights`` shares the embedding and the softmax matrix
+(Press and Wolf 2017; Inan et al. 2017); with ``embed`` unlike ``hidden``, the last layer takes the
+embedding's size (AWD-LSTM's 400-1150-1150-400). The rest of AWD-LSTM's regularisers (Merity et al.
+2018) are options too: ``embed_dropout`` (whole words), ``weight_drop`` (DropConnect on the recurrent
+matrices) and ``ar`` / ``tar`` (activation and temporal activation regularisation); see
+:mod:`rnnkit.tasks.regularization`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
-from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task, bits, perplexity
+from rnnkit.tasks.regularization import (
+    activation_penalty,
+    check_weight_drop,
+    embedding_dropout,
+    time_dropout,
+    weight_dropped,
+)
 
 
 @dataclass
@@ -32,22 +43,35 @@ class LMConfig:
     layers: int = option(2, "stacked recurrent layers", ge=1, le=1000)
     embed: int | None = option(None, "embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
     dropout: float = option(0.0, "dropout on non-recurrent connections (Zaremba et al. 2014)", ge=0, lt=1)
+    dropout_input: float | None = option(None, "dropout on the embedding's output (default --dropout)", ge=0, lt=1)
+    dropout_hidden: float | None = option(None, "dropout between recurrent layers (default --dropout)", ge=0, lt=1)
     variational: bool = option(False, "one dropout mask per sequence, reused at every step (Gal and Ghahramani)")
-    tie_weights: bool = option(False, "share the embedding and softmax matrices (needs --embed = --hidden)")
+    embed_dropout: float = option(0.0, "drop whole words: rows of the embedding, one mask per batch", ge=0, lt=1)
+    weight_drop: float = option(0.0, "DropConnect on the recurrent matrices, one mask per batch", ge=0, lt=1)
+    ar: float = option(0.0, "activation regularisation: ar * mean(h^2) of the last layer's output", ge=0)
+    tar: float = option(0.0, "temporal activation regularisation: tar * mean((h_t - h_t-1)^2)", ge=0)
+    tie_weights: bool = option(False, "share the embedding and softmax matrices (the last layer takes --embed's size)")
     init: str = option("uniform", "initialisation of the recurrent layers", choices=tuple(SCHEMES))
     init_range: float | None = option(None, "initialise every parameter ~ U(-r, r) instead (Zaremba: 0.1)", gt=0)
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.tie_weights and (self.embed or self.hidden) != self.hidden:
-            raise RnnkitError(f"--tie-weights needs --embed equal to --hidden ({self.embed} != {self.hidden})")
+
+    def sizes(self) -> list[int]:
+        """Each recurrent layer's hidden size: --hidden, and --embed for the last one when tied."""
+        E, H = self.embed or self.hidden, self.hidden
+        return [H] * (self.layers - 1) + [E if self.tie_weights else H]
 
     def params(self, vocab_size: int) -> int:
         """Parameters of a :class:`LanguageModel` of this config, counted without allocating them (for
-        :func:`rnnkit.resources.check_model_memory` before the model is built)."""
-        one_layer = count_params(lambda: LanguageModel(vocab_size, replace(self, layers=1)))
-        E, H = self.embed or self.hidden, self.hidden
-        return one_layer + recurrent_params(self.cell, E, H, self.layers) - recurrent_params(self.cell, E, H, 1)
+        :func:`rnnkit.resources.check_model_memory` before the model is built), in constant time: a model of
+        at most three layers on the meta device, and the middle layer again for each layer more."""
+        with torch.device("meta"):
+            model = LanguageModel(vocab_size, replace(self, layers=min(self.layers, 3)))
+        count = sum(p.numel() for p in model.parameters())
+        if self.layers > 3:
+            count += (self.layers - 3) * sum(p.numel() for p in model.layers[1].parameters())
+        return count
 
 
 class LanguageModel(Task):
@@ -64,13 +88,15 @@ class LanguageModel(Task):
     def __init__(self, vocab_size: int, config: LMConfig, *, pad_id: int = 0, level: str = "word") -> None:
         super().__init__()
         self.config, self.pad_id, self.level = config, pad_id, level
-        E, H = config.embed or config.hidden, config.hidden
+        E = config.embed or config.hidden
         self.embedding = nn.Embedding(vocab_size, E)
         layers, size = [], E
-        for _ in range(config.layers):  # a layer's output size need not be H (SCRN outputs [h; s])
-            layers.append(make_layer(config.cell, size, H, init=config.init))
+        for hidden in config.sizes():  # a layer's output size need not be its hidden size (SCRN: [h; s])
+            layers.append(make_layer(config.cell, size, hidden, init=config.init))
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
+        if config.weight_drop:
+            check_weight_drop(self.layers)
         self.decoder = nn.Linear(size, vocab_size)
         with torch.no_grad():  # as pytorch/examples' word_language_model
             self.embedding.weight.uniform_(-0.1, 0.1)
@@ -87,19 +113,32 @@ class LanguageModel(Task):
 
     def forward(self, ids: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         """ids (T, B) -> logits (T, B, V) and the state of every layer."""
-        h = self._drop(self.embedding(ids))
-        new_state = []
+        logits, new_state, _, _ = self._run(ids, state)
+        return logits, new_state
+
+    def _run(self, ids: Tensor, state: Any) -> tuple[Tensor, tuple, Tensor, Tensor]:
+        """The forward pass, also returning the top layer's output before and after its dropout (for AR/TAR)."""
+        cfg, train = self.config, self.training
+        p_in, p_mid = _default(cfg.dropout_input, cfg.dropout), _default(cfg.dropout_hidden, cfg.dropout)
+        h = embedding_dropout(self.embedding, ids, cfg.embed_dropout, train)
+        h = time_dropout(h, p_in, train, variational=cfg.variational)
+        new_state, last = [], len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h, s = layer(h, None if state is None else state[i])
-            h = self._drop(h)
+            raw, s = weight_dropped(layer, h, None if state is None else state[i], cfg.weight_drop, train)
+            h = time_dropout(raw, cfg.dropout if i == last else p_mid, train, variational=cfg.variational)
             new_state.append(s)
-        return self.decoder(h), tuple(new_state)
+        return self.decoder(h), tuple(new_state), raw, h
 
     def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:
+        """Summed cross-entropy of the next tokens; in training, AR and TAR added per token (AWD-LSTM adds
+        them to the mean loss: here the sum, so they are multiplied by the token count)."""
         x, y = batch  # (T, B) inputs and next-token targets
-        logits, state = self(x, state)
+        logits, state, raw, dropped = self._run(x, state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum", ignore_index=self.pad_id)
-        return LossOutput(loss, (y != self.pad_id).sum(), state)
+        count = (y != self.pad_id).sum()
+        if self.training and (self.config.ar or self.config.tar):
+            loss = loss + count * activation_penalty(dropped, raw, self.config.ar, self.config.tar)
+        return LossOutput(loss, count, state)
 
     def metrics(self, mean_loss: float) -> dict[str, float]:
         key = "bpc" if self.level == "char" else "ppl"
@@ -129,15 +168,6 @@ class LanguageModel(Task):
         self.train(was_training)
         return results
 
-    def _drop(self, x: Tensor) -> Tensor:
-        return time_dropout(x, self.config.dropout, self.training, variational=self.config.variational)
 
-
-def time_dropout(x: Tensor, p: float, training: bool, *, variational: bool = False) -> Tensor:
-    """Dropout of x (T, B, ...); ``variational`` draws one mask per sequence for every time step."""
-    if not training or p == 0:
-        return x
-    if not variational:
-        return F.dropout(x, p, training=True)
-    mask = x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p) / (1 - p)  # one mask for every time step
-    return x * mask
+def _default(value: float | None, fallback: float) -> float:
+    return fallback if value is None else value

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
@@ -37,7 +36,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task
-from rnnkit.tasks.lm import time_dropout
+from rnnkit.tasks.regularization import check_weight_drop, time_dropout, weight_dropped
 
 
 @dataclass
@@ -85,9 +84,8 @@ class MusicModel(Task):
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
         self.output = nn.Linear(size, KEYS)
-        names = [n.split(".")[-1] for n, _ in self.layers.named_parameters()]  # layers own weight_hh_l0, ...
-        if config.weight_drop and not any(n.startswith("weight_hh") for n in names):
-            raise RnnkitError(f"--weight-drop needs a cell with weight_hh (rnn, gru, lstm, ...), not {config.cell}")
+        if config.weight_drop:
+            check_weight_drop(self.layers)
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         """x (T, B, 88) -> logits (T, B, 88) of step t + 1 given steps ..t, and every layer's state.
@@ -99,19 +97,10 @@ class MusicModel(Task):
         h = time_dropout(x, cfg.input_dropout, self.training, variational=cfg.variational)
         new_state = []
         for i, layer in enumerate(self.layers):
-            h, s = self._recur(layer, h, None if state is None else state[i])
+            h, s = weight_dropped(layer, h, None if state is None else state[i], cfg.weight_drop, self.training)
             h = time_dropout(h, cfg.dropout, self.training, variational=cfg.variational)
             new_state.append(s)
         return self.output(h), tuple(new_state)
-
-    def _recur(self, layer: nn.Module, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """The layer; in training with ``weight_drop``, with dropped hidden-to-hidden weights (Merity et al.
-        2017): one DropConnect mask per batch, shared by every step, so the fused kernels still apply."""
-        p = self.config.weight_drop
-        if not self.training or p == 0:
-            return layer(x, state)
-        weights = {n: F.dropout(w, p) if n.startswith("weight_hh") else w for n, w in layer.named_parameters()}
-        return functional_call(layer, weights, (x, state))
 
     def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:
         """Summed binary cross-entropy of steps 2..T_b of each sequence; count = sum_b (T_b - 1)."""

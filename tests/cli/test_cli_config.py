@@ -145,7 +145,9 @@ def test_invalid_values_from_flags_are_one_line_errors(tmp_path, capsys):
     for flags, message in [
         (["--dropout", "1.5"], "--dropout must lie in [0, 1)"),
         (["--lr", "0"], "--lr must lie in (0, 1e+06]"),
-        (["--tie-weights", "--embed", "4", "--hidden", "8"], "--tie-weights needs --embed equal to --hidden"),
+        (["--tie-weights", "--cell", "scrn", "--hidden", "8"], "--tie-weights needs the last layer's output size"),
+        (["--ar", "-1"], "--ar must be"),
+        (["--weight-drop", "0.5", "--cell", "mingru"], "--weight-drop needs a cell with weight_hh"),
         (["--batch-size", "1000"], "too few for batch_size 1000"),
     ]:
         assert rnnkit.cli.main([*base, *flags]) == 2

@@ -80,9 +80,21 @@ def test_weights_of_another_shape_do_not_load(tmp_path):
         ckpt.load_weights(LanguageModel(V, LMConfig(hidden=9, layers=1)), path)
 
 
-def test_tie_weights_needs_equal_sizes():
-    with pytest.raises(RnnkitError, match="--tie-weights needs --embed equal to --hidden"):
-        LMConfig(hidden=8, embed=4, tie_weights=True)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "scrn"])
+@pytest.mark.parametrize("layers", [1, 2, 3, 5])
+def test_tied_weights_with_another_embedding_size_give_the_last_layer_that_size(cell, layers):
+    """AWD-LSTM's 400-1150-1150-400: --tie-weights with --embed unlike --hidden sizes the last layer to --embed;
+    the parameter count made without building the model is exact."""
+    config = LMConfig(cell=cell, hidden=8, embed=4, layers=layers, tie_weights=True)
+    assert config.sizes() == [8] * (layers - 1) + [4]
+    if cell == "scrn":  # SCRN's output is [h; s]: wider than the embedding, so it cannot be tied
+        with pytest.raises(RnnkitError, match=r"--tie-weights needs the last layer's output size \(\d+\) to equal"):
+            LanguageModel(V, config)
+        return
+    lm = LanguageModel(V, config)
+    assert [layer.hidden_size for layer in lm.layers] == config.sizes() and lm.decoder.weight is lm.embedding.weight
+    assert config.params(V) == sum(p.numel() for p in lm.parameters())
+    assert lm(torch.randint(0, V, (5, 2)))[0].shape == (5, 2, V)
 
 
 def _embedding_output_masks(variational: bool) -> torch.Tensor:

@@ -1,0 +1,86 @@
+"""Regularisers of recurrent networks that a task's config switches on (AWD-LSTM's set, Merity et al. 2018).
+
+- :func:`time_dropout`: dropout of a (T, B, ...) sequence; ``variational`` (locked) draws one mask per
+  sequence and reuses it at every step (Gal and Ghahramani 2016).
+- :func:`embedding_dropout`: drops whole words, rows of the embedding matrix, with one mask per batch.
+- :func:`weight_dropped`: runs a layer with DropConnect on its hidden-to-hidden matrices (one mask per
+  batch, shared by every step), by calling it on dropped copies of its ``weight_hh_l*`` weights, so torch's
+  fused kernels still run.
+- :func:`activation_penalty`: activation regularisation (AR) and temporal activation regularisation (TAR).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from rnnkit.errors import RnnkitError
+
+
+def time_dropout(x: Tensor, p: float, training: bool, *, variational: bool = False) -> Tensor:
+    """Dropout of x (T, B, ...); ``variational`` draws one mask per sequence for every time step.
+
+    >>> x = torch.ones(4, 2, 3)
+    >>> y = time_dropout(x, 0.5, True, variational=True)
+    >>> bool((y == y[0]).all())          # the same mask at every step
+    True
+    """
+    if not training or p == 0:
+        return x
+    if not variational:
+        return F.dropout(x, p, training=True)
+    mask = x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p) / (1 - p)  # one mask for every time step
+    return x * mask
+
+
+def embedding_dropout(embedding: nn.Embedding, ids: Tensor, p: float, training: bool) -> Tensor:
+    """The embedding of ``ids`` with whole words dropped: each row of the matrix is zeroed with probability
+    ``p`` (the kept ones scaled by 1 / (1 - p)), so every occurrence of a dropped word in the batch reads
+    zeros. A tied softmax keeps using the whole matrix.
+
+    >>> emb = torch.nn.Embedding(10, 4)
+    >>> out = embedding_dropout(emb, torch.tensor([[3, 3, 5]]), 0.5, True)
+    >>> bool((out[0, 0] == out[0, 1]).all())   # a word is dropped or kept everywhere in the batch
+    True
+    """
+    if not training or p == 0:
+        return embedding(ids)
+    weight = embedding.weight
+    mask = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)
+    return F.embedding(ids, weight * mask, embedding.padding_idx, embedding.max_norm, embedding.norm_type,
+                       embedding.scale_grad_by_freq, embedding.sparse)  # fmt: skip
+
+
+def check_weight_drop(layers: nn.Module, flag: str = "--weight-drop") -> None:
+    """One-line error when no layer has a hidden-to-hidden matrix (``weight_hh_l*``) to drop."""
+    if not any(name.split(".")[-1].startswith("weight_hh") for name, _ in layers.named_parameters()):
+        raise RnnkitError(f"{flag} needs a cell with weight_hh (rnn, gru, lstm, ...); this model's cells have none")
+
+
+def weight_dropped(layer: nn.Module, x: Tensor, state: Any, p: float, training: bool) -> tuple[Tensor, Any]:
+    """``layer(x, state)`` with DropConnect on its hidden-to-hidden matrices (Wan et al. 2013; the weight drop
+    of Merity et al. 2018): one mask per call, shared by every time step. The layer owns its weights under
+    torch's names, so this is a call on dropped copies of ``weight_hh_l*``; the layer is not changed."""
+    if not training or p == 0:
+        return layer(x, state)
+    weights = {n: F.dropout(w, p) if n.startswith("weight_hh") else w for n, w in layer.named_parameters()}
+    return functional_call(layer, weights, (x, state))
+
+
+def activation_penalty(dropped: Tensor, raw: Tensor, ar: float, tar: float) -> Tensor:
+    """AR + TAR of a top layer's outputs (T, B, H): ``ar`` * mean(dropped^2) (large activations) +
+    ``tar`` * mean((raw_t - raw_{t-1})^2) (fast changes), as AWD-LSTM adds them to the mean loss.
+
+    >>> h = torch.tensor([[[1.0]], [[3.0]]])              # T = 2, B = 1, H = 1
+    >>> float(activation_penalty(h, h, ar=1.0, tar=1.0))  # mean(1, 9) + mean((3 - 1)^2)
+    9.0
+    """
+    penalty = dropped.new_zeros(())
+    if ar:
+        penalty = penalty + ar * dropped.pow(2).mean()
+    if tar and raw.shape[0] > 1:
+        penalty = penalty + tar * (raw[1:] - raw[:-1]).pow(2).mean()
+    return penalty
