@@ -1,9 +1,12 @@
 """``rnnkit demo``: the main job on a corpus every Python machine has.
 
 It trains a character-level LSTM language model on the Python standard library's own source files (no
-download), with a progress bar, for at most ``--minutes`` (default 3.2), then prints samples at two
-temperatures and scores a few lines. The run folder (default ``runs/demo``) is a normal run:
-``rnnkit lm sample runs/demo --prime "def "`` works on it afterwards.
+download), with a progress bar, for a fixed number of steps (``--steps``, default 600: about three
+minutes on 2 cores) under a fixed seed, on 2 threads, so that every machine trains the same model
+and prints the same samples and scores, however busy it is. It then prints samples at two temperatures
+and, for pairs of lines of which one is Python and the other a scramble of it, each line's
+log-probability and the margin by which the model prefers the Python one. The run folder (default
+``runs/demo``) is a normal run: ``rnnkit lm sample runs/demo --prime "def "`` works on it afterwards.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import argparse
 import sysconfig
 from pathlib import Path
 
+import torch
+
 from rnnkit.config import build
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.lm_run import SECTIONS, load_run, train_lm
 
-SCORED = [
-    "for i in range(len(items)):",
-    "for i in len(range(items)):",
-    "return self._value",
-    "self._value return",
+#: (Python, the same tokens scrambled): the demo's model should give the first the higher probability
+PAIRS = [
+    ("for i in range(len(items)):", "for i in len(range(items)):"),
+    ("return self._value", "self._value return"),
+    ("def __init__(self, name):", "def __init__(self, name:)"),
+    ("import os.path", "import path.os"),
 ]
+DEMO_THREADS = 2  # the same thread count everywhere: float sums split the same way, so the same numbers
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="train a char-level LSTM on the Python standard library's source, then sample and score",
         description=__doc__,
-        epilog="example: rnnkit demo --minutes 1 --out /tmp/demo",
+        epilog="example: rnnkit demo --steps 100 --out /tmp/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="runs/demo", help="run folder (overwritten; default runs/demo)")
-    p.add_argument("--minutes", type=float, default=3.2, help="training time budget (default 3.2)")
+    p.add_argument("--steps", type=int, default=600, help="training steps (default 600: about 3 minutes on 2 cores)")
     p.add_argument("--corpus-mb", type=float, default=2.0, help="megabytes of source to read (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -62,6 +69,9 @@ def stdlib_corpus(out: Path, megabytes: float) -> tuple[Path, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise RnnkitError(f"--steps must be at least 1, got {args.steps}")
+    torch.set_num_threads(DEMO_THREADS)
     out = Path(args.out)
     train, valid = stdlib_corpus(out.parent / (out.name + "-corpus"), args.corpus_mb)
     print(f"corpus: {train.stat().st_size / 1e6:.1f} MB of the standard library's source ({train.parent})")
@@ -73,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             (
                 {
                     "epochs": 100,
-                    "max_minutes": args.minutes,
+                    "max_steps": args.steps,
                     "seed": args.seed,
                     "batch_size": 32,
                     "bptt": 100,
@@ -93,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     for temperature in (0.7, 1.0):
         print(f"--- sample at temperature {temperature} " + "-" * 40)
         print(lm.sample("def ", length=400, temperature=temperature, seed=args.seed))
-    print("--- scores: which line looks more like Python? " + "-" * 20)
-    for r in sorted(lm.score(SCORED), key=lambda r: r["rank"]):
-        print(f"  {r['rank']}. logprob {r['logprob']:8.2f}  perplexity {r['perplexity']:6.2f}  {r['text']}")
+    print("--- which line looks more like Python? log-probability (nats) of each " + "-" * 10)
+    for good, bad in PAIRS:
+        a, b = (r["logprob"] for r in lm.score([good, bad]))
+        verdict = "right" if a > b else "WRONG"
+        print(f"  {a:8.2f}  {good:30s} {b:8.2f}  {bad:30s} margin {a - b:6.2f}  {verdict}")
     print(f"\nthe run is in {out}: try  rnnkit lm sample {out} --prime 'class ' --temperature 0.7")
     return 0
