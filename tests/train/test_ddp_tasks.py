@@ -94,12 +94,13 @@ def test_two_processes_match_one_process(task, tmp_path):
     a = load_file(str(ddp / "checkpoint" / "model.safetensors"))
     b = load_file(str(single / "checkpoint" / "model.safetensors"))
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-5), f"{key}: {(a[key] - b[key]).abs().max()}"
+    for key in a:  # on failure, the DDP run's log too: a rare mismatch under heavy load has not been reproduced
+        diff = (a[key] - b[key]).abs().max()
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-5), f"{key}: {diff}\n{done.stderr[-2000:]}"
     losses = [
         [json.loads(line).get("loss") for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (ddp, single)
     ]
-    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5), done.stderr[-2000:]
     # each process read its half: the words (texts) counted over both equal one process's
     meta = [json.loads((d / "checkpoint" / "trainer.json").read_text()) for d in (ddp, single)]
-    assert (meta[0]["world"], meta[1]["world"]) == (2, 1) and meta[0]["tokens"] == meta[1]["tokens"] > 0
+    assert (meta[0]["world"], meta[1]["world"]) == (2, 1) and meta[0]["tokens"] == meta[1]["tokens"] > 0, meta
