@@ -204,7 +204,10 @@ class Recurrent(nn.Module):
 
     def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> Any:
         """Zeros, each field (L*D, B, ...), on the weights' device and dtype unless told otherwise."""
-        return S.stack([c.initial_state(batch_size, device=device, dtype=dtype) for c in self.bound_cells()])
+        # the weights only to learn their device and dtype: reading them runs any parametrization (spectral_norm's
+        # power iteration), so not when both are given, as in every forward without a state
+        cells = self.cells if device is not None and dtype is not None else self.bound_cells()
+        return S.stack([c.initial_state(batch_size, device=device, dtype=dtype) for c in cells])
 
     def forward(
         self, input: Tensor | PackedSequence, state: Any = None, lengths: Any = None, *, return_steps: bool = False

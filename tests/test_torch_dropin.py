@@ -698,3 +698,21 @@ def test_cell_gradcheck_and_compile(kind, dynamo):
     assert torch.autograd.gradcheck(lambda x, *s: cell(x, s if kind == "LSTMCell" else s[0]), (x, *state))
     compiled = torch.compile(cell, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(x, hx), cell(x, hx))
+
+
+class _Counting(nn.Module):
+    calls = 0
+
+    def forward(self, w):
+        _Counting.calls += 1
+        return w
+
+
+@pytest.mark.parametrize("fused", ["auto", False], ids=["fused", "loop"])
+def test_a_forward_reads_a_parametrized_weight_once(fused):
+    """Each read runs the parametrization (spectral_norm's power iteration in training): one per forward."""
+    rnn = rnnkit.LSTM(3, 4, 2, fused=fused)
+    torch.nn.utils.parametrize.register_parametrization(rnn, "weight_hh_l1", _Counting())
+    _Counting.calls = 0
+    rnn(torch.randn(5, 2, 3))
+    assert _Counting.calls == 1
