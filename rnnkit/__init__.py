@@ -1,10 +1,11 @@
 """rnnkit: recurrent neural networks end to end on PyTorch.
 
 The public API, as one explicit list: cells (one step's equations), the layer that runs any cell over
-time, and drop-in replacements for torch.nn.RNN / LSTM / GRU.
+time, and drop-in replacements for torch.nn.RNN / LSTM / GRU (and, in ``rnnkit.torch_cells``, for
+torch.nn.RNNCell / LSTMCell / GRUCell, whose names rnnkit's own cells already hold).
 """
 
-from rnnkit import state
+from rnnkit import state, torch_cells
 from rnnkit.cells import (
     CELLS,
     Cell,
@@ -69,4 +70,5 @@ __all__ = [
     "bio_constraints",
     "flip_padded",
     "state",
+    "torch_cells",
 ]
