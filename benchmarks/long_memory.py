@@ -181,7 +181,8 @@ def summary(payload: dict) -> list[dict]:
     for (task, T, variant, optimizer, updates), runs in sorted(groups.items()):
         metric = TASKS[task].metric
         values = [r["final"][f"test_{metric}"] for r in runs if not r["failed"]]
-        tried = sorted({r["lr"] for r in _runs_of(payload, task, T, variant)})
+        runs_all = _runs_of(payload, task, T, variant, optimizer, updates)
+        tried = sorted({r["lr"] for r in runs_all})
         rows.append(
             {
                 "task": task,
@@ -210,8 +211,9 @@ def summary(payload: dict) -> list[dict]:
     return rows
 
 
-def _runs_of(payload: dict, task: str, T: int, variant: str) -> list[dict]:
-    return [r for r in payload["runs"] if (r["task"], r["T"], r["variant"]) == (task, T, variant)]
+def _runs_of(payload: dict, task: str, T: int, variant: str, optimizer: str, updates: int) -> list[dict]:
+    key = (task, T, variant, optimizer, updates)
+    return [r for r in payload["runs"] if (r["task"], r["T"], r["variant"], r["optimizer"], r["updates"]) == key]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -238,6 +240,7 @@ def _steps(values: list[int | None]) -> str:
 
 def plot(payload: dict) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -246,25 +249,24 @@ def plot(payload: dict) -> None:
     fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.8), squeeze=False)
     for ax, (task, T) in zip(axes[0], cases, strict=True):
         metric = TASKS[task].metric
-        variants = sorted(
-            {r["variant"] for r in payload["runs"] if r.get("chosen") and (r["task"], r["T"]) == (task, T)}
+        groups = sorted(
+            {(r["variant"], r["optimizer"], r["updates"]) for r in payload["runs"] if (r["task"], r["T"]) == (task, T)}
         )
-        for variant in variants:
-            runs = [
-                r
-                for r in payload["runs"]
-                if r.get("chosen") and (r["task"], r["T"], r["variant"]) == (task, T, variant)
-            ]
+        for variant, optimizer, updates in groups:
+            runs = [r for r in _runs_of(payload, task, T, variant, optimizer, updates) if r.get("chosen")]
+            if not runs:
+                continue
             steps = [p["step"] for p in min(runs, key=lambda r: len(r["curve"]))["curve"]]
             values = [[p[f"test_{metric}"] for p in r["curve"][: len(steps)]] for r in runs]
             mean = [statistics.mean(v) for v in zip(*values, strict=True)]
-            line = ax.plot(steps, mean, label=f"{variant} (lr {runs[0]['lr']:g})")[0]
+            line = ax.plot(steps, mean, label=f"{variant} ({optimizer} lr {runs[0]['lr']:g}, {updates:,} updates)")[0]
             low, high = [min(v) for v in zip(*values, strict=True)], [max(v) for v in zip(*values, strict=True)]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
         if task == "adding":
             ax.axhline(memoryless(task, T), color="grey", linestyle="--", label="memoryless answer")
             ax.set_yscale("log")
         ax.set(title=f"{task}, T = {T}", xlabel="updates", ylabel=f"test {metric} (mean; band: min-max of seeds)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
