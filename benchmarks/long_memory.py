@@ -198,14 +198,7 @@ def summary(payload: dict) -> list[dict]:
                 f"test_{metric}_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "below_baseline_at": [r["below_baseline_at"] for r in runs],
                 "solved_at": [r["solved_at"] for r in runs],
-                "minutes": round(
-                    sum(
-                        r["minutes"]
-                        for r in payload["runs"]
-                        if r["variant"] == variant and r["T"] == T and r["task"] == task
-                    ),
-                    1,
-                ),
+                "minutes": round(sum(r["minutes"] for r in runs_all), 1),
             }
         )
     return rows
