@@ -1,6 +1,6 @@
 """The ``rnnkit`` command: error handling, the parser, and ``rnnkit demo``'s wiring.
 
-``rnnkit demo`` trains a 2-layer LSTM language model for minutes, far past this suite's budget, so its test
+``rnnkit demo`` trains a 2-layer LSTM language model for 2,400 steps, far past this suite's budget, so its test
 replaces the training and the loaded run with fakes and checks what the command asks of them and prints.
 The hand-worked Elman and LSTM examples the earlier demo printed are in test_handworked.py.
 """
@@ -55,13 +55,13 @@ def test_demo_wiring(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(demo, "train_lm", train_lm)
     monkeypatch.setattr(demo, "load_run", load_run)
     out = tmp_path / "run"
-    argv = ["demo", "--minutes", "0.25", "--corpus-mb", "0.01", "--seed", "3", "--out", str(out)]
+    argv = ["demo", "--steps", "7", "--corpus-mb", "0.01", "--seed", "3", "--out", str(out)]
     assert rnnkit.cli.main(argv) == 0
     printed = capsys.readouterr().out
 
     cfg = seen["cfg"]
     assert seen["out"] == out and seen["force"] is True and seen["load"] == (out, "last")
-    assert cfg["train"].max_minutes == 0.25 and cfg["train"].seed == 3
+    assert cfg["train"].max_steps == 7 and cfg["train"].max_minutes is None and cfg["train"].seed == 3
     assert cfg["model"].cell == "lstm" and cfg["data"].level == "char"
     train, valid = tmp_path / "run-corpus" / "corpus.train.txt", tmp_path / "run-corpus" / "corpus.valid.txt"
     assert cfg["data"].train == str(train) and cfg["data"].valid == str(valid)
@@ -70,9 +70,9 @@ def test_demo_wiring(monkeypatch, capsys, tmp_path):
 
     assert "trained 7 steps; validation: 1.234 bits per character" in printed
     assert "def sampled at 0.7" in printed and "def sampled at 1.0" in printed
-    ranks = [line.split()[0] for line in printed.splitlines() if "logprob" in line]
-    assert ranks == ["1.", "2.", "3.", "4."]
-    assert printed.index("self._value return") < printed.index("for i in range(len(items)):")  # sorted by rank
+    assert [c for c in fake.calls if c[0] == "score"] == [("score", pair) for pair in demo.PAIRS]
+    pairs = [line for line in printed.splitlines() if " margin " in line]
+    assert len(pairs) == len(demo.PAIRS) and all(line.endswith("margin   1.00  right") for line in pairs)
 
 
 def test_stdlib_corpus_split(tmp_path):
@@ -104,7 +104,7 @@ def test_interrupt_exits_130(capsys, monkeypatch):
     assert capsys.readouterr().err == "rnnkit: interrupted\n"
 
 
-@pytest.mark.parametrize("argv", [[], ["nope"], ["demo", "--minutes", "soon"]])
+@pytest.mark.parametrize("argv", [[], ["nope"], ["demo", "--steps", "soon"]])
 def test_bad_command_lines_exit_2_with_usage(capsys, argv):
     with pytest.raises(SystemExit) as info:
         rnnkit.cli.main(argv)
