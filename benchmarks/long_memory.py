@@ -211,7 +211,7 @@ def _runs_of(payload: dict, task: str, T: int, variant: str, optimizer: str, upd
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | T | variant | optimizer, updates | lr (tried) | test metric, mean ± sd of 3 seeds | "
+        "| task | T | variant | optimizer, updates | lr (tried) | test metric, mean ± sd over seeds (n) | "
         "below the memoryless answer at | solved at | minutes (all runs) |",
         "|---|---:|---|---|---|---|---|---|---:|",
     ]
@@ -221,7 +221,7 @@ def markdown(rows: list[dict]) -> str:
         tried = ", ".join(f"{v:g}" for v in r["lrs_tried"])
         fails = f" ({r['failed']} failed)" if r["failed"] else ""
         cells = [r["task"], str(r["T"]), f"`{r['variant']}`", f"{r['optimizer']}, {r['updates']:,}",
-                 f"{r['lr']:g} ({tried})", f"{metric} {mean:.4f} ± {sd:.4f}{fails}",
+                 f"{r['lr']:g} ({tried})", f"{metric} {mean:.4f} ± {sd:.4f} ({r['seeds']}){fails}",
                  _steps(r["below_baseline_at"]), _steps(r["solved_at"]), f"{r['minutes']}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
