@@ -137,8 +137,7 @@ class _TorchCompatible(Recurrent):
         """torch.nn.RNNBase's ``extra_repr`` for what torch has, then rnnkit's own options where set."""
         s = f"{self.input_size}, {self.hidden_size}"
         torch_options = {"proj_size": 0, "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0}
-        torch_options["bidirectional"] = False
-        for key, default in torch_options.items():
+        for key, default in (torch_options | {"bidirectional": False}).items():
             value = getattr(self, key, default)
             if value != default:
                 s += f", {key}={value}"
@@ -265,9 +264,8 @@ class RNN(_TorchCompatible):
 
     def _cell_repr(self, cell: ElmanCell) -> str:
         # torch's RNN repr omits its nonlinearity; rnnkit shows it when it is not tanh
-        return ("" if cell.nonlinearity == "tanh" else f", nonlinearity={cell.nonlinearity!r}") + super()._cell_repr(
-            cell
-        )
+        shown = "" if cell.nonlinearity == "tanh" else f", nonlinearity={cell.nonlinearity!r}"
+        return shown + super()._cell_repr(cell)
 
     def _cell_unsupported(self, cell: ElmanCell) -> str | None:
         if cell.nonlinearity not in ("tanh", "relu"):
