@@ -31,6 +31,9 @@ from rnnkit.layers import SCRN, Clockwork, Jordan, MinGRU, MinLSTM, Recurrent, f
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.crf import CRF, bio_constraints
 from rnnkit.tasks.pooling import AttentionPooling, Pooling
+from rnnkit.tasks.seq2seq.attention import AdditiveAttention, DotAttention, GeneralAttention
+from rnnkit.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
+from rnnkit.tasks.seq2seq.search import Hypothesis, beam_search, greedy_search
 
 __version__ = "0.1.0"
 
@@ -42,16 +45,20 @@ __all__ = [
     "LSTM",
     "RNN",
     "SCRN",
+    "AdditiveAttention",
     "AttentionPooling",
     "Cell",
     "CharEncoder",
     "Clockwork",
     "ClockworkCell",
     "ClockworkState",
+    "DotAttention",
     "ElmanCell",
     "ElmanState",
     "GRUCell",
     "GRUState",
+    "GeneralAttention",
+    "Hypothesis",
     "IRNNCell",
     "Jordan",
     "JordanCell",
@@ -67,8 +74,12 @@ __all__ = [
     "Recurrent",
     "SCRNCell",
     "SCRNState",
+    "Seq2Seq",
+    "Seq2SeqConfig",
+    "beam_search",
     "bio_constraints",
     "flip_padded",
+    "greedy_search",
     "state",
     "torch_cells",
 ]

@@ -10,10 +10,18 @@ import os
 import sys
 import warnings
 
-from rnnkit.cli import classify, demo, diagnose, lm, music, tag
+from rnnkit.cli import classify, demo, diagnose, lm, music, tag, translate
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
-COMMANDS = {"lm": lm, "music": music, "classify": classify, "tag": tag, "diagnose": diagnose, "demo": demo}
+COMMANDS = {
+    "lm": lm,
+    "music": music,
+    "classify": classify,
+    "tag": tag,
+    "translate": translate,
+    "diagnose": diagnose,
+    "demo": demo,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Encoder-decoder pieces: attention, the model, and search."""

@@ -1,0 +1,306 @@
+"""Greedy and batched beam search over a step function, kept apart from any model (OpenNMT's ``translate/`` split).
+
+**The step function.** ``step(tokens, state) -> (log_probs, state)``: ``tokens`` (N,) long holds the last token of
+each of the N live hypotheses (``bos`` at the first step) and ``log_probs`` (N, V) the log-probabilities of the next
+token. ``state`` is any nesting of tuples, NamedTuples, lists, tensors and None whose tensors all have the N
+hypotheses on dimension 0; an encoder memory (N, S, H) and its mask (N, S) ride along in it. The search tiles,
+reorders and drops rows with ``reorder(state, index)`` (by default ``index_select(0, index)`` on every tensor), so
+the step function never knows which hypotheses it holds. The batch size B is the first dimension of the first
+tensor in the initial state.
+
+**Stopping.** A sentence emits at most ``max_len`` tokens besides eos, which is free: once a hypothesis has
+``max_len`` tokens the search takes one more step, in which it may still end with eos; if it does not (greedy: eos
+is not the best token; beam: no eos among the K best candidates), it is cut and returned with ``finished=False``.
+Beam search also stops a sentence as soon as it holds ``beam_size`` finished hypotheses (eos candidates count only
+when they rank among the K best of the step, so a wide beam is exhaustive and ``beam_size=1`` is greedy). Stopped
+sentences leave the batch, so later steps run on fewer rows.
+
+**Length penalty.** ``score = log_prob / length ** length_penalty`` where ``length`` counts the output tokens plus
+the eos when the hypothesis ended with one (at least 1, so an empty cut output scores 0). 0 ranks by the summed
+log-probability, 1 by the mean per token. Live beams compete by summed log-probability; the score ranks the
+hypotheses a sentence returns.
+
+``constraint(history, sentence)`` may forbid tokens: ``history`` (N, t) are the tokens each live hypothesis has
+emitted (bos excluded), ``sentence`` (N,) the index of its sentence, and it returns a bool (N, V) mask, True where
+allowed (a parser forces balanced brackets this way).
+
+>>> import torch
+>>> probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.4, 0.1, 0.5], [0.2, 0.5, 0.3]])
+>>> table = probs.log()  # table[previous token] -> log-probs of the next; token 0 is eos, 3 is bos
+>>> def step(tokens, state):
+...     return table[tokens], state
+>>> state = torch.zeros(2, 1)  # no memory at all: the state only says there are 2 sentences
+>>> [(h.tokens, h.finished) for h in greedy_search(step, state, bos=3, eos=0, max_len=torch.tensor([5, 0]))]
+[([1], True), ([], False)]
+>>> best = beam_search(step, state, bos=3, eos=0, max_len=5, beam_size=3, n_best=2)[0]
+>>> [(h.tokens, round(h.score, 3), h.finished) for h in best]
+[([1], -0.693, True), ([1, 2], -0.938, True)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from rnnkit.errors import RnnkitError
+from rnnkit.state import tree_leaves, tree_map
+
+StepFn = Callable[[Tensor, Any], tuple[Tensor, Any]]  # (tokens (N,), state) -> (log_probs (N, V), state)
+Constraint = Callable[[Tensor, Tensor], Tensor]  # (history (N, t), sentence (N,)) -> allowed (N, V) bool
+Reorder = Callable[[Any, Tensor], Any]  # (state, index (N',)) -> the state's rows ``index``
+
+NEG_INF = float("-inf")
+
+
+class Hypothesis(NamedTuple):
+    """One output of a search."""
+
+    tokens: list[int]  # the output, without bos and without eos
+    score: float  # log_prob / length ** length_penalty (length counts the eos of a finished hypothesis)
+    log_prob: float  # the summed log-probability of the tokens (and of the eos when it ended with one)
+    finished: bool  # True when it ended with eos, False when cut at max_len
+
+
+@dataclass(frozen=True)
+class _Options:
+    bos: int
+    eos: int
+    length_penalty: float
+    constraint: Constraint | None
+    reorder: Reorder
+
+
+@dataclass
+class _Live:
+    """The hypotheses still being extended; row r of ``history`` and of ``state`` belong together."""
+
+    sentence: Tensor  # (n,) the sentence of each greedy row / of each group of K beams
+    scores: Tensor  # (n,) or (n, K) summed log-probabilities; -inf marks an empty beam slot
+    history: Tensor  # (rows, t) the tokens emitted so far, bos excluded
+    state: Any
+
+
+@torch.no_grad()
+def greedy_search(
+    step: StepFn,
+    state: Any,
+    *,
+    bos: int,
+    eos: int,
+    max_len: Tensor | int,
+    length_penalty: float = 1.0,
+    constraint: Constraint | None = None,
+    reorder: Reorder | None = None,
+) -> list[Hypothesis]:
+    """The most likely token at every step, for a batch of B sentences at once; one hypothesis per sentence.
+
+    ``max_len`` is an int or a (B,) integer tensor: the most tokens per sentence, eos not counted.
+    ``length_penalty`` only sets :attr:`Hypothesis.score` (as in :func:`beam_search`, for comparing the two).
+    """
+    batch, device = _batch_of(state)
+    limits = _max_lengths(max_len, batch, device)
+    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows)
+    if batch == 0:
+        return []
+    out: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    sentence = torch.arange(batch, device=device)
+    live: _Live | None = _Live(sentence, torch.zeros(batch, device=device), _empty_history(batch, device), state)
+    while live is not None:
+        live = _greedy_step(step, live, limits, out, opts)
+    return [hyps[0] for hyps in out]
+
+
+def _greedy_step(
+    step: StepFn, live: _Live, limits: Tensor, out: list[list[Hypothesis]], opts: _Options
+) -> _Live | None:
+    t = live.history.shape[1]
+    log_probs, state = step(_last_tokens(live.history, opts.bos), live.state)
+    every = torch.ones_like(live.sentence, dtype=torch.bool)
+    log_probs = _allowed_log_probs(log_probs, live.history, live.sentence, every, opts)
+    # the argmax of the running sum, as beam search ranks it, so both compare the very same floats
+    scores, tokens = (live.scores.unsqueeze(1) + log_probs).max(1)
+    ended = tokens == opts.eos
+    cut = ~ended & (limits[live.sentence] == t)
+    _record(out, live.sentence[ended], live.history[ended], scores[ended], True, opts.length_penalty)
+    _record(out, live.sentence[cut], live.history[cut], live.scores[cut], False, opts.length_penalty)
+    rows = (~(ended | cut)).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return None
+    history = torch.cat([live.history[rows], tokens[rows].unsqueeze(1)], 1)
+    return _Live(live.sentence[rows], scores[rows], history, opts.reorder(state, rows))
+
+
+@torch.no_grad()
+def beam_search(
+    step: StepFn,
+    state: Any,
+    *,
+    bos: int,
+    eos: int,
+    beam_size: int,
+    max_len: Tensor | int,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    constraint: Constraint | None = None,
+    reorder: Reorder | None = None,
+) -> list[list[Hypothesis]]:
+    """Beam search over a batch of B sentences at once: per sentence, its ``n_best`` hypotheses, best score first.
+
+    Each of the B rows of ``state`` becomes ``beam_size`` rows (row ``b * beam_size + k``) and every step runs one
+    ``step`` call over all live rows. A sentence may return fewer than ``n_best`` hypotheses when the vocabulary,
+    the constraint or ``max_len`` leave fewer distinct outputs.
+    """
+    _check_beam(beam_size, n_best)
+    batch, device = _batch_of(state)
+    limits = _max_lengths(max_len, batch, device)
+    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows)
+    out: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    sentence = torch.arange(batch, device=device)
+    state = opts.reorder(state, sentence.repeat_interleave(beam_size))
+    # only beam 0 of each sentence is live at first, so the K beams do not all pick the same tokens
+    scores = torch.full((batch, beam_size), NEG_INF, device=device)
+    scores[:, 0] = 0.0
+    live: _Live | None = _Live(sentence, scores, _empty_history(batch * beam_size, device), state)
+    finished = torch.zeros(batch, dtype=torch.long, device=device)
+    while live is not None and live.sentence.numel():
+        live = _beam_step(step, live, limits, finished, out, opts)
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in out]
+
+
+def _beam_step(
+    step: StepFn, live: _Live, limits: Tensor, finished: Tensor, out: list[list[Hypothesis]], opts: _Options
+) -> _Live | None:
+    (n, k), t = live.scores.shape, live.history.shape[1]
+    log_probs, state = step(_last_tokens(live.history, opts.bos), live.state)
+    sentence = live.sentence.repeat_interleave(k)
+    log_probs = _allowed_log_probs(log_probs, live.history, sentence, live.scores.view(-1) > NEG_INF, opts)
+    vocab = log_probs.shape[1]
+    top, index, ends, cont, cont_index = _candidates(live.scores, log_probs, opts.eos)
+    first_row = (torch.arange(n, device=top.device) * k).unsqueeze(1)
+    parents = first_row + index // vocab  # (n, 2K) the history row each candidate extends
+    groups = live.sentence.unsqueeze(1)
+    _record(out, groups.expand_as(ends)[ends], live.history[parents[ends]], top[ends], True, opts.length_penalty)
+    finished.index_add_(0, live.sentence, ends.sum(1))
+    full = finished[live.sentence] >= k
+    at_limit = limits[live.sentence] == t
+    # a sentence at its max_len that has not filled its beam with eos endings keeps its live beams, cut
+    old = (at_limit & ~full).unsqueeze(1) & (live.scores > NEG_INF)
+    cut_history = live.history.view(n, k, t)[old]
+    _record(out, groups.expand_as(old)[old], cut_history, live.scores[old], False, opts.length_penalty)
+    keep = ~(full | at_limit | (cont == NEG_INF).all(1))
+    rows = (first_row + cont_index // vocab)[keep].view(-1)
+    if rows.numel() == 0:
+        return None
+    history = torch.cat([live.history[rows], (cont_index % vocab)[keep].view(-1, 1)], 1)
+    return _Live(live.sentence[keep], cont[keep], history, opts.reorder(state, rows))
+
+
+def _candidates(scores: Tensor, log_probs: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The 2K best extensions of each sentence's K beams, those that end it, and the K best that do not.
+
+    Returns ``top`` (n, 2K) scores best first, ``index`` (n, 2K) into beam * V + token, ``ends`` (n, 2K) true at the
+    eos candidates among the K best (finite ones only), and the K continuing candidates' scores and indices.
+    Taking 2K leaves K continuing ones however many of the K beams' eos extensions rank high.
+    """
+    n, k = scores.shape
+    vocab = log_probs.shape[1]
+    total = (scores.unsqueeze(2) + log_probs.view(n, k, vocab)).view(n, k * vocab)
+    top, index = total.topk(min(2 * k, k * vocab), dim=1)
+    is_eos = index % vocab == eos
+    rank = torch.arange(top.shape[1], device=top.device)
+    ends = is_eos & (rank < k) & (top > NEG_INF)
+    # eos candidates sort behind all others, each group keeping its order: the first K are the best continuations
+    order = (rank + is_eos.long() * top.shape[1]).argsort(dim=1)[:, :k]
+    cont = top.gather(1, order).masked_fill(is_eos.gather(1, order), NEG_INF)  # only when V = 1
+    return top, index, ends, cont, index.gather(1, order)
+
+
+def _allowed_log_probs(log_probs: Tensor, history: Tensor, sentence: Tensor, live: Tensor, opts: _Options) -> Tensor:
+    """Check the step's output, set what the constraint forbids to -inf, and insist every live row keeps a token."""
+    rows, t = history.shape
+    if log_probs.dim() != 2 or log_probs.shape[0] != rows:
+        raise RnnkitError(f"the step function must return log-probs of shape ({rows}, V), got {tuple(log_probs.shape)}")
+    vocab = log_probs.shape[1]
+    if not 0 <= opts.eos < vocab:
+        raise RnnkitError(f"eos must be a token id below the step function's vocabulary of {vocab}, got {opts.eos}")
+    if opts.constraint is not None:
+        allowed = opts.constraint(history, sentence)
+        if allowed.shape != log_probs.shape or allowed.dtype != torch.bool:
+            got = f"{allowed.dtype} {tuple(allowed.shape)}"
+            raise RnnkitError(f"the constraint must return a bool mask of shape {tuple(log_probs.shape)}, got {got}")
+        log_probs = log_probs.masked_fill(~allowed, NEG_INF)
+    # empty beam slots (score -inf) carry stale histories, so only live rows must keep an allowed token
+    stuck = live & ~(log_probs > NEG_INF).any(1)
+    if bool(stuck.any()):
+        s = int(sentence[stuck.nonzero()[0, 0]])
+        raise RnnkitError(
+            f"no token is allowed for sentence {s} after {t} tokens: the constraint (or the step function's "
+            f"log-probs, all -inf) rules out every one of the {vocab} tokens, eos included"
+        )
+    return log_probs
+
+
+def _record(
+    out: list[list[Hypothesis]], sentence: Tensor, history: Tensor, log_prob: Tensor, finished: bool, penalty: float
+) -> None:
+    """Append finished or cut hypotheses to their sentences' lists (host bookkeeping, only when some end)."""
+    for s, tokens, lp in zip(sentence.tolist(), history.tolist(), log_prob.tolist(), strict=True):
+        length = max(len(tokens) + finished, 1)
+        out[s].append(Hypothesis(tokens, lp / length**penalty, lp, finished))
+
+
+def _batch_of(state: Any) -> tuple[int, torch.device]:
+    leaves = tree_leaves(state)
+    if not leaves:
+        raise RnnkitError("the search state holds no tensors, so it has no batch size: put a (B, ...) tensor in it")
+    if leaves[0].dim() == 0:
+        raise RnnkitError("the search state's tensors need the batch on dim 0, but its first tensor is a scalar")
+    return leaves[0].shape[0], leaves[0].device
+
+
+def _max_lengths(max_len: Tensor | int, batch: int, device: torch.device) -> Tensor:
+    """``max_len`` as a (B,) long tensor on the state's device."""
+    if isinstance(max_len, Tensor):
+        if tuple(max_len.shape) != (batch,):
+            raise RnnkitError(
+                f"max_len must be an int or a ({batch},) tensor, got a tensor of shape {tuple(max_len.shape)}"
+            )
+        if max_len.dtype.is_floating_point or max_len.dtype.is_complex or max_len.dtype == torch.bool:
+            raise RnnkitError(f"max_len must hold integers, got {max_len.dtype}")
+        lengths = max_len.to(device=device, dtype=torch.long)
+    elif isinstance(max_len, int) and not isinstance(max_len, bool):
+        lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
+    else:
+        raise RnnkitError(f"max_len must be an int or a ({batch},) tensor, got {type(max_len).__name__}")
+    if batch and int(lengths.min()) < 0:
+        raise RnnkitError(f"max_len must be at least 0, got {int(lengths.min())}")
+    return lengths
+
+
+def _check_beam(beam_size: int, n_best: int) -> None:
+    if beam_size < 1:
+        raise RnnkitError(f"beam_size must be at least 1, got {beam_size}")
+    if not 1 <= n_best <= beam_size:
+        raise RnnkitError(f"n_best must lie between 1 and beam_size={beam_size}, got {n_best}")
+
+
+def _select_rows(state: Any, index: Tensor) -> Any:
+    """The default ``reorder``: rows ``index`` of every tensor in the state."""
+    return tree_map(lambda t: t.index_select(0, index), state)
+
+
+def _empty_history(rows: int, device: torch.device) -> Tensor:
+    return torch.empty(rows, 0, dtype=torch.long, device=device)
+
+
+def _last_tokens(history: Tensor, bos: int) -> Tensor:
+    if history.shape[1]:
+        return history[:, -1]
+    return torch.full((history.shape[0],), bos, dtype=torch.long, device=history.device)
+
+
+__all__ = ["Constraint", "Hypothesis", "Reorder", "StepFn", "beam_search", "greedy_search"]
