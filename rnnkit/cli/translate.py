@@ -7,11 +7,13 @@ import itertools
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rnnkit.cli.common import add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
 from rnnkit.data.parallel import read_lines
 from rnnkit.errors import RnnkitError
+from rnnkit.io import check_output_path, write_atomically
 from rnnkit.tasks import translate_run
 from rnnkit.tasks.translate_run import load_run
 
@@ -31,7 +33,8 @@ EVAL_EXAMPLE = f"""examples:
 
 PREDICT_EXAMPLE = """examples:
   echo "ein mann fährt fahrrad ." | rnnkit translate predict runs/m30k
-  rnnkit translate predict runs/m30k sentences.de --beam 5 --n-best 3 --json"""
+  rnnkit translate predict runs/m30k sentences.de --beam 5 --n-best 3 --json
+  echo "zwei hunde spielen im schnee ." | rnnkit translate predict runs/m30k --plot-attention attention.png"""
 
 #: sentences translated at a time from a file or a pipe (from a terminal: each line as it is typed)
 CHUNK = 512
@@ -69,6 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object a line: source, translation, n-best, scores")
     p.add_argument("--n-best", type=int, default=1, help="translations per sentence with --json (at most --beam)")
     p.add_argument("--batch-size", type=int, default=None, help="sentences per batch (default: the run's)")
+    p.add_argument(
+        "--plot-attention",
+        metavar="PNG",
+        help="also draw each sentence's attention (source x output tokens) into PNG (several: PNG-2.png, ...)",
+    )
     add_search_flags(p)
     p.set_defaults(func=predict)
 
@@ -124,14 +132,38 @@ def predict(args: argparse.Namespace) -> int:
     """Translate each line as it comes (in chunks from a file or a pipe); an empty line gives an empty line."""
     kw = _search(args) | {"n_best": args.n_best if args.json else 1}
     translate_run.check_search(args.beam, kw["n_best"], args.max_len_a, args.max_len_b)
+    png = check_output_path(args.plot_attention, ".png") if args.plot_attention else None
     run = load_run(args.run, verb="predict")
+    if png is not None and run.model_config.attention == "none":
+        raise RnnkitError(f"--plot-attention needs a run with attention; {args.run} was trained with --attention none")
     lines = _lines(args.input)
     chunk = 1 if args.input == "-" and sys.stdin.isatty() else CHUNK
+    plotted = 0
     for group in iter(lambda: list(itertools.islice(lines, chunk)), []):
         for source, n_best in zip(group, run.translate(group, **kw), strict=True):
             line = json.dumps({"source": source, "translation": n_best[0]["text"], "n_best": n_best})
             print(line if args.json else n_best[0]["text"], flush=chunk == 1)
+            if png is not None and source.strip():
+                plotted += 1
+                path = png if plotted == 1 else png.with_name(f"{png.stem}-{plotted}.png")
+                write_attention_png(*run.attention(source, **kw), path)
+                print(f"wrote the attention of sentence {plotted} to {path}", file=sys.stderr)
     return 0
+
+
+def write_attention_png(source: list[str], output: list[str], weights: list[list[float]], path: Path) -> None:
+    """A heatmap of one translation's attention: a row per output token, a column per source token."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    fig = Figure(figsize=(min(max(3.0, 0.45 * len(source) + 1.5), 30.0), min(max(2.5, 0.4 * len(output) + 1.2), 30.0)))
+    ax = fig.subplots()
+    ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=9)
+    ax.set_yticks(range(len(output)), output, fontsize=9)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def _lines(source: str) -> Iterator[str]:

@@ -143,6 +143,22 @@ class TranslateRun:
                 results[i] = [self._result(h) for h in hyps]
         return results
 
+    def attention(self, line: str, **search: Any) -> tuple[list[str], list[str], list[list[float]]]:
+        """Where the decoder looked while translating ``line`` (with ``search`` as in :meth:`translate`): the source
+        tokens, the output tokens (and <eos>) and the weights, one row per output token, one column per source
+        token."""
+        tokens = self.src.encode(line)
+        if not tokens:
+            raise RnnkitError("an empty sentence has no attention to show")
+        ids = self.src_vocab.encode(tokens)
+        batch = make_batch([ids], **SPECIALS)
+        check_search(search.get("beam_size", 5), 1, search.get("max_len_a", 2.0), search.get("max_len_b", 10))
+        limit = int(search.get("max_len_a", 2.0) * len(ids)) + search.get("max_len_b", 10)
+        kw = {"beam_size": search.get("beam_size", 5), "length_penalty": search.get("length_penalty", 1.0)}
+        (best,) = self.model.translate(batch.src, batch.src_lengths, max_len=limit, **kw)[0]
+        weights = self.model.attention_map(batch.src, batch.src_lengths, [best.tokens])[0]
+        return tokens, [*self.tgt_vocab.decode(best.tokens), "<eos>"], weights.tolist()
+
     def _result(self, hypothesis: Any) -> dict[str, Any]:
         tokens = self.tgt_vocab.decode(hypothesis.tokens)
         return {"text": self.tgt.decode(tokens), "score": hypothesis.score, "log_prob": hypothesis.log_prob}

@@ -119,6 +119,20 @@ def test_train_eval_predict_end_to_end(trained, tmp_path, capsys):
     assert lines[1]["n_best"] == [{"text": "", "score": 0.0, "log_prob": 0.0}]
 
 
+def test_plot_attention_writes_one_png_per_sentence(trained, tmp_path, capsys):
+    run, _ = trained
+    (tmp_path / "in.fo").write_text(f"{foreign('dog sits on the red ball')}\n\n{foreign('a man')}\n")
+    code, _, err = main(capsys, "translate", "predict", run, tmp_path / "in.fo", "--plot-attention", tmp_path / "a.png")
+    assert code == 0 and "sentence 2" in err
+    for name in ("a.png", "a-2.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    source, output, weights = load_run(run).attention(foreign("a man"), beam_size=1)
+    assert source == ["namx", "ax"] and output[-1] == "<eos>" and len(weights) == len(output)
+    assert all(abs(sum(row) - 1) < 1e-5 and len(row) == 2 for row in weights)
+    # reversal: the first output word ("a") looks mostly at the last source word ("ax")
+    assert weights[0][1] > weights[0][0]
+
+
 def test_predict_reads_stdin_and_load_run_opens_the_folder(trained, monkeypatch, capsys):
     run, _ = trained
     monkeypatch.setattr(sys, "stdin", io.StringIO("tacx stisx\n"))

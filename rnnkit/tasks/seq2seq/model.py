@@ -172,11 +172,12 @@ class Seq2Seq(Task):
 
     def step(self, tokens: Tensor, state: DecoderState, cells: list | None = None) -> tuple[Tensor, DecoderState]:
         """Advance each hypothesis by one token: (N,) ids -> log-probabilities (N, V) of the next token."""
-        out, state = self._advance(self.tgt_embedding(tokens), state, cells or self.decoder.bound_cells())
+        out, state, _ = self._advance(self.tgt_embedding(tokens), state, cells or self.decoder.bound_cells())
         return F.log_softmax(self._logits(out), dim=-1), state
 
-    def _advance(self, x: Tensor, state: DecoderState, cells: list) -> tuple[Tensor, DecoderState]:
-        """One decoder step on embedded tokens ``x`` (N, E): the attentional vector h~_t (N, H) and the new state."""
+    def _advance(self, x: Tensor, state: DecoderState, cells: list) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One decoder step on embedded tokens ``x`` (N, E): the attentional vector h~_t (N, H), the new state and
+        the attention weights (N, S) (None without attention)."""
         x = self.drop(x)
         y = torch.cat([x, state.feed], dim=-1) if state.feed is not None else x
         new = []
@@ -185,15 +186,16 @@ class Seq2Seq(Task):
             new.append(s)
             if layer < len(cells) - 1:
                 y = F.dropout(y, self.config.dropout, self.training)
-        out = self._attend(y, state.memory, state.mask, state.keys)
-        return out, state._replace(cells=tuple(new), feed=out if self.feeds else None)
+        out, weights = self._attend(y, state.memory, state.mask, state.keys)
+        return out, state._replace(cells=tuple(new), feed=out if self.feeds else None), weights
 
-    def _attend(self, y: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None) -> Tensor:
-        """h~ = tanh(W_c [c; y]) from the decoder's top output ``y`` ((N, H) or (N, T, H)); y without attention."""
+    def _attend(self, y: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """h~ = tanh(W_c [c; y]) from the decoder's top output ``y`` ((N, H) or (N, T, H)), and the attention
+        weights; y and None without attention."""
         if self.attention is None:
-            return y
-        context, _ = self.attention(y, memory, mask, keys)
-        return torch.tanh(self.combine(torch.cat([context, y], dim=-1)))
+            return y, None
+        context, weights = self.attention(y, memory, mask, keys)
+        return torch.tanh(self.combine(torch.cat([context, y], dim=-1))), weights
 
     def _logits(self, out: Tensor) -> Tensor:
         out = self.drop(out)
@@ -207,20 +209,44 @@ class Seq2Seq(Task):
         if not self.feeds and forcing == 1.0:  # the whole target at once: fused kernels, one attention product
             lengths = (batch.tgt_in != self.pad_id).sum(1).clamp(min=1)
             y, _ = self.decoder(self.drop(x), S.stack(list(state.cells)), lengths=lengths)
-            return self._logits(self._attend(y, state.memory, state.mask, state.keys))
-        return self._logits(self._step_through(x, state, forcing))
+            return self._logits(self._attend(y, state.memory, state.mask, state.keys)[0])
+        return self._logits(self._step_through(x, state, forcing)[0])
 
-    def _step_through(self, x: Tensor, state: DecoderState, forcing: float) -> Tensor:
-        """The reference loop: the attentional vectors (B, T+1, H), one step at a time."""
-        cells, outs = self.decoder.bound_cells(), []
+    def _step_through(self, x: Tensor, state: DecoderState, forcing: float) -> tuple[Tensor, list]:
+        """The reference loop: the attentional vectors (B, T+1, H), one step at a time, and each step's attention
+        weights (B, S) (None without attention)."""
+        cells, outs, weights = self.decoder.bound_cells(), [], []
         for t, x_t in enumerate(x.unbind(1)):
             if forcing < 1.0 and t > 0:  # each sentence reads its own previous guess with probability 1 - forcing
                 guess = self.tgt_embedding(self._logits(outs[-1]).argmax(-1))
                 own = torch.rand(x_t.shape[0], 1, device=x_t.device) >= forcing
                 x_t = torch.where(own, guess, x_t)
-            out, state = self._advance(x_t, state, cells)
+            out, state, w = self._advance(x_t, state, cells)
             outs.append(out)
-        return torch.stack(outs, dim=1)
+            weights.append(w)
+        return torch.stack(outs, dim=1), weights
+
+    @torch.no_grad()
+    def attention_map(self, src: Tensor, lengths: Tensor, outputs: list[list[int]]) -> Tensor:
+        """The attention weights (B, T+1, S) of each source's decoder while it writes ``outputs`` (ids without
+        <bos>/<eos>; the last row is the step that writes <eos>), in eval mode; zero beyond each output's length.
+
+        >>> model = Seq2Seq(20, 30, Seq2SeqConfig(hidden=8), pad_id=0, bos=2, eos=3)
+        >>> weights = model.attention_map(torch.tensor([[5, 6, 7]]), torch.tensor([3]), [[9, 10]])
+        >>> weights.shape, [round(w, 4) for w in weights.sum(-1)[0].tolist()]
+        (torch.Size([1, 3, 3]), [1.0, 1.0, 1.0])
+        """
+        if self.attention is None:
+            raise RnnkitError("this model has no attention (--attention none): there is no map to show")
+        was_training = self.training
+        self.eval()
+        try:
+            batch = make_batch(src.tolist(), outputs, pad_id=self.pad_id, bos=self.bos, eos=self.eos)
+            _, weights = self._step_through(self.tgt_embedding(batch.tgt_in), self.encode(src, lengths), 1.0)
+        finally:
+            self.train(was_training)
+        real = (batch.tgt_out != self.pad_id).unsqueeze(-1)
+        return torch.stack(weights, dim=1) * real
 
     # -- the task contract -------------------------------------------------------------------------------------
 
