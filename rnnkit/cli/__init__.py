@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from rnnkit.cli import classify, demo, diagnose, lm, music, tag, translate
+from rnnkit.cli import autoencode, classify, demo, diagnose, lm, music, tag, translate
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "classify": classify,
     "tag": tag,
     "translate": translate,
+    "autoencode": autoencode,  # also the top-level embed and search commands
     "diagnose": diagnose,
     "demo": demo,
 }
@@ -34,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot take positionals after an option (`rnnkit search RUN --index F QUERY`): a command that
+    # collects trailing words names the attribute in ``trailing``; anything else unknown is an error as usual
+    trailing = getattr(args, "trailing", None)
+    if extra and (trailing is None or any(word.startswith("-") for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, trailing, [*getattr(args, trailing), *extra])
     previous = warnings.formatwarning
     if not args.debug:  # warnings as one line each, like the errors
         warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {message}\n"

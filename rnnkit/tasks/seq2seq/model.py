@@ -67,6 +67,13 @@ class Seq2SeqConfig:
     label_smoothing: float = option(
         0.1, "training targets' share of probability spread over the vocabulary", ge=0, lt=1
     )
+    word_dropout: float = option(
+        0.0,
+        "while training, replace each decoder input word by <unk> with this chance (autoencoders: the code must "
+        "carry the content)",
+        ge=0,
+        lt=1,
+    )
     teacher_forcing: float = option(
         1.0, "chance of reading the gold previous token while training (else the model's own guess)", ge=0, le=1
     )
@@ -130,9 +137,11 @@ class Seq2Seq(Task):
     #: the best weights, early stopping and plateaus follow validation BLEU (of greedy output, on token ids)
     selection = ("bleu", "max")
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, config: Seq2SeqConfig, *, pad_id: int, bos: int, eos: int):
+    def __init__(
+        self, src_vocab: int, tgt_vocab: int, config: Seq2SeqConfig, *, pad_id: int, bos: int, eos: int, unk: int = 1
+    ):
         super().__init__()
-        self.config, self.pad_id, self.bos, self.eos = config, pad_id, bos, eos
+        self.config, self.pad_id, self.bos, self.eos, self.unk = config, pad_id, bos, eos, unk
         E, H, L, D = config.embed_size, config.hidden, config.layers, 1 + config.bidirectional
         self.feeds = config.input_feed and config.attention != "none"
         kw: dict[str, Any] = {"init": config.init} if config.init is not None else {}
@@ -204,13 +213,41 @@ class Seq2Seq(Task):
     def logits(self, batch: Seq2SeqBatch) -> Tensor:
         """(B, T+1, V) scores of each target position given the gold (or, teacher forcing < 1, sampled) prefix."""
         state = self.encode(batch.src, batch.src_lengths)
-        x = self.tgt_embedding(batch.tgt_in)  # (B, T+1, E)
+        x = self.tgt_embedding(self._word_dropout(batch.tgt_in))  # (B, T+1, E)
         forcing = self.config.teacher_forcing if self.training else 1.0
         if not self.feeds and forcing == 1.0:  # the whole target at once: fused kernels, one attention product
             lengths = (batch.tgt_in != self.pad_id).sum(1).clamp(min=1)
             y, _ = self.decoder(self.drop(x), S.stack(list(state.cells)), lengths=lengths)
             return self._logits(self._attend(y, state.memory, state.mask, state.keys)[0])
         return self._logits(self._step_through(x, state, forcing)[0])
+
+    def _word_dropout(self, tokens: Tensor) -> Tensor:
+        """Training: each input word after <bos> becomes <unk> with chance ``word_dropout`` (Bowman et al. 2016)."""
+        p = self.config.word_dropout
+        if not self.training or p == 0:
+            return tokens
+        drop = (torch.rand(tokens.shape, device=tokens.device) < p) & (tokens != self.pad_id)
+        drop[:, 0] = False  # <bos>
+        return tokens.masked_fill(drop, self.unk)
+
+    @torch.no_grad()
+    def code(self, src: Tensor, lengths: Tensor) -> Tensor:
+        """Each source's fixed-size code (B, H): the encoder's top layer's final hidden state, both directions
+        concatenated (what a model without attention decodes from; a sequence autoencoder's sentence vector).
+
+        >>> model = Seq2Seq(20, 20, Seq2SeqConfig(hidden=8, attention="none"), pad_id=0, bos=2, eos=3)
+        >>> model.code(torch.tensor([[5, 6, 7], [8, 0, 0]]), torch.tensor([3, 1])).shape
+        torch.Size([2, 8])
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            _, final = self.encoder(self.src_embedding(src), lengths=lengths)
+        finally:
+            self.train(was_training)
+        h = final if isinstance(final, Tensor) else final[0]  # (L*D, B, H/D)
+        D = 1 + self.config.bidirectional
+        return torch.cat([h[h.shape[0] - D + d] for d in range(D)], dim=-1)
 
     def _step_through(self, x: Tensor, state: DecoderState, forcing: float) -> tuple[Tensor, list]:
         """The reference loop: the attentional vectors (B, T+1, H), one step at a time, and each step's attention

@@ -1,0 +1,137 @@
+"""``rnnkit autoencode train|eval|predict``, ``rnnkit embed`` and ``rnnkit search`` end to end on generated
+subject-verb-object sentences, where word order carries the meaning that a bag of words loses."""
+
+import io
+import json
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rnnkit.cli
+from rnnkit.tasks.autoencode_run import cosine, load_run
+
+NOUNS = ["dog", "man", "cat", "woman", "horse", "child", "bird", "girl"]
+VERBS = ["sees", "bites", "follows", "helps", "pulls", "watches"]
+FLAGS = ["--hidden", "64", "--embed", "32", "--batch-size", "16", "--lr", "0.005", "--no-progress", "--dropout", "0"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_formatwarning(monkeypatch):
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.sample(NOUNS, 2)
+        out.append(f"the {a} {rng.choice(VERBS)} the {b}")
+    return out
+
+
+def main(capsys, *argv):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = rnnkit.cli.main([str(a) for a in argv])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("autoencode")
+    (tmp / "train.txt").write_text("".join(s + "\n" for s in sentences(600, 1)))
+    (tmp / "valid.txt").write_text("".join(s + "\n" for s in sentences(40, 2)))
+    argv = ["autoencode", "train", "--train", tmp / "train.txt", "--valid", tmp / "valid.txt", "--out", tmp / "run"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert rnnkit.cli.main([str(a) for a in [*argv, *FLAGS, "--epochs", "15"]]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return tmp / "run", tmp / "valid.txt"
+
+
+def test_train_eval_and_reconstruct(trained, capsys):
+    run, valid = trained
+    assert {"config.json", "vocab.json", "best.safetensors"} <= {p.name for p in run.iterdir()}
+    code, out, _ = main(capsys, "autoencode", "eval", run, "--data", valid, "--json")
+    result = json.loads(out)
+    assert code == 0 and result["count"] == 40 and result["exact"] > 0.8 and result["bleu"] > 80
+    assert {"perplexity", "chrf", "bleu_signature", "tokens"} <= set(result)
+    code, out, _ = main(capsys, "autoencode", "predict", run, valid, "--beam", "3")
+    rebuilt = out.splitlines()
+    assert code == 0 and len(rebuilt) == 40
+    assert rebuilt == load_run(run).reconstruct(valid.read_text().splitlines(), beam_size=3)
+
+
+def test_the_code_tells_apart_what_a_bag_of_words_cannot(trained):
+    """'the dog bites the man' and 'the man bites the dog' have the same words: a bag of words scores them 1.0."""
+    run = load_run(trained[0])
+    pairs = [("the dog bites the man", "the man bites the dog"), ("the girl sees the horse", "the horse sees the girl")]
+    for a, b in pairs:
+        codes = run.embed([a, b, a])
+        same, swapped = cosine(codes[:1], codes[2:])[0, 0], cosine(codes[:1], codes[1:2])[0, 0]
+        assert same == pytest.approx(1.0, abs=1e-5) and swapped < 0.98, (a, swapped)
+    index = [b for _, b in pairs] + [a for a, _ in pairs]
+    hits = run.search(index, [a for a, _ in pairs], top=1)
+    assert [index[h[0][0]] for h in hits] == [a for a, _ in pairs]  # each finds itself, not its mirror
+
+
+def test_embed_writes_npy_json_and_json_lines(trained, tmp_path, capsys, monkeypatch):
+    run, valid = trained
+    code, _, err = main(capsys, "embed", run, valid, "--out", tmp_path / "codes.npy")
+    codes = np.load(tmp_path / "codes.npy", allow_pickle=False)
+    assert code == 0 and codes.shape == (40, 64) and codes.dtype == np.float32 and "40 codes of size 64" in err
+    assert main(capsys, "embed", run, valid, "--out", tmp_path / "codes.json")[0] == 0
+    np.testing.assert_allclose(np.array(json.loads((tmp_path / "codes.json").read_text())), codes, rtol=1e-6)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the dog sees the cat\n\n"))
+    code, out, _ = main(capsys, "embed", run)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and rows[0]["text"] == "the dog sees the cat" and len(rows[0]["vector"]) == 64
+    assert rows[1] == {"text": "", "vector": [0.0] * 64}
+
+
+def test_search_prints_nearest_lines_with_scores(trained, capsys, monkeypatch):
+    run, valid = trained
+    first = valid.read_text().splitlines()[0]
+    code, out, _ = main(capsys, "search", run, "--index", valid, first, "--top", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == first and lines[1].startswith("  1.0000  " + first) and len(lines) == 3
+    monkeypatch.setattr(sys, "stdin", io.StringIO(first + "\n"))
+    code, out, _ = main(capsys, "search", run, "--index", valid, "--json", "--top", "1")
+    result = json.loads(out)
+    assert code == 0 and result["query"] == first and result["results"][0]["line"] == 1
+
+
+def test_bad_input_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    run, valid = trained
+    code, _, err = main(capsys, "search", run, "--index", valid, "x", "--top", "0")
+    assert code == 2 and "--top must be at least 1, got 0" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = main(capsys, "search", run, "--index", valid)
+    assert code == 2 and "no query" in err
+    code, _, err = main(capsys, "embed", run, valid, "--out", tmp_path / "codes.txt")
+    assert code == 2 and "should end in .npy or .json" in err
+    (tmp_path / "empty.txt").write_text("\n\n")
+    code, _, err = main(capsys, "autoencode", "train", "--train", tmp_path / "empty.txt", "--out", tmp_path / "r")
+    assert code == 2 and "empty.txt is empty" in err
+    with pytest.raises(SystemExit):
+        main(capsys, "search", run, "--index", valid, "x", "--bogus")
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_embed_refuses_a_run_of_another_task(tmp_path, capsys):
+    folder = Path(tmp_path / "lm")
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"task": "lm", "data": {}, "model": {}, "train": {}}))
+    code, _, err = main(capsys, "embed", folder, "-")
+    assert code == 2 and "is a lm run: embed and search need an autoencode run" in err
