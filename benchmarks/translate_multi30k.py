@@ -47,9 +47,7 @@ def main() -> None:
     flags = ["--config", args.config, "--src-lang", "de", "--tgt-lang", "en", *args.extra]
     result = run_task("translate", train, valid, out, flags, threads=args.threads)
     beams = {"greedy": evaluate(out, valid, 1, args.threads), "beam5": result["metrics"]}
-    summary = {
-        f"{k}_{m}": round(r[m], 2) for k, r in beams.items() for m in ("bleu", "chrf", "sentences_per_second")
-    }
+    summary = {f"{k}_{m}": round(r[m], 2) for k, r in beams.items() for m in ("bleu", "chrf", "sentences_per_second")}
     summary["beam5_gain"] = round(beams["beam5"]["bleu"] - beams["greedy"]["bleu"], 2)
     summary["bleu_signature"] = beams["beam5"]["bleu_signature"]
     payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary}
