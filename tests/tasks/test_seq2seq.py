@@ -148,3 +148,28 @@ def test_learns_to_reverse_sequences():
     hyps = model.translate(batch.src, batch.src_lengths, beam_size=3)
     exact = sum(h[0].tokens == t for h, t in zip(hyps, tgt, strict=True))
     assert exact >= 90, exact
+
+
+def test_word_dropout_hides_decoder_inputs_only_while_training():
+    model = _model(word_dropout=0.5)
+    tokens = torch.tensor([[2, 10, 11, 12, 13, 14, 15, 16], [2, 10, 11, 0, 0, 0, 0, 0]])
+    model.train()
+    torch.manual_seed(0)
+    dropped = model._word_dropout(tokens)
+    assert (dropped[:, 0] == 2).all() and (dropped[tokens == 0] == 0).all()  # <bos> and padding kept
+    hidden = (dropped == 1) & (tokens != 0)
+    assert 0 < int(hidden.sum()) < int((tokens[:, 1:] != 0).sum())
+    assert ((dropped == tokens) | hidden).all()  # a word is kept or becomes <unk>, nothing else
+    model.eval()
+    assert torch.equal(model._word_dropout(tokens), tokens)
+
+
+def test_code_is_the_top_layers_final_state_of_both_directions():
+    model = _model(attention="none", layers=2, bidirectional=True).eval()
+    batch = _batch()
+    code = model.code(batch.src, batch.src_lengths)
+    _, final = model.encoder(model.src_embedding(batch.src), lengths=batch.src_lengths)
+    assert code.shape == (3, 8)
+    torch.testing.assert_close(code, torch.cat([final.h[2], final.h[3]], -1))
+    alone = model.code(torch.tensor([SOURCES[1]]), torch.tensor([2]))
+    torch.testing.assert_close(code[1:2], alone)  # padding does not change a code
