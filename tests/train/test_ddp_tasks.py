@@ -1,4 +1,4 @@
-"""``rnnkit tag|classify|music train`` under torchrun: two CPU processes, each on its half of every
+"""``rnnkit tag|classify|music|translate train`` under torchrun: two CPU processes, each on its half of every
 batch, end with the weights one process reaches on the whole batch."""
 
 import json
@@ -54,10 +54,20 @@ def chorales(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def parallel(path: Path, n: int, seed: int) -> Path:
+    """PATH.fo and PATH.en: each English sentence reversed, word by word, into "foreign"; returns the prefix."""
+    rng = random.Random(seed)
+    sentences = [[rng.choice(WORDS) for _ in range(rng.randint(2, 7))] for _ in range(n)]
+    path.with_name(path.name + ".fo").write_text("".join(" ".join(w[::-1] for w in s[::-1]) + "\n" for s in sentences))
+    path.with_name(path.name + ".en").write_text("".join(" ".join(s) + "\n" for s in sentences))
+    return path
+
+
 CASES = {  # 48 examples in 6 full batches of 8: 12 steps over two epochs
     "tag": (tagging, ".jsonl", ["--crf", "--char", "--intent", "--bidirectional", "--embed", "8"]),
     "classify": (classification, ".tsv", ["--pooling", "attention", "--bidirectional", "--mlp", "8"]),
     "music": (chorales, ".json", ["--cell", "gru", "--transpose", "2"]),
+    "translate": (parallel, "", ["--src-lang", "fo", "--tgt-lang", "en", "--dropout", "0", "--attention", "additive"]),
 }
 
 
