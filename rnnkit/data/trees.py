@@ -127,7 +127,7 @@ def parse_tree(text: str, *, where: str = "") -> Tree:
     done: Tree | None = None
     for match in _TOKEN.finditer(text):
         token, at = match.group(), match.start()
-        if done is not None:
+        if done is not None and token != ")":  # a stray ')' is reported as unbalanced below
             raise RnnkitError(f"{prefix}text after the end of the tree at character {at}: give one tree a line")
         if token == "(":
             if stack and stack[-1].label is None:
@@ -339,7 +339,7 @@ def _close(stack: list[tuple[str, list[Tree]]], top: list[Tree], notes: list[str
     """Pop the innermost open bracket into its parent (or the top level); an empty one is dropped."""
     label, kids = stack.pop()
     if not kids:
-        notes.append(f"empty bracket ({label} )){label} dropped")
+        notes.append(f"empty bracket ({label} ){label} dropped")
         return
     (stack[-1][1] if stack else top).append(Tree(label, tuple(kids)))
 
@@ -349,7 +349,8 @@ def _root(top: list[Tree], missing: list[Tree], root: str, notes: list[str]) -> 
     if len(top) == 1 and not top[0].is_preterminal:
         tree = top[0]
     else:
-        notes.append(f"the top level holds {len(top)} items, not one bracket: wrapped in ({root} ...)")
+        items = f"{len(top)} item{'s' * (len(top) != 1)}"
+        notes.append(f"the top level holds {items}, not one bracket: wrapped in ({root} ...)")
         tree = Tree(root, tuple(top))
     if missing:
         n = len(missing)
