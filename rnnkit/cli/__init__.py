@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from rnnkit.cli import autoencode, classify, demo, diagnose, lm, music, tag, translate
+from rnnkit.cli import autoencode, classify, demo, diagnose, lm, music, parse, tag, translate
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "classify": classify,
     "tag": tag,
     "translate": translate,
+    "parse": parse,
     "autoencode": autoencode,  # also the top-level embed and search commands
     "diagnose": diagnose,
     "demo": demo,

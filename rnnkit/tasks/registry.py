@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks import autoencode_run, classify_run, lm_run, music_run, runs, tag_run, translate_run
+from rnnkit.tasks import autoencode_run, classify_run, lm_run, music_run, parse_run, runs, tag_run, translate_run
 from rnnkit.tasks.base import TaskSpec
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
-    for spec in (lm_run.SPEC, music_run.SPEC, classify_run.SPEC, tag_run.SPEC, translate_run.SPEC, autoencode_run.SPEC)
+    for spec in (
+        lm_run.SPEC,
+        music_run.SPEC,
+        classify_run.SPEC,
+        tag_run.SPEC,
+        translate_run.SPEC,
+        parse_run.SPEC,
+        autoencode_run.SPEC,
+    )
 }
 
 
