@@ -140,9 +140,18 @@ def _open(path: Path, cfg: dict[str, Any], weights: str) -> ParseRun:
 
 
 def _read(prefix: str, data: ParseDataConfig, first: int | None = None) -> tuple[list[list[str]], list[list[str]]]:
-    pairs = read_parallel(*paths(prefix, "words", "linear"))
-    words = [(s.lower() if data.lowercase else s).split() for s in pairs.src[:first]]
-    return words, [t.split() for t in pairs.tgt[:first]]
+    """The words and linearised trees of PREFIX (the first ``first``); a tree that is not one well-formed
+    bracketing with one XX per word is an error naming its file and line."""
+    words_path, linear_path = paths(prefix, "words", "linear")
+    pairs = read_parallel(words_path, linear_path)
+    words, linear = [s.split() for s in pairs.src[:first]], [t.split() for t in pairs.tgt[:first]]
+    for n, (w, t) in zip(pairs.lines, zip(words, linear, strict=True), strict=False):
+        problems = repairs(t, len(w))
+        if problems:
+            raise RnnkitError(
+                f"{linear_path}:{n}: not a tree for the {len(w)} words of {words_path.name} line {n}: {problems[0]}"
+            )
+    return [[x.lower() for x in w] for w in words] if data.lowercase else words, linear
 
 
 def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:

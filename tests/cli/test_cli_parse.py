@@ -109,3 +109,12 @@ def test_first_n_trains_on_a_prefix_and_missing_files_are_named(trained, tmp_pat
     assert code == 2 and "nothing.words" in err and "treebank_sample/train" in err
     code, _, err = main(capsys, "parse", "eval", tmp_path / "r", "--data", valid, "--beam", "0")
     assert code == 2 and "--beam must be at least 1, got 0" in err
+
+
+def test_a_malformed_training_tree_is_named_by_file_and_line(tmp_path, capsys):
+    train = write(tmp_path / "train", 5, 4)
+    lines = train.with_suffix(".linear").read_text().splitlines()
+    lines[3] = lines[3].replace(")VP", ")NP", 1)
+    train.with_suffix(".linear").write_text("\n".join(lines) + "\n")
+    code, _, err = main(capsys, "parse", "train", "--train", train, "--out", tmp_path / "r", *FLAGS)
+    assert code == 2 and "train.linear:4: not a tree for the" in err and err.count("\n") == 1
