@@ -65,7 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=RAW,
     )
     p.add_argument("run", help="an autoencode run folder")
-    p.add_argument("queries", nargs="*", metavar="QUERY", help="query sentences (default: one a line from stdin)")
+    p.add_argument(
+        "queries",
+        nargs="*",
+        metavar="QUERY",
+        help="query sentences (default: one a line from stdin); hierarchical runs: paragraphs, sentences on lines",
+    )
     p.add_argument("--index", required=True, metavar="FILE", help="the lines to search, one a line")
     p.add_argument("--top", type=int, default=5, help="results per query (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per query")
@@ -90,9 +95,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     run = load_run(args.run, verb="predict")
-    lines = _lines(args.input)
-    for line in run.reconstruct(lines, beam_size=args.beam):
-        print(line)
+    texts = _texts(run, args.input)
+    for text in run.reconstruct(texts, beam_size=args.beam):
+        print(text + ("\n" if run.hierarchical else ""))  # paragraphs stay separated by a blank line
     return 0
 
 
@@ -102,10 +107,10 @@ def embed(args: argparse.Namespace) -> int:
     if out is not None and out.suffix not in (".npy", ".json"):
         raise RnnkitError(f"{out}: --out should end in .npy or .json")
     run = _autoencoder(args.run)
-    lines = _lines(args.input)
-    codes = run.embed(lines, batch_size=args.batch_size)
+    texts = _texts(run, args.input)
+    codes = run.embed(texts, batch_size=args.batch_size)
     if out is None:
-        for line, code in zip(lines, codes.tolist(), strict=True):
+        for line, code in zip(texts, codes.tolist(), strict=True):
             print(json.dumps({"text": line, "vector": code}))
     elif out.suffix == ".npy":
         write_atomically(out, lambda tmp: _save_npy(tmp, codes))
@@ -118,18 +123,19 @@ def embed(args: argparse.Namespace) -> int:
 
 def search(args: argparse.Namespace) -> int:
     run = _autoencoder(args.run)
-    index = read_lines(args.index)
-    queries = args.queries or list(stdin_lines())
+    index = _texts(run, args.index)
+    queries = args.queries or _texts(run, "-")
     if not queries:
         raise RnnkitError("no query: give QUERY arguments or one query a line on stdin")
+    unit = "paragraph" if run.hierarchical else "line"
     for query, hits in zip(queries, run.search(index, queries, top=args.top), strict=True):
         if args.json:
-            found = [{"line": j + 1, "text": index[j], "similarity": s} for j, s in hits]
+            found = [{unit: j + 1, "text": index[j], "similarity": s} for j, s in hits]
             print(json.dumps({"query": query, "results": found}))
             continue
         print(query)
         for j, s in hits:
-            print(f"  {s:.4f}  {index[j]}  ({args.index}:{j + 1})")
+            print(f"  {s:.4f}  {index[j]}  ({args.index} {unit} {j + 1})")
     return 0
 
 
@@ -147,5 +153,7 @@ def _autoencoder(path: str) -> autoencode_run.AutoencodeRun:
     return load_run(path)
 
 
-def _lines(source: str) -> list[str]:
-    return read_lines(source) if source != "-" else list(stdin_lines())
+def _texts(run: autoencode_run.AutoencodeRun, source: str) -> list[str]:
+    """The lines of a file or stdin, or, for a hierarchical run, its paragraphs (separated by blank lines)."""
+    lines = read_lines(source) if source != "-" else list(stdin_lines())
+    return autoencode_run.paragraphs_of(lines) if run.hierarchical else lines

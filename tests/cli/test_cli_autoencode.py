@@ -135,3 +135,43 @@ def test_embed_refuses_a_run_of_another_task(tmp_path, capsys):
     (folder / "config.json").write_text(json.dumps({"task": "lm", "data": {}, "model": {}, "train": {}}))
     code, _, err = main(capsys, "embed", folder, "-")
     assert code == 2 and "is a lm run: embed and search need an autoencode run" in err
+
+
+def paragraphs(n: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [sentences(rng.randint(1, 3), rng.randrange(10**6)) for _ in range(n)]
+
+
+def test_hierarchical_paragraphs_end_to_end(tmp_path, capsys, monkeypatch):
+    """--hierarchical reads paragraphs separated by blank lines; embed, search and predict work on paragraphs."""
+    write = lambda path, ps: path.write_text("".join("\n".join(p) + "\n\n" for p in ps))  # noqa: E731
+    write(tmp_path / "train.txt", paragraphs(200, 1))
+    valid = paragraphs(12, 2)
+    write(tmp_path / "valid.txt", valid)
+    argv = ["autoencode", "train", "--train", tmp_path / "train.txt", "--valid", tmp_path / "valid.txt"]
+    hier = ["--hierarchical", "--word-dropout", "0", *FLAGS, "--lr", "0.01", "--epochs", "6"]
+    code, _, err = main(capsys, *argv, "--out", tmp_path / "run", *hier)
+    assert code == 0 and "hierarchical paragraph autoencoder" in err and "200 paragraphs" in err
+    run = tmp_path / "run"
+    # learning to write paragraphs back takes far longer (tests/tasks/test_hierarchical.py): here, the plumbing
+    curve = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    perplexities = [r["valid_perplexity"] for r in curve if "valid_perplexity" in r]
+    assert len(perplexities) == 6 and perplexities[-1] < perplexities[0]
+    code, out, _ = main(capsys, "autoencode", "eval", run, "--data", tmp_path / "valid.txt", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["count"] == 12 and {"bleu", "chrf", "exact", "perplexity"} <= set(result)
+
+    code, out, _ = main(capsys, "autoencode", "predict", run, tmp_path / "valid.txt")
+    rebuilt = out.split("\n\n")[:-1]
+    assert code == 0 and len(rebuilt) == 12 and all(r.strip() for r in rebuilt)
+    code, _, _ = main(capsys, "embed", run, tmp_path / "valid.txt", "--out", tmp_path / "codes.npy")
+    assert code == 0 and np.load(tmp_path / "codes.npy").shape == (12, 64)
+
+    two = next(p for p in valid if len(p) >= 2)
+    swapped = "\n".join([two[1], two[0], *two[2:]])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(two) + "\n\n" + swapped + "\n"))
+    code, out, _ = main(capsys, "search", run, "--index", tmp_path / "valid.txt", "--json", "--top", "1")
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(hits) == 2 and hits[0]["results"][0]["text"] == "\n".join(two)
+    codes = load_run(run).embed(["\n".join(two), swapped])
+    assert cosine(codes[:1], codes[1:])[0, 0] < 0.99999  # sentence order is in the code (a bag of sentences: 1.0)
