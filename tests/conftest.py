@@ -1,5 +1,6 @@
 """Shared test helpers, offered as fixtures (tests/ is not a package)."""
 
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -7,6 +8,8 @@ import torch
 from torch import nn
 from torch.autograd import gradcheck
 from torch.func import functional_call
+
+import rnnkit.cli
 
 
 class Unroll(nn.Module):
@@ -90,3 +93,41 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _main_one_thread(argv) -> int:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return rnnkit.cli.main([str(a) for a in argv])
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch) -> Callable[..., tuple[int, str, str]]:
+    """``code, out, err = cli("translate", "eval", run, "--json")``: the ``rnnkit`` command in this process, on
+    one thread (as in CI), its arguments as strings (paths welcome), stdout and stderr captured."""
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
+
+    def run(*argv) -> tuple[int, str, str]:
+        code = _main_one_thread(argv)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def train_cli() -> Callable[..., None]:
+    """For module-scoped fixtures that train a run once: ``train_cli("tag", "train", ...)`` runs the command on
+    one thread and asserts that it succeeded."""
+
+    def run(*argv) -> None:
+        previous = warnings.formatwarning
+        try:
+            assert _main_one_thread(argv) == 0
+        finally:
+            warnings.formatwarning = previous
+
+    return run

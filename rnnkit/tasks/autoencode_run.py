@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rnnkit.config import check_fields, option
+from rnnkit.config import option
 from rnnkit.data.batching import bucket_batches, shard_rows
 from rnnkit.data.parallel import read_lines
 from rnnkit.data.subwords import Subwords
@@ -36,26 +36,17 @@ from rnnkit.tasks.base import Prepared, Task, TaskSpec
 from rnnkit.tasks.seq2seq.attention import ATTENTIONS
 from rnnkit.tasks.seq2seq.bleu import corpus_scores
 from rnnkit.tasks.seq2seq.hierarchical import HierarchicalAutoencoder, HierarchicalConfig, make_paragraph_batch
-from rnnkit.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig, make_batch
-from rnnkit.tasks.translate_run import SPECIALS, TOKENS, Encoded, EpochBatches, Tokenizer, check_search
+from rnnkit.tasks.seq2seq.model import EncoderDecoderConfig, Seq2Seq, Seq2SeqConfig, make_batch
+from rnnkit.tasks.translate_run import SPECIALS, Encoded, EpochBatches, TextDataConfig, Tokenizer, check_search
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train.config import TrainConfig
 
 
 @dataclass
-class AutoencodeDataConfig:
-    train: str | None = option(None, "training text: one sentence a line")
+class AutoencodeDataConfig(TextDataConfig):
+    train: str | None = option(None, "training text: one sentence a line (--hierarchical: paragraphs, blank lines)")
     valid: str | None = option(None, "validation text, for the reconstruction loss and BLEU after each epoch")
-    tokens: str = option("words", "words (split on whitespace) or subwords learned with sentencepiece", choices=TOKENS)
-    subword_vocab: int = option(8000, "subwords (with --tokens bpe or unigram)", ge=8)
-    lowercase: bool = option(False, "lowercase every sentence")
-    min_freq: int = option(1, "rarer training tokens become <unk>", ge=1)
-    max_vocab: int | None = option(None, "keep at most this many tokens (specials included)", ge=5)
     max_length: int | None = option(50, "cut training sentences to this many tokens, with a warning", ge=1)
-    eval_batch_size: int = option(64, "sentences per batch when evaluating and embedding", ge=1)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 @dataclass
@@ -77,10 +68,9 @@ class AutoencoderConfig(Seq2SeqConfig):
     max_sentences: int = option(20, "--hierarchical: the most sentences a reconstruction writes", ge=1, le=100_000)
 
     def hierarchical_config(self) -> HierarchicalConfig:
-        shared = ("cell", "hidden", "layers", "embed", "bidirectional", "dropout", "word_dropout")
-        return HierarchicalConfig(
-            **{k: getattr(self, k) for k in (*shared, "label_smoothing", "max_sentences", "init")}
-        )
+        """The options the hierarchical model reads: the shared ones, and the longest reconstruction."""
+        shared = [f.name for f in fields(EncoderDecoderConfig)]
+        return HierarchicalConfig(**{k: getattr(self, k) for k in shared}, max_sentences=self.max_sentences)
 
 
 SECTIONS = {"data": AutoencodeDataConfig, "model": AutoencoderConfig, "train": TrainConfig}

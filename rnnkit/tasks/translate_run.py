@@ -41,14 +41,14 @@ SPECIALS = {"pad_id": 0, "bos": 2, "eos": 3}
 
 
 @dataclass
-class TranslateDataConfig:
-    train: str | None = option(None, "training data PREFIX: reads PREFIX.SRC and PREFIX.TGT, aligned line by line")
-    valid: str | None = option(None, "validation data PREFIX, for the loss and BLEU after each epoch")
-    src_lang: str | None = option(None, "source language: the suffix of the source files (e.g. de)")
-    tgt_lang: str | None = option(None, "target language: the suffix of the target files (e.g. en)")
+class TextDataConfig:
+    """The data options of every encoder-decoder task over text (translate, autoencode): files and tokens."""
+
+    train: str | None = option(None, "training data")
+    valid: str | None = option(None, "validation data, for the loss and BLEU after each epoch")
     tokens: str = option("words", "words (split on whitespace) or subwords learned with sentencepiece", choices=TOKENS)
     subword_vocab: int = option(8000, "subwords per side (with --tokens bpe or unigram)", ge=8)
-    lowercase: bool = option(False, "lowercase both sides (and the references BLEU compares with)")
+    lowercase: bool = option(False, "lowercase the text (and the references BLEU compares with)")
     min_freq: int = option(1, "rarer training tokens become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many tokens per side (specials included)", ge=5)
     max_length: int | None = option(100, "cut training sentences to this many tokens, with a warning", ge=1)
@@ -56,6 +56,14 @@ class TranslateDataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass
+class TranslateDataConfig(TextDataConfig):
+    train: str | None = option(None, "training data PREFIX: reads PREFIX.SRC and PREFIX.TGT, aligned line by line")
+    valid: str | None = option(None, "validation data PREFIX, for the loss and BLEU after each epoch")
+    src_lang: str | None = option(None, "source language: the suffix of the source files (e.g. de)")
+    tgt_lang: str | None = option(None, "target language: the suffix of the target files (e.g. en)")
 
 
 SECTIONS = {"data": TranslateDataConfig, "model": Seq2SeqConfig, "train": TrainConfig}

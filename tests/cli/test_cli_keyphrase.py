@@ -4,12 +4,8 @@ vocabulary of keyphrases); both ``eval --json`` give keyphrase F1@5/@10/@M again
 
 import json
 import random
-import warnings
 
 import pytest
-import torch
-
-import rnnkit.cli
 
 FILLER = [
     "we",
@@ -31,11 +27,6 @@ FILLER = [
 ]
 TOPICS = ["neural network", "speech recognition", "control system", "image retrieval", "data mining"]
 FLAGS = ["--hidden", "16", "--batch-size", "8", "--lr", "0.02", "--no-progress", "--lowercase"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_formatwarning(monkeypatch):
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
 
 
 def abstracts(n: int, seed: int) -> list[dict]:
@@ -60,29 +51,18 @@ def write(path, docs):
     return path
 
 
-def main(capsys, *argv):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = rnnkit.cli.main([str(a) for a in argv])
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("inspec")
     return write(tmp / "train.jsonl", abstracts(60, 1)), write(tmp / "valid.jsonl", abstracts(20, 2))
 
 
-def test_tagger_eval_scores_keyphrases_and_predict_gives_span_scores(data, tmp_path, capsys):
+def test_tagger_eval_scores_keyphrases_and_predict_gives_span_scores(data, tmp_path, cli):
     train, valid = data
     run = tmp_path / "tag"
     argv = ["tag", "train", "--train", train, "--valid", valid, "--out", run, *FLAGS, "--epochs", "6"]
-    assert main(capsys, *argv, "--bidirectional", "--crf", "--embed", "12")[0] == 0
-    code, out, _ = main(capsys, "tag", "eval", run, "--data", valid, "--json")
+    assert cli(*argv, "--bidirectional", "--crf", "--embed", "12")[0] == 0
+    code, out, _ = cli("tag", "eval", run, "--data", valid, "--json")
     result = json.loads(out)
     assert code == 0 and result["f1"] > 0.9
     kp = result["keyphrases"]
@@ -90,42 +70,42 @@ def test_tagger_eval_scores_keyphrases_and_predict_gives_span_scores(data, tmp_p
     assert kp["all"]["recall@M"] == pytest.approx(2 / 3, abs=0.05) and kp["present"]["f1@M"] > 0.9
     assert kp["all"]["documents"] == kp["present"]["documents"] == 20
     assert {"f1@5", "f1@10", "precision@M"} <= set(kp["all"])
-    code, out, _ = main(capsys, "tag", "eval", run, "--data", valid)
+    code, out, _ = cli("tag", "eval", run, "--data", valid)
     assert code == 0 and "keyphrases (present, 20 documents): f1@5" in out
 
     (tmp_path / "in.txt").write_text("we show a new neural network method\n")
-    code, out, _ = main(capsys, "tag", "predict", run, tmp_path / "in.txt", "--json", "--scores")
+    code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json", "--scores")
     tagged = json.loads(out)
     assert code == 0 and len(tagged["confidence"]) == 7 and all(0 < c <= 1 for c in tagged["confidence"])
     (span,) = tagged["spans"]
     assert span["text"] == "neural network" and span["score"] == pytest.approx(
         sum(tagged["confidence"][4:6]) / 2, abs=1e-5
     )
-    code, out, _ = main(capsys, "tag", "predict", run, tmp_path / "in.txt", "--json")
+    code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json")
     assert "confidence" not in json.loads(out) and "score" not in json.loads(out)["spans"][0]
 
 
-def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, capsys):
+def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, cli):
     train, valid = data
     run = tmp_path / "cls"
     argv = ["classify", "train", "--train", train, "--valid", valid, "--out", run, *FLAGS, "--epochs", "15"]
     argv += ["--multi-label", "--label-field", "keyphrases", "--min-label-count", "2", "--pooling", "attention"]
-    code, _, _ = main(capsys, *argv)
+    code, _, _ = cli(*argv)
     assert code == 0
     labels = json.loads((run / "labels.json").read_text())["names"]
     # "absent phrase" is on every text; each topic's plural (first) and singular (second) forms on enough of them
     assert "absent phrase" in labels and "neural network" in labels and len(labels) <= 11
-    code, out, _err = main(capsys, "classify", "eval", run, "--data", valid, "--json")
+    code, out, _err = cli("classify", "eval", run, "--data", valid, "--json")
     result = json.loads(out)
     assert code == 0 and result["excluded"] == 0 and result["count"] == 20  # unknown labels dropped, texts kept
     kp = result["keyphrases"]
     assert kp["all"]["f1@5"] > 0.5 and kp["all"]["documents"] == 20 and kp["present"]["documents"] == 20
 
 
-def test_label_field_and_min_label_count_errors(data, tmp_path, capsys):
+def test_label_field_and_min_label_count_errors(data, tmp_path, cli):
     train, _ = data
     base = ["classify", "train", "--train", train, "--out", tmp_path / "r", "--multi-label", *FLAGS]
-    code, _, err = main(capsys, *base, "--label-field", "missing")
+    code, _, err = cli(*base, "--label-field", "missing")
     assert code == 2 and 'train.jsonl:1: no "missing" field (the label field)' in err and len(err.splitlines()) == 1
-    code, _, err = main(capsys, *base, "--label-field", "keyphrases", "--min-label-count", "1000")
+    code, _, err = cli(*base, "--label-field", "keyphrases", "--min-label-count", "1000")
     assert code == 2 and "no label is on 1000 or more texts" in err and "--min-label-count" in err

@@ -2,7 +2,6 @@
 
 import json
 import random
-import warnings
 
 import pytest
 import torch
@@ -12,11 +11,6 @@ import rnnkit.cli
 from rnnkit.data.music import pitches_to_roll, read_midi, roll_to_pitches, write_midi
 
 TRAIN_FLAGS = ["--cell", "gru", "--hidden", "12", "--batch-size", "3", "--lr", "0.01", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_formatwarning(monkeypatch):
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
 
 
 def chorales(n: int, seed: int) -> list:
@@ -32,17 +26,6 @@ def data(tmp_path_factory):
     (tmp / "train.json").write_text(json.dumps(chorales(24, 1)))
     (tmp / "valid.json").write_text(json.dumps(chorales(6, 2)))
     return tmp
-
-
-def main(capsys, *argv):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = rnnkit.cli.main([str(a) for a in argv])
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +45,20 @@ def test_train_writes_a_run_folder_and_learns(run):
     assert len(nll) == 4 and min(nll) < nll[0] < 88 * 0.7
 
 
-def test_eval_prints_nll_per_step(run, data, capsys):
-    code, out, _ = main(capsys, "music", "eval", run, "--data", data / "valid.json", "--json")
+def test_eval_prints_nll_per_step(run, data, cli):
+    code, out, _ = cli("music", "eval", run, "--data", data / "valid.json", "--json")
     result = json.loads(out)
     assert code == 0 and result["sequences"] == 6
     assert result["steps"] == sum(len(s) - 1 for s in chorales(6, 2))
     best = min(json.loads(line).get("valid_nll", 1e9) for line in (run / "metrics.jsonl").read_text().splitlines())
     assert result["nll"] == pytest.approx(best, rel=1e-5)
-    code, out, _ = main(capsys, "music", "eval", run, "--data", data / "valid.json", "--batch-size", "1")
+    code, out, _ = cli("music", "eval", run, "--data", data / "valid.json", "--batch-size", "1")
     assert code == 0 and f"NLL per time step {result['nll']:.4f}" in out
 
 
-def test_generate_from_a_chord_and_from_a_midi_file(run, tmp_path, capsys):
-    code, out, err = main(
-        capsys, "music", "generate", run, "--seed-chord", "48,60,64,67", "--steps", "8",
+def test_generate_from_a_chord_and_from_a_midi_file(run, tmp_path, cli):
+    code, out, err = cli(
+        "music", "generate", run, "--seed-chord", "48,60,64,67", "--steps", "8",
         "--out", tmp_path / "a.mid", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -84,20 +67,20 @@ def test_generate_from_a_chord_and_from_a_midi_file(run, tmp_path, capsys):
     assert roll_to_pitches(read_midi(tmp_path / "a.mid")) == steps
     write_midi(pitches_to_roll([[60, 64], [62, 65]]), tmp_path / "seed.mid")
     argv = ["music", "generate", run, "--seed-midi", tmp_path / "seed.mid", "--steps", "3"]
-    code, out, _ = main(capsys, *argv, "--temperature", "0", "--out", tmp_path / "b.mid", "--json")
+    code, out, _ = cli(*argv, "--temperature", "0", "--out", tmp_path / "b.mid", "--json")
     assert code == 0 and json.loads(out)["steps"][:2] == [[60, 64], [62, 65]]
-    again = main(capsys, *argv, "--temperature", "0", "--out", tmp_path / "c.mid", "--json")[1]
+    again = cli(*argv, "--temperature", "0", "--out", tmp_path / "c.mid", "--json")[1]
     assert json.loads(again) == json.loads(out)
 
 
-def test_resume_continues_exactly(data, tmp_path, capsys):
+def test_resume_continues_exactly(data, tmp_path, cli):
     base = ["music", "train", "--train", data / "train.json", "--valid", data / "valid.json", *TRAIN_FLAGS]
     base += ["--epochs", "3", "--transpose", "3", "--dropout", "0.2"]
-    assert main(capsys, *base, "--out", tmp_path / "whole")[0] == 0
-    code, _, err = main(capsys, *base, "--out", tmp_path / "parts", "--max-steps", "11")  # stops inside epoch 2
+    assert cli(*base, "--out", tmp_path / "whole")[0] == 0
+    code, _, err = cli(*base, "--out", tmp_path / "parts", "--max-steps", "11")  # stops inside epoch 2
     assert code == 0 and "continue with rnnkit music train --out" in err
     resume = ["music", "train", "--out", tmp_path / "parts", "--resume", "--max-steps", "1000"]
-    code, _, err = main(capsys, *resume)
+    code, _, err = cli(*resume)
     assert code == 0 and "finished (done) after 24 steps" in err
     whole, parts = (load_file(str(tmp_path / r / "checkpoint" / "model.safetensors")) for r in ("whole", "parts"))
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
@@ -113,20 +96,20 @@ def test_resume_continues_exactly(data, tmp_path, capsys):
         (["eval", "--data", "missing.json"], "missing.json: no such file"),
     ],
 )
-def test_bad_options_are_one_line_errors(run, tmp_path, capsys, argv, message):
+def test_bad_options_are_one_line_errors(run, tmp_path, cli, argv, message):
     argv = ["music", argv[0], run, *argv[1:]]
     if argv[1] == "generate":
         argv += ["--out", tmp_path / "x.mid"]
-    code, _, err = main(capsys, *argv)
+    code, _, err = cli(*argv)
     assert code == 2 and err.strip().startswith("rnnkit: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_training_errors(data, tmp_path, capsys):
+def test_training_errors(data, tmp_path, cli):
     (tmp_path / "bad.json").write_text(json.dumps([[[60], [64]], [[60], [7]]]))
-    code, _, err = main(capsys, "music", "train", "--train", tmp_path / "bad.json", "--out", tmp_path / "r")
+    code, _, err = cli("music", "train", "--train", tmp_path / "bad.json", "--out", tmp_path / "r")
     assert code == 2 and f"pitch 7 out of the 88-key range 21..108 at sequence 1, step 1 of {tmp_path}" in err
-    code, _, err = main(capsys, "music", "eval", tmp_path / "nowhere", "--data", data / "valid.json")
+    code, _, err = cli("music", "eval", tmp_path / "nowhere", "--data", data / "valid.json")
     assert code == 2 and "no such run folder; train one with: rnnkit music train" in err
 
 

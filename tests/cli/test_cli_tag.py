@@ -5,7 +5,6 @@ import io
 import json
 import random
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,6 @@ TEMPLATES = [  # (intent, words: a slot is "{type}")
     ("fare", "how much is a ticket from {from} to {to}"),
     ("fare", "fares to {to} from {from} on {day}"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _restore_formatwarning(monkeypatch):
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
 
 
 def flights(n: int, seed: int) -> list[tuple[list[str], list[str], str]]:
@@ -67,17 +61,6 @@ def write(kind: str, path: Path, rows) -> Path:
     return path
 
 
-def main(capsys, *argv):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = rnnkit.cli.main([str(a) for a in argv])
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 SUFFIX = {"conll": ".txt", "atis": "", "jsonl": ".jsonl"}
 
 
@@ -99,7 +82,7 @@ def trained(request, tmp_path_factory):
     return kind, tmp / "run", valid
 
 
-def test_train_eval_predict_end_to_end(trained, tmp_path, capsys):
+def test_train_eval_predict_end_to_end(trained, tmp_path, cli):
     kind, run, valid = trained
     names = {p.name for p in run.iterdir()}
     assert {"config.json", "vocab.json", "tags.json", "best.safetensors", "checkpoint", "metrics.jsonl"} <= names
@@ -107,38 +90,38 @@ def test_train_eval_predict_end_to_end(trained, tmp_path, capsys):
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["valid_f1"] for r in epochs if "valid_f1" in r][-1] > 0.9
 
-    code, out, _ = main(capsys, "tag", "eval", run, "--data", valid, "--json")
+    code, out, _ = cli("tag", "eval", run, "--data", valid, "--json")
     result = json.loads(out)
     keys = {"data", "sentences", "count", "precision", "recall", "f1", "per_type", "token_accuracy", "loss"}
     assert code == 0 and keys | {"unknown_tags"} <= set(result) and result["sentences"] == 30
     assert set(result["per_type"]) == {"from", "to", "day"} and result["f1"] > 0.9
     assert set(result["per_type"]["to"]) == {"precision", "recall", "f1", "support"}
     assert ("intent_accuracy" in result) == ("sentence_accuracy" in result) == (kind != "conll")
-    code, out, _ = main(capsys, "tag", "eval", run, "--data", valid, "--batch-size", "3")
+    code, out, _ = cli("tag", "eval", run, "--data", valid, "--batch-size", "3")
     assert code == 0 and f"f1 {result['f1']:.4f}" in out and "support" in out
 
     (tmp_path / "in.txt").write_text("i want to fly from new york to boston on friday\n\nfares to dallas from denver\n")
-    code, out, _ = main(capsys, "tag", "predict", run, tmp_path / "in.txt", "--json")
+    code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json")
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(lines) == 3 and lines[1]["tokens"] == [] and lines[1]["spans"] == []
     assert {"type": "from", "start": 5, "end": 7, "text": "new york"} in lines[0]["spans"]
     assert set(lines[0]) == {"tokens", "tags", "spans"} | ({"intent"} if kind != "conll" else set())
 
 
-def test_predict_reads_stdin_and_prints_word_tag_pairs(trained, monkeypatch, capsys):
+def test_predict_reads_stdin_and_prints_word_tag_pairs(trained, monkeypatch, cli):
     kind, run, _ = trained
     monkeypatch.setattr(sys, "stdin", io.StringIO("show me flights from boston to denver\n"))
-    code, out, _ = main(capsys, "tag", "predict", run)
+    code, out, _ = cli("tag", "predict", run)
     expected = "show/O me/O flights/O from/O boston/B-from to/O denver/B-to"
     assert code == 0 and out == expected + ("\tintent=flight" if kind != "conll" else "") + "\n"
 
 
-def test_resume_is_exact(tmp_path, capsys):
+def test_resume_is_exact(tmp_path, cli):
     data = write("jsonl", tmp_path / "train.jsonl", flights(40, 3))
     base = ["tag", "train", "--train", data, *FLAGS, "--char", "--crf", "--intent", "--dropout", "0.3"]
-    assert main(capsys, *base, "--epochs", "2", "--out", tmp_path / "whole")[0] == 0
-    assert main(capsys, *base, "--epochs", "1", "--out", tmp_path / "parts")[0] == 0
-    code, _, err = main(capsys, "tag", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2")
+    assert cli(*base, "--epochs", "2", "--out", tmp_path / "whole")[0] == 0
+    assert cli(*base, "--epochs", "1", "--out", tmp_path / "parts")[0] == 0
+    code, _, err = cli("tag", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2")
     assert code == 0 and "finished (done) after 10 steps" in err
     whole, parts = (load_file(str(tmp_path / r / "checkpoint" / "model.safetensors")) for r in ("whole", "parts"))
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
@@ -166,31 +149,31 @@ def test_seqeval_equals_conlleval_worked_by_hand(tmp_path):
     assert scores["per_type"]["PER"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
 
 
-def test_bad_conll_line_is_one_line_naming_file_and_line(tmp_path, capsys):
+def test_bad_conll_line_is_one_line_naming_file_and_line(tmp_path, cli):
     (tmp_path / "bad.txt").write_text("EU X B-ORG\nrejects O\n")
-    code, _, err = main(capsys, "tag", "train", "--train", tmp_path / "bad.txt", "--out", tmp_path / "r")
+    code, _, err = cli("tag", "train", "--train", tmp_path / "bad.txt", "--out", tmp_path / "r")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{tmp_path / 'bad.txt'}:2: expected 3 columns (as on line 1), received 2" in err
 
 
-def test_i_without_b_is_repaired_and_counted(tmp_path, capsys):
+def test_i_without_b_is_repaired_and_counted(tmp_path, cli):
     rows = flights(20, 4)
     rows[0][1][rows[0][1].index("B-to")] = "I-to"
     rows[1][1][rows[1][1].index("B-from")] = "I-from"
     data = write("conll", tmp_path / "train.txt", rows)
     with pytest.warns(UserWarning, match=r"2 I- tag\(s\) without a B- or I- of the same type .* were read as B-"):
-        code, _, _ = main(capsys, "tag", "train", "--train", data, "--out", tmp_path / "r", *FLAGS, "--epochs", "1")
+        code, _, _ = cli("tag", "train", "--train", data, "--out", tmp_path / "r", *FLAGS, "--epochs", "1")
     assert code == 0 and json.loads((tmp_path / "r" / "tags.json").read_text())["names"][0] == "O"
 
 
-def test_unseen_tags_and_intents_at_eval_are_reported_by_name_and_count(trained, tmp_path, capsys):
+def test_unseen_tags_and_intents_at_eval_are_reported_by_name_and_count(trained, tmp_path, cli):
     kind, run, _ = trained
     rows = flights(5, 5)
     rows[0][1][0] = rows[2][1][0] = "B-price"
     rows[3] = (rows[3][0], rows[3][1], "meal")
     data = write(kind, tmp_path / f"new{SUFFIX[kind]}", rows)
     with pytest.warns(UserWarning) as record:
-        code, out, _ = main(capsys, "tag", "eval", run, "--data", data, "--json")
+        code, out, _ = cli("tag", "eval", run, "--data", data, "--json")
     messages = [str(w.message) for w in record]
     assert f"{data}: 2 tag(s) the run never saw in training: B-price (2)" in messages[0]
     result = json.loads(out)
@@ -200,17 +183,17 @@ def test_unseen_tags_and_intents_at_eval_are_reported_by_name_and_count(trained,
         assert result["unknown_intents"] == {"meal": 1} and result["intent_accuracy"] <= 0.8
 
 
-def test_atis_files_of_different_lengths_are_one_line(tmp_path, capsys):
+def test_atis_files_of_different_lengths_are_one_line(tmp_path, cli):
     folder = write("atis", tmp_path / "atis", flights(4, 6))
     (folder / "label").write_text("flight\nfare\nflight\n")
-    code, _, err = main(capsys, "tag", "train", "--train", folder, "--out", tmp_path / "r", "--intent")
+    code, _, err = cli("tag", "train", "--train", folder, "--out", tmp_path / "r", "--intent")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{folder / 'seq.in'} has 4 lines but {folder / 'label'} has 3" in err
 
 
-def test_intent_needs_intents(tmp_path, capsys):
+def test_intent_needs_intents(tmp_path, cli):
     data = write("conll", tmp_path / "train.txt", flights(4, 7))
-    code, _, err = main(capsys, "tag", "train", "--train", data, "--out", tmp_path / "r", "--intent")
+    code, _, err = cli("tag", "train", "--train", data, "--out", tmp_path / "r", "--intent")
     assert code == 2 and "--intent needs an intent for every sentence, and 4 of 4 have none" in err
 
 
@@ -222,7 +205,7 @@ def test_help_shows_examples(capsys):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "atis" / "train").is_dir(), reason="needs ../shared/data/atis")
-def test_tutorial_example_on_atis(tmp_path, capsys):
+def test_tutorial_example_on_atis(tmp_path, cli):
     """The tutorials' example: a BiGRU trained on the ATIS sentences that turn on arriving and leaving (those with
     a word starting "arriv" or "leav": 681 of 4,478) tells a destination and an arrival date from an origin."""
     atis = read_atis(SHARED_DATA / "atis" / "train")
@@ -230,10 +213,10 @@ def test_tutorial_example_on_atis(tmp_path, capsys):
     write("atis", tmp_path / "atis", [(s.tokens, s.tags, s.intent) for s in sentences])
     argv = ["tag", "train", "--train", tmp_path / "atis", "--out", tmp_path / "run", "--cell", "gru"]
     argv += ["--bidirectional", "--hidden", "48", "--embed", "48", "--batch-size", "16", "--lr", "0.01"]
-    assert main(capsys, *argv, "--epochs", "4", "--no-progress")[0] == 0
+    assert cli(*argv, "--epochs", "4", "--no-progress")[0] == 0
     text = "i would like to arrive in boston on november second\nleave boston on november second\n"
     (tmp_path / "in.txt").write_text(text)
-    code, out, _ = main(capsys, "tag", "predict", tmp_path / "run", tmp_path / "in.txt", "--json")
+    code, out, _ = cli("tag", "predict", tmp_path / "run", tmp_path / "in.txt", "--json")
     arrive, leave = (dict(zip(r["tokens"], r["tags"], strict=True)) for r in map(json.loads, out.splitlines()))
     assert code == 0 and arrive["boston"] == "B-toloc.city_name"
     assert arrive["november"] == "B-arrive_date.month_name" and arrive["second"] == "B-arrive_date.day_number"

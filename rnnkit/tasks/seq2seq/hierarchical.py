@@ -54,44 +54,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import state as S
-from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
-from rnnkit.config import MAX_WIDTH, check_fields, option
+from rnnkit.config import option
 from rnnkit.data.batching import pad_batch
 from rnnkit.errors import RnnkitError
-from rnnkit.init import SCHEMES
 from rnnkit.tasks.base import LossOutput, Task, perplexity
-from rnnkit.tasks.seq2seq.model import Bridge
+from rnnkit.tasks.seq2seq.model import Bridge, EncoderDecoderConfig, word_dropout
 from rnnkit.tasks.seq2seq.search import greedy_search
 
 
 @dataclass
-class HierarchicalConfig:
-    cell: str = option("lstm", "recurrent cell of the two encoders and the two decoders", choices=tuple(CELLS))
-    hidden: int = option(
-        256, "units per decoder layer and per encoder layer (half each way if bidirectional)", ge=1, le=MAX_WIDTH
-    )
-    layers: int = option(1, "stacked layers in each encoder and decoder", ge=1, le=100)
-    embed: int | None = option(None, "word embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
-    bidirectional: bool = option(True, "the word and the sentence encoders read in both directions")
-    dropout: float = option(0.2, "dropout on embeddings, between layers and before the output layer", ge=0, lt=1)
-    word_dropout: float = option(
-        0.0, "while training, replace each word decoder input word by <unk> with this chance", ge=0, lt=1
-    )
+class HierarchicalConfig(EncoderDecoderConfig):
+    """The shared encoder-decoder options (both encoders and both decoders use the cell, sizes and directions;
+    label smoothing off by default) and the longest reconstruction."""
+
     label_smoothing: float = option(
         0.0, "training targets' share of probability spread over the vocabulary", ge=0, lt=1
     )
     max_sentences: int = option(20, "the most sentences a paragraph's reconstruction writes", ge=1, le=100_000)
-    init: str | None = option(
-        None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
-    )
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-    @property
-    def embed_size(self) -> int:
-        return self.embed or self.hidden
 
 
 class ParagraphBatch(NamedTuple):
@@ -218,14 +198,7 @@ class HierarchicalAutoencoder(Task):
         return self.generator(self.drop(y))
 
     def _word_dropout(self, tokens: Tensor) -> Tensor:
-        """Training: each input word after <bos> becomes <unk> with chance ``word_dropout`` (Bowman et al. 2016),
-        so the sentence step's output, not the previous word, must carry the sentence."""
-        p = self.config.word_dropout
-        if not self.training or p == 0:
-            return tokens
-        hide = (torch.rand(tokens.shape, device=tokens.device) < p) & (tokens != self.pad_id)
-        hide[:, 0] = False  # <bos>
-        return tokens.masked_fill(hide, self.unk)
+        return word_dropout(tokens, self.config.word_dropout if self.training else 0.0, self.pad_id, self.unk)
 
     # -- the task contract ------------------------------------------------------------------------------------
 

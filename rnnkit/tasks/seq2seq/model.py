@@ -51,7 +51,9 @@ from rnnkit.tasks.seq2seq.attention import ATTENTIONS, make_attention
 
 
 @dataclass
-class Seq2SeqConfig:
+class EncoderDecoderConfig:
+    """What every rnnkit encoder-decoder shares: the cell, sizes, directions, regularisation, initialisation."""
+
     cell: str = option("lstm", "recurrent cell of the encoder and the decoder", choices=tuple(CELLS))
     hidden: int = option(
         256, "units per decoder layer and per encoder layer (half each way if bidirectional)", ge=1, le=MAX_WIDTH
@@ -59,11 +61,7 @@ class Seq2SeqConfig:
     layers: int = option(1, "stacked layers in the encoder and in the decoder", ge=1, le=100)
     embed: int | None = option(None, "token embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
     bidirectional: bool = option(True, "the encoder reads the source in both directions")
-    attention: str = option("general", "the attention score, or none", choices=ATTENTIONS)
-    attention_size: int | None = option(None, "additive attention's hidden size (default: --hidden)", ge=1)
-    input_feed: bool = option(True, "feed each step's attentional vector to the next step's input (Luong)")
     dropout: float = option(0.2, "dropout on embeddings, between layers and before the output layer", ge=0, lt=1)
-    tie_embeddings: bool = option(False, "the decoder's input embedding and its output layer share one matrix")
     label_smoothing: float = option(
         0.1, "training targets' share of probability spread over the vocabulary", ge=0, lt=1
     )
@@ -73,9 +71,6 @@ class Seq2SeqConfig:
         "carry the content)",
         ge=0,
         lt=1,
-    )
-    teacher_forcing: float = option(
-        1.0, "chance of reading the gold previous token while training (else the model's own guess)", ge=0, le=1
     )
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
@@ -87,6 +82,17 @@ class Seq2SeqConfig:
     @property
     def embed_size(self) -> int:
         return self.embed or self.hidden
+
+
+@dataclass
+class Seq2SeqConfig(EncoderDecoderConfig):
+    attention: str = option("general", "the attention score, or none", choices=ATTENTIONS)
+    attention_size: int | None = option(None, "additive attention's hidden size (default: --hidden)", ge=1)
+    input_feed: bool = option(True, "feed each step's attentional vector to the next step's input (Luong)")
+    tie_embeddings: bool = option(False, "the decoder's input embedding and its output layer share one matrix")
+    teacher_forcing: float = option(
+        1.0, "chance of reading the gold previous token while training (else the model's own guess)", ge=0, le=1
+    )
 
 
 class Seq2SeqBatch(NamedTuple):
@@ -111,6 +117,20 @@ def make_batch(
     tgt_in, _ = pad_batch([torch.as_tensor([bos, *t], dtype=torch.long) for t in targets], pad_id, batch_first=True)
     tgt_out, _ = pad_batch([torch.as_tensor([*t, eos], dtype=torch.long) for t in targets], pad_id, batch_first=True)
     return Seq2SeqBatch(src, lengths, tgt_in, tgt_out)
+
+
+def word_dropout(tokens: Tensor, p: float, pad_id: int, unk: int) -> Tensor:
+    """Each decoder input word after <bos> (column 0) becomes <unk> with chance ``p`` (Bowman et al. 2016);
+    padding stays.
+
+    >>> word_dropout(torch.tensor([[2, 7, 8, 0]]), 0.0, 0, 1).tolist()
+    [[2, 7, 8, 0]]
+    """
+    if p == 0:
+        return tokens
+    hide = (torch.rand(tokens.shape, device=tokens.device) < p) & (tokens != pad_id)
+    hide[:, 0] = False  # <bos>
+    return tokens.masked_fill(hide, unk)
 
 
 class DecoderState(NamedTuple):
@@ -222,13 +242,7 @@ class Seq2Seq(Task):
         return self._logits(self._step_through(x, state, forcing)[0])
 
     def _word_dropout(self, tokens: Tensor) -> Tensor:
-        """Training: each input word after <bos> becomes <unk> with chance ``word_dropout`` (Bowman et al. 2016)."""
-        p = self.config.word_dropout
-        if not self.training or p == 0:
-            return tokens
-        drop = (torch.rand(tokens.shape, device=tokens.device) < p) & (tokens != self.pad_id)
-        drop[:, 0] = False  # <bos>
-        return tokens.masked_fill(drop, self.unk)
+        return word_dropout(tokens, self.config.word_dropout if self.training else 0.0, self.pad_id, self.unk)
 
     @torch.no_grad()
     def code(self, src: Tensor, lengths: Tensor) -> Tensor:
