@@ -148,6 +148,7 @@ def check_trainer_state(run_dir: Path, tensors: dict[str, Tensor], meta: Any) ->
         }[kind]
         if not ok:
             raise RnnkitError(f"{path}: {key!r} must be a {kind}, got {value!r}: {_RESTART}")
+    _check_average(path, meta)
     wanted = [f"rng.{r}" for r in range(meta["world"])]
     wanted += [f"carry.{r}.{i}" for r in range(meta["world"]) for i in range(meta["carry"])]
     missing = [k for k in wanted if k not in tensors or (k.startswith("rng.") and tensors[k].dtype != torch.uint8)]
@@ -156,6 +157,24 @@ def check_trainer_state(run_dir: Path, tensors: dict[str, Tensor], meta: Any) ->
 
 
 _RESTART = "restore the run folder from a copy, or start the run again with --force"
+
+
+def _check_average(path: Path, meta: dict[str, Any]) -> None:
+    """NT-ASGD's fields, where present (older checkpoints lack them): the average's step counts and the
+    validation history."""
+    if "average" not in meta:
+        return
+    average, history = meta["average"], meta.get("history")
+    steps = average.get("steps") if isinstance(average, dict) else None
+    start = average.get("start") if isinstance(average, dict) else None
+    counts = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
+    if not counts or not (start is None or (isinstance(start, int) and not isinstance(start, bool) and start >= 0)):
+        raise RnnkitError(f"{path}: 'average' must be a table of counts steps and start, got {average!r}: {_RESTART}")
+    ok = isinstance(history, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in history
+    )
+    if not ok:
+        raise RnnkitError(f"{path}: 'history' must be a list of finite numbers: {_RESTART}")
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -38,6 +38,12 @@ class TrainConfig:
     )
     plateau_patience: int = option(0, "... after this many epochs without a better validation loss", ge=0)
     early_stop: int | None = option(None, "stop after this many epochs without a better validation loss", ge=1)
+    asgd_nonmono: int | None = option(
+        None,
+        "NT-ASGD (Merity et al. 2018): once validation is worse than the best before the last N checks, average "
+        "the weights after every step; validation and the best weights use the average (AWD-LSTM: 5, with sgd)",
+        ge=1,
+    )
     clip_norm: float | None = option(5.0, "clip the gradient's global norm to this (if ||g|| > v: g = g v/||g||)", gt=0)
     clip_value: float | None = option(None, "clip each gradient entry to [-v, v]", gt=0)
     max_bad_steps: int = option(5, "stop after this many non-finite losses or gradients in a row", ge=1)

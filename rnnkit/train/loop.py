@@ -24,6 +24,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks.base import Task
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
+from rnnkit.train.averaging import WeightAverage, triggered
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.log import MetricsLog, Progress
 from rnnkit.train.optim import make_optimizer, scheduled_lr, set_lr
@@ -47,6 +48,8 @@ class Trainer:
         self._signal: int | None = None
         self._window: dict[str, float] = {}
         self._bad_streak = 0
+        self.average = WeightAverage(task)  # NT-ASGD (--asgd-nonmono): idle until triggered
+        self.history: list[float] = []  # every validation's selection value, lower is better
         torch.manual_seed(cfg.seed + 7919 * self.rank)  # dropout streams: the same run after the same seed
 
     def fit(self) -> dict[str, Any]:
@@ -68,6 +71,8 @@ class Trainer:
                         ok, norm = self._clip_and_check(loss)  # 3. clip; skip a non-finite step
                         if ok:
                             self.optimizer.step()  # 4. step
+                            if self.average.steps:
+                                self.average.update()
                         self.optimizer.zero_grad(set_to_none=True)
                         self.carry = S.tree_map(Tensor.detach, state) if self.task.carries_state and ok else None
                         self.step, self.position = self.step + 1, self.position + 1
@@ -154,9 +159,12 @@ class Trainer:
             self.epoch, self.position, self.carry = self.epoch + 1, 0, None
             self.save()
             return None
-        metrics = self.task.evaluate(self.valid)
+        with self.average.swapped():  # NT-ASGD: the averaged weights are the ones validated and kept
+            metrics = self.task.evaluate(self.valid)
         key, direction = self.task.selection
         value = metrics[key] if direction == "min" else -metrics[key]  # self.best: lower is better
+        self.history.append(value)
+        self._maybe_start_averaging()
         improved = value < self.best
         if improved:
             self.best, self.bad_epochs, self.plateau_wait = value, 0, 0
@@ -176,6 +184,15 @@ class Trainer:
         if self.cfg.early_stop is not None and self.bad_epochs >= self.cfg.early_stop:
             return f"early stop: {self.bad_epochs} epochs without a better validation {self.task.selection[0]}"
         return None
+
+    def _maybe_start_averaging(self) -> None:
+        nonmono = self.cfg.asgd_nonmono
+        if nonmono is not None and not self.average.steps and triggered(self.history, nonmono):
+            self.average.start(self.step)
+            self.progress.say(
+                f"NT-ASGD: validation has not improved on the best before the last {nonmono} checks; "
+                f"averaging the weights from step {self.step}"
+            )
 
     def _finish(self, reason: str) -> dict[str, Any]:
         if reason != "done" and not reason.startswith("early stop"):  # those saved at the epoch's end
@@ -197,7 +214,10 @@ class Trainer:
         for i, leaf in enumerate(carry):
             for r, part in enumerate(dist.all_gather(leaf)):
                 tensors[f"carry.{r}.{i}"] = part
+        average, average_meta = self.average.state()
+        tensors |= average
         meta = {"optimizer": meta, "world": self.world, "carry": len(carry)} | {k: getattr(self, k) for k in _COUNTERS}
+        meta |= {"average": average_meta, "history": self.history}
         meta["best"] = None if math.isinf(self.best) else self.best  # JSON has no infinity
         if self.rank == 0:
             ckpt.save_checkpoint(run_dir or self.run_dir, self.task, tensors, meta)
@@ -207,7 +227,8 @@ class Trainer:
     def _save_best(self) -> None:
         self._check_weights()
         if self.rank == 0:
-            ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
+            with self.average.swapped():
+                ckpt.save_weights(self.task, self.run_dir / "best.safetensors")
 
     def _check_weights(self) -> None:
         if not all(bool(p.isfinite().all()) for p in self.task.parameters()):
@@ -229,6 +250,9 @@ class Trainer:
                 group["momentum"] = self.cfg.momentum
         for key in _COUNTERS:
             setattr(self, key, meta[key])
+        if "average" in meta:  # checkpoints from before NT-ASGD have neither
+            self.average.load(tensors, meta["average"])
+            self.history = list(meta["history"])
         self.best = math.inf if self.best is None else self.best
         if meta["carry"]:
             template = self._carry_template()

@@ -46,13 +46,17 @@ SCENARIOS = {
         "--dropout", "0.4", "--dropout-input", "0.3", "--dropout-hidden", "0.2", "--embed-dropout", "0.1",
         "--weight-drop", "0.5", "--ar", "2", "--tar", "1", "--optimizer", "sgd", "--lr", "0.5",
     ],
+    "ntasgd-valid": [  # NT-ASGD: at this rate validation worsens at the check of step 24 and averaging starts
+        "--cell", "lstm", "--layers", "2", "--hidden", "12", "--dropout", "0.3",
+        "--optimizer", "sgd", "--lr", "20", "--asgd-nonmono", "1",
+    ],
 }  # fmt: skip
 
 
 def train_args(tmp: Path, out: Path, scenario: str, max_steps: int) -> list[str]:
     train = write_corpus(tmp / "train.txt")
     args = ["lm", "train", "--train", str(train), "--level", "char", "--out", str(out)]
-    if scenario == "adam-dropout-valid":
+    if scenario.endswith("-valid"):
         args += ["--valid", str(write_corpus(tmp / "valid.txt", n=60, seed=2))]
     args += ["--batch-size", "4", "--bptt", "5", "--epochs", "10", "--log-every", "4", "--no-progress"]
     return args + SCENARIOS[scenario] + ["--max-steps", str(max_steps)]
@@ -138,6 +142,26 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, baseline, sce
     meta = json.loads((out / "checkpoint" / "trainer.json").read_text())
     assert (meta["step"], meta["epoch"], meta["position"]) == (40, 3, 4)  # crossed two epoch ends
     assert_same_run(out, base)
+
+
+def test_resume_with_the_weight_average_running_is_exact(tmp_path, baseline, capsys):
+    """A stop after NT-ASGD has started (step 24) keeps the average and the validation history: the continuation
+    ends as the uninterrupted run, whose best weights are the average (not the last weights)."""
+    base = baseline("ntasgd-valid")
+    meta = json.loads((base / "checkpoint" / "trainer.json").read_text())
+    assert meta["average"] == {"steps": 17, "start": 24} and len(meta["history"]) == 3
+    out = tmp_path / "run"
+    assert rnnkit.cli.main(train_args(tmp_path, out, "ntasgd-valid", 30)) == 0
+    assert "averaging the weights from step 24" in capsys.readouterr().err
+    saved = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert saved["average"] == {"steps": 7, "start": 24}
+    resume = ["lm", "train", "--out", str(out), "--resume", "--max-steps", "40", "--no-progress"]
+    assert rnnkit.cli.main(resume) == 0
+    assert_same_run(out, base, partial_window=32)
+    last, best = tensors(base / "checkpoint" / "model.safetensors"), tensors(base / "best.safetensors")
+    averaged = tensors(base / "checkpoint" / "trainer.safetensors")
+    assert any(not torch.equal(last[k], best[k]) for k in last)
+    assert any(k.startswith("average.") for k in averaged)
 
 
 def _stop_by_signal_at(monkeypatch, step: int, signum: int) -> None:
