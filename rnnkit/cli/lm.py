@@ -14,6 +14,7 @@ from rnnkit.cli.common import (
     check_batch_size,
     train_verb,
 )
+from rnnkit.errors import RnnkitError
 from rnnkit.tasks import lm_run
 from rnnkit.tasks.lm_run import load_run
 
@@ -38,6 +39,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         evaluate,
     )
     p.add_argument("--encoding-errors", default="strict", choices=("strict", "replace", "ignore"))
+    cache = p.add_argument_group("neural cache (Grave et al. 2017), reported apart from the static number")
+    cache.add_argument("--cache-window", type=int, help="cache the last N states of each stream (AWD-LSTM: 500-2000)")
+    cache.add_argument("--cache-theta", type=float, default=0.6, help="the cache's inverse temperature (0.6)")
+    cache.add_argument("--cache-lambda", type=float, default=0.1, help="the cache's share of the mixture (0.1)")
+    dyn = p.add_argument_group("dynamic evaluation (Krause et al. 2018), reported apart from the static number")
+    dyn.add_argument("--dynamic-lr", type=float, help="adapt the weights to the text as it is read, at this rate")
+    dyn.add_argument("--dynamic-decay", type=float, default=0.02, help="pull back towards the trained weights (0.02)")
+    dyn.add_argument(
+        "--dynamic-stats",
+        type=int,
+        default=0,
+        help="RMS-normalise the update with mean squared gradients over this many training batches (0: plain SGD)",
+    )
 
     p = verbs.add_parser(
         "sample",
@@ -75,13 +89,24 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
+    cache = dynamic = None
+    if args.cache_window is not None:
+        cache = {"window": args.cache_window, "theta": args.cache_theta, "lam": args.cache_lambda}
+    if args.dynamic_lr is not None:
+        if args.dynamic_stats < 0:
+            raise RnnkitError(f"--dynamic-stats must be >= 0, got {args.dynamic_stats}")
+        dynamic = {"lr": args.dynamic_lr, "decay": args.dynamic_decay, "stats": args.dynamic_stats}
     result = load_run(args.run, verb="eval").evaluate(
-        args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors
+        args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors, cache=cache, dynamic=dynamic
     )
     if args.json:
         print(json.dumps(result))
-    else:
-        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+        return 0
+    adapted = {k: result.pop(k) for k in ("cache", "dynamic") if k in result}
+    show = lambda items: "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in items)  # noqa: E731
+    print(show(result.items()))
+    for name, values in adapted.items():
+        print(f"  {name}: {show(values.items())}")
     return 0
 
 

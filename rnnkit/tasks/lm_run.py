@@ -116,12 +116,50 @@ class LMRun:
             results[i] = {"text": sentences[i]} | results[i] | {"rank": rank}
         return results
 
-    def evaluate(self, path: str, *, batch_size: int | None = None, encoding_errors: str = "strict") -> dict:
-        """Perplexity (and bits per character at char level) of a text file."""
+    def evaluate(
+        self,
+        path: str,
+        *,
+        batch_size: int | None = None,
+        encoding_errors: str = "strict",
+        cache: dict[str, float] | None = None,
+        dynamic: dict[str, float] | None = None,
+    ) -> dict:
+        """Perplexity (and bits per character at char level) of a text file; with ``cache`` ({"window", "theta",
+        "lam"}) also under a neural cache, and with ``dynamic`` ({"lr", "decay", "stats"}: training batches for
+        the RMS statistics, 0 for plain SGD) also under dynamic evaluation, each reported apart from the static
+        number (:mod:`rnnkit.tasks.lm_adaptive`)."""
+        from rnnkit.tasks import lm_adaptive
+
         ids = encode_file(path, self.vocab, self.data.level, encoding_errors)
         batches = stream(ids, batch_size or self.data.eval_batch_size, self.train.bptt, path)
         metrics = self.model.evaluate(batches)
-        return {"data": path, "tokens": metrics.pop("count")} | metrics
+        result = {"data": path, "tokens": metrics.pop("count")} | metrics
+        if cache is not None:
+            adapted = lm_adaptive.cache_evaluate(self.model, batches, **cache)
+            result["cache"] = {k: v for k, v in adapted.items() if k != "count"} | cache
+        if dynamic is not None:
+            options = dict(dynamic)
+            stats = self._gradient_statistics(int(options.pop("stats", 0)), encoding_errors)
+            adapted = lm_adaptive.dynamic_evaluate(self.model, batches, stats=stats, **options)
+            result["dynamic"] = {k: v for k, v in adapted.items() if k != "count"} | dict(dynamic)
+        return result
+
+    def _gradient_statistics(self, batches: int, encoding_errors: str) -> list[torch.Tensor] | None:
+        """Krause et al.'s mean squared gradients over the first ``batches`` batches of the run's training text
+        (None for 0: plain SGD dynamic evaluation)."""
+        from rnnkit.tasks import lm_adaptive
+
+        if batches == 0:
+            return None
+        if self.data.train is None or not Path(self.data.train).is_file():
+            raise RnnkitError(
+                f"--dynamic-stats reads the run's training text, {self.data.train}, which is not there: give "
+                "--dynamic-stats 0 (plain SGD) or put the file back"
+            )
+        ids = encode_file(self.data.train, self.vocab, self.data.level, encoding_errors)
+        train = stream(ids, self.train.batch_size, self.train.bptt, self.data.train)
+        return lm_adaptive.gradient_statistics(self.model, train, batches)
 
 
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> LMRun:

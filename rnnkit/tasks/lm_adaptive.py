@@ -1,0 +1,158 @@
+r"""Evaluation that adapts to the text as it reads it: the neural cache and dynamic evaluation.
+
+Both read a text stream in order (:class:`rnnkit.data.StreamBatches`: B columns, each a contiguous stretch, read
+``bptt`` steps at a time) and score each token before using it, so the numbers are fair perplexities.
+
+**Neural cache** (Grave, Joulin and Usunier 2017). The last ``window`` top-layer states :math:`h_i` of each
+column and the tokens that followed them, :math:`x_{i+1}`, form a cache. At step t,
+
+.. math::
+    p_{cache}(w) \propto \sum_{i \in \text{window}} [x_{i+1} = w] \exp(\theta\, h_t^\top h_i), \qquad
+    p(w) = (1 - \lambda)\, p_{model}(w) + \lambda\, p_{cache}(w),
+
+and an empty cache leaves :math:`p_{model}` alone (the first token of each column).
+
+**Dynamic evaluation** (Krause et al. 2018). After scoring a chunk, take a gradient step on its loss, pulled
+back towards the trained weights :math:`\theta_0`:
+
+.. math::
+    \theta \leftarrow \theta - \eta\, \frac{\nabla L}{\sqrt{MS} + \epsilon} + \lambda\,(\theta_0 - \theta)
+    \odot \frac{\sqrt{MS}}{\text{mean}(\sqrt{MS})}
+
+with :math:`MS` the mean squared gradient of the trained model over training batches (Krause et al.'s
+"RMS with a global prior"); without training statistics it is plain SGD with decay,
+:math:`\theta \leftarrow \theta - \eta \nabla L + \lambda(\theta_0 - \theta)`. The model's weights are restored
+afterwards: evaluating never changes a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit import state as S
+from rnnkit.errors import RnnkitError
+
+
+@torch.no_grad()
+def cache_evaluate(model: Any, batches: Iterable, *, window: int, theta: float, lam: float) -> dict[str, float]:
+    """The model's loss on ``batches`` with a neural cache of ``window`` states per column (see the module)."""
+    if window < 1 or theta < 0 or not 0 <= lam <= 1:
+        raise RnnkitError(
+            f"the cache needs --cache-window >= 1, --cache-theta >= 0 and --cache-lambda in [0, 1]; got {window}, "
+            f"{theta} and {lam}"
+        )
+    was_training = model.training
+    model.eval()
+    total, count, state, keys, values = 0.0, 0, None, None, None
+    try:
+        for x, y in batches:
+            logits, state, raw, _ = model._run(x, state)  # raw: (T, B, H) the top layer's states
+            for t in range(x.shape[0]):
+                p = torch.softmax(logits[t], dim=-1)
+                if keys is not None:
+                    p = (1 - lam) * p + lam * cache_distribution(raw[t], keys, values, theta, p.shape[-1])
+                real = y[t] != model.pad_id
+                total -= float(p.gather(1, y[t].unsqueeze(1)).squeeze(1).clamp_min(1e-30).log()[real].sum())
+                count += int(real.sum())
+                keys, values = _push(keys, values, raw[t], y[t], window)
+    finally:
+        model.train(was_training)
+    return _metrics(model, total, count)
+
+
+def cache_distribution(h: Tensor, keys: Tensor, values: Tensor, theta: float, vocab_size: int) -> Tensor:
+    """p_cache (B, V) of states ``h`` (B, H) over cached ``keys`` (W, B, H) and the tokens that followed them
+    ``values`` (W, B).
+
+    >>> keys = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # two cached states of one column
+    >>> cache_distribution(torch.tensor([[1.0, 0.0]]), keys, torch.tensor([[2], [3]]), 1.0, 4).round(decimals=4)
+    tensor([[0.0000, 0.0000, 0.7311, 0.2689]])
+    """
+    weights = torch.softmax(theta * torch.einsum("bh,wbh->wb", h, keys), dim=0)  # (W, B)
+    p = torch.zeros(h.shape[0], vocab_size, dtype=h.dtype, device=h.device)
+    return p.scatter_add_(1, values.t(), weights.t())
+
+
+def _push(keys: Tensor | None, values: Tensor | None, h: Tensor, y: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    keys = h.unsqueeze(0) if keys is None else torch.cat([keys, h.unsqueeze(0)])[-window:]
+    values = y.unsqueeze(0) if values is None else torch.cat([values, y.unsqueeze(0)])[-window:]
+    return keys, values
+
+
+def gradient_statistics(model: Any, batches: Iterable, max_batches: int | None = None) -> list[Tensor]:
+    """The mean squared gradient of each parameter over (up to ``max_batches`` of) ``batches``, the model in eval
+    mode (no dropout), the state carried as in training: Krause et al.'s MS_g."""
+    was_training = model.training
+    model.eval()
+    params = list(model.parameters())
+    squares, n, state = [torch.zeros_like(p) for p in params], 0, None
+    try:
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            out = model.loss(batch, state)
+            grads = torch.autograd.grad(out.loss / out.count.clamp(min=1), params, allow_unused=True)
+            for sq, g in zip(squares, grads, strict=True):
+                if g is not None:
+                    sq.add_(g.square())
+            n, state = n + 1, S.tree_map(Tensor.detach, out.state)
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise RnnkitError("no training batches to measure gradient statistics on")
+    return [sq / n for sq in squares]
+
+
+def dynamic_evaluate(
+    model: Any, batches: Iterable, *, lr: float, decay: float, stats: list[Tensor] | None = None, eps: float = 1e-4
+) -> dict[str, float]:
+    """The model's loss on ``batches`` read in order, adapting its weights after each chunk (see the module);
+    the weights are restored afterwards."""
+    if lr < 0 or decay < 0:
+        raise RnnkitError(f"--dynamic-lr and --dynamic-decay must be >= 0, got {lr} and {decay}")
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    scale = None if stats is None else [s.sqrt() + eps for s in stats]
+    prior = None if stats is None else _prior_weights(stats)
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    try:
+        for batch in batches:
+            out = model.loss(batch, state)
+            total, count = total + float(out.loss.detach()), count + int(out.count)
+            grads = torch.autograd.grad(out.loss / out.count.clamp(min=1), params, allow_unused=True)
+            _adapt(params, grads, start, lr, decay, scale, prior)
+            state = S.tree_map(Tensor.detach, out.state)
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, start, strict=True):
+                p.copy_(p0)
+        model.train(was_training)
+    return _metrics(model, total, count)
+
+
+def _prior_weights(stats: list[Tensor]) -> list[Tensor]:
+    """sqrt(MS) / its mean over all parameters: the decay towards the trained weights, per weight."""
+    roots = [s.sqrt() for s in stats]
+    mean = sum(float(r.sum()) for r in roots) / max(sum(r.numel() for r in roots), 1)
+    return [r / max(mean, 1e-30) for r in roots]
+
+
+@torch.no_grad()
+def _adapt(params, grads, start, lr, decay, scale, prior) -> None:
+    for i, (p, g, p0) in enumerate(zip(params, grads, start, strict=True)):
+        if g is None:
+            continue
+        step = g if scale is None else g / scale[i]
+        pull = (p0 - p) if prior is None else (p0 - p) * prior[i]
+        p.add_(-lr * step + decay * pull)
+
+
+def _metrics(model: Any, total: float, count: int) -> dict[str, float]:
+    mean = total / max(count, 1)
+    return model.metrics(mean) | {"count": count}
