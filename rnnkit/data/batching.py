@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -124,6 +125,54 @@ class StreamBatches:
         shard = StreamBatches.__new__(StreamBatches)
         shard._init(self.data[:, rank * per : (rank + 1) * per].contiguous(), self.bptt)
         return shard
+
+
+class Chunk(NamedTuple):
+    """One chunk of a stream: inputs, next-token targets, and the learning-rate scale of its length."""
+
+    x: Tensor  # (T, B)
+    y: Tensor  # (T, B)
+    lr_scale: float  # T / bptt: a longer window, a larger step (AWD-LSTM)
+
+
+class VariableStream:
+    """:class:`StreamBatches`' layout read in chunks of random length (Merity et al. 2018): each chunk is
+    ``bptt`` long with probability 0.95 and ``bptt / 2`` otherwise, then drawn from N(that, 5), at least 5
+    steps (and at most 2 * bptt), so that every token is at a chunk's start in some epoch. The lengths come
+    from ``(seed, epoch)`` alone, so an epoch's chunks are the same after a resume, and on every process.
+
+    >>> stream = VariableStream(StreamBatches(torch.arange(400), batch_size=2, bptt=20), seed=0)
+    >>> chunks = stream.for_epoch(0)
+    >>> sum(c.x.shape[0] for c in chunks), [round(c.lr_scale, 2) for c in chunks[:3]]
+    (199, [1.0, 1.1, 1.25])
+    """
+
+    def __init__(self, stream: StreamBatches, *, seed: int) -> None:
+        self.stream, self.seed = stream, seed
+
+    def lengths(self, epoch: int) -> list[int]:
+        rng, bptt, left, out = (
+            np.random.default_rng([self.seed, epoch, 7]),
+            self.stream.bptt,
+            self.stream.data.shape[0] - 1,
+            [],
+        )
+        while left > 0:
+            base = bptt if rng.random() < 0.95 else bptt / 2
+            n = min(max(5, int(rng.normal(base, 5))), 2 * bptt, left)
+            out.append(n)
+            left -= n
+        return out
+
+    def for_epoch(self, epoch: int) -> list[Chunk]:
+        data, bptt, start, chunks = self.stream.data, self.stream.bptt, 0, []
+        for n in self.lengths(epoch):
+            chunks.append(Chunk(data[start : start + n], data[start + 1 : start + n + 1], n / bptt))
+            start += n
+        return chunks
+
+    def shard(self, rank: int, world: int) -> VariableStream:
+        return VariableStream(self.stream.shard(rank, world), seed=self.seed)
 
 
 def bucket_batches(

@@ -132,7 +132,7 @@ class LanguageModel(Task):
     def loss(self, batch: tuple[Tensor, Tensor], state: Any = None) -> LossOutput:
         """Summed cross-entropy of the next tokens; in training, AR and TAR added per token (AWD-LSTM adds
         them to the mean loss: here the sum, so they are multiplied by the token count)."""
-        x, y = batch  # (T, B) inputs and next-token targets
+        x, y = batch[0], batch[1]  # (T, B) inputs and next-token targets (a Chunk also has its lr_scale)
         logits, state, raw, dropped = self._run(x, state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum", ignore_index=self.pad_id)
         count = (y != self.pad_id).sum()

@@ -12,6 +12,7 @@ import torch
 
 from rnnkit.config import check_fields, option
 from rnnkit.data import StreamBatches, Vocabulary, read_text, tokenize
+from rnnkit.data.batching import VariableStream
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs, sampling
@@ -211,7 +212,10 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"training a {model_cfg.layers}-layer {model_cfg.cell} LM: vocabulary {len(vocab)}, {params:,} parameters, "
         f"{len(train_ids):,} training tokens"
     )
-    return Prepared(model, train_batches.shard(rank, world), valid, {"vocab.json": vocab.save}, summary)
+    train = train_batches.shard(rank, world)
+    if train_cfg.variable_bptt:
+        train = VariableStream(train, seed=train_cfg.seed)
+    return Prepared(model, train, valid, {"vocab.json": vocab.save}, summary)
 
 
 def encode_file(path: str, vocab: Vocabulary, level: str, encoding_errors: str) -> torch.Tensor:

@@ -23,6 +23,11 @@ class TrainConfig:
     bptt: int = option(
         64, "truncated BPTT: time steps per chunk; the state is carried and detached between chunks", ge=1
     )
+    variable_bptt: bool = option(
+        False,
+        "language models: draw each chunk's length around --bptt (AWD-LSTM) and scale its learning rate by "
+        "length / bptt",
+    )
     optimizer: str = option("adam", "optimizer", choices=("sgd", "adam", "adamw"))
     lr: float = option(
         2e-3, "learning rate (at most 1e6: beyond, optimizer arithmetic overflows float32)", gt=0, le=1e6

@@ -61,12 +61,16 @@ class Trainer:
             try:
                 while self.epoch < cfg.epochs:
                     batches = self._epoch_batches()
-                    set_lr(self.optimizer, scheduled_lr(cfg, self.epoch, self.plateau_scale))
+                    epoch_lr = scheduled_lr(cfg, self.epoch, self.plateau_scale)
+                    set_lr(self.optimizer, epoch_lr)
                     self.progress.start(self.epoch, cfg.epochs, len(batches), self.position)
                     while self.position < len(batches):
                         if reason := self._stop_reason():
                             return self._finish(reason)
-                        loss, count, state = self.model(batches[self.position], self.carry)  # 1. forward
+                        batch = batches[self.position]
+                        if hasattr(batch, "lr_scale"):  # a chunk of random length: its own step size
+                            set_lr(self.optimizer, epoch_lr * batch.lr_scale)
+                        loss, count, state = self.model(batch, self.carry)  # 1. forward
                         (loss * self._loss_scale(count)).backward()  # 2. backward
                         ok, norm = self._clip_and_check(loss)  # 3. clip; skip a non-finite step
                         if ok:

@@ -121,3 +121,22 @@ def test_pad_batch_errors():
         pad_batch([torch.ones(2, 3), torch.ones(2, 2)], pad_id=0)
     with pytest.raises(RnnkitError, match=r"got a 0-d tensor"):
         pad_batch([torch.tensor(1)], pad_id=0)
+
+
+def test_variable_stream_covers_every_token_once_in_order():
+    from rnnkit.data.batching import VariableStream
+
+    base = StreamBatches(torch.arange(1000), batch_size=4, bptt=12)
+    stream = VariableStream(base, seed=3)
+    for epoch in range(3):
+        chunks = stream.for_epoch(epoch)
+        assert torch.equal(torch.cat([c.x for c in chunks]), base.data[:-1])
+        assert torch.equal(torch.cat([c.y for c in chunks]), base.data[1:])
+        lengths = [c.x.shape[0] for c in chunks]
+        assert all(5 <= n <= 24 for n in lengths[:-1]) and lengths == stream.lengths(epoch)
+        assert [c.lr_scale for c in chunks] == [n / 12 for n in lengths]
+    assert stream.lengths(0) != stream.lengths(1)  # a new cut every epoch
+    assert stream.lengths(1) == VariableStream(base, seed=3).lengths(1)  # from (seed, epoch) alone
+    halves = [stream.shard(r, 2).for_epoch(0) for r in range(2)]
+    for a, b, whole in zip(*halves, stream.for_epoch(0), strict=True):
+        assert torch.equal(torch.cat([a.x, b.x], dim=1), whole.x) and a.lr_scale == whole.lr_scale

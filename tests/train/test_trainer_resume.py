@@ -164,6 +164,25 @@ def test_resume_with_the_weight_average_running_is_exact(tmp_path, baseline, cap
     assert any(k.startswith("average.") for k in averaged)
 
 
+def test_variable_bptt_resumes_exactly_and_scales_each_chunks_rate(tmp_path, capsys):
+    """Chunks of random length (AWD-LSTM): each step's learning rate is the epoch's times length / bptt, and a
+    run stopped mid-epoch continues on the same cut."""
+    from rnnkit.data.batching import StreamBatches, VariableStream
+
+    flags = ["--variable-bptt", "--log-every", "1"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert rnnkit.cli.main([*train_args(tmp_path, whole, "sgd-decay-variational", 40), *flags]) == 0
+    assert rnnkit.cli.main([*train_args(tmp_path, parts, "sgd-decay-variational", 17), *flags]) == 0
+    resume = ["lm", "train", "--out", str(parts), "--resume", "--max-steps", "40", "--no-progress"]
+    assert rnnkit.cli.main(resume) == 0
+    assert_same_run(parts, whole)
+    steps = [m for m in metrics(whole) if "loss" in m][:5]
+    text = (tmp_path / "train.txt").read_text()
+    ids = torch.tensor([sorted(set(text)).index(c) for c in text])  # any ids: only the lengths matter here
+    lengths = VariableStream(StreamBatches(ids, 4, 5), seed=0).lengths(0)
+    assert [m["lr"] for m in steps] == pytest.approx([0.5 * n / 5 for n in lengths[:5]])
+
+
 def _stop_by_signal_at(monkeypatch, step: int, signum: int) -> None:
     """The next trainer sets its signal flag (as its SIGTERM handler would) during the forward of ``step``."""
 
