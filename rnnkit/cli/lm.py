@@ -39,19 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         evaluate,
     )
     p.add_argument("--encoding-errors", default="strict", choices=("strict", "replace", "ignore"))
-    cache = p.add_argument_group("neural cache (Grave et al. 2017), reported apart from the static number")
-    cache.add_argument("--cache-window", type=int, help="cache the last N states of each stream (AWD-LSTM: 500-2000)")
-    cache.add_argument("--cache-theta", type=float, default=0.6, help="the cache's inverse temperature (0.6)")
-    cache.add_argument("--cache-lambda", type=float, default=0.1, help="the cache's share of the mixture (0.1)")
-    dyn = p.add_argument_group("dynamic evaluation (Krause et al. 2018), reported apart from the static number")
-    dyn.add_argument("--dynamic-lr", type=float, help="adapt the weights to the text as it is read, at this rate")
-    dyn.add_argument("--dynamic-decay", type=float, default=0.02, help="pull back towards the trained weights (0.02)")
-    dyn.add_argument(
-        "--dynamic-stats",
-        type=int,
-        default=0,
-        help="RMS-normalise the update with mean squared gradients over this many training batches (0: plain SGD)",
-    )
+    add_adaptive_flags(p)
 
     p = verbs.add_parser(
         "sample",
@@ -80,7 +68,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("sentences", nargs="+", metavar="SENTENCE")
     p.add_argument("--json", action="store_true", help="print a JSON list of {text, logprob, perplexity, tokens, rank}")
+    add_adaptive_flags(p)
     p.set_defaults(func=score)
+
+
+def add_adaptive_flags(p: argparse.ArgumentParser) -> None:
+    """The neural cache's and dynamic evaluation's flags, shared by eval and score."""
+    cache = p.add_argument_group("neural cache (Grave et al. 2017), reported apart from the static number")
+    cache.add_argument("--cache-window", type=int, help="cache the last N states of each stream (AWD-LSTM: 500-2000)")
+    cache.add_argument("--cache-theta", type=float, default=0.6, help="the cache's inverse temperature (0.6)")
+    cache.add_argument("--cache-lambda", type=float, default=0.1, help="the cache's share of the mixture (0.1)")
+    dyn = p.add_argument_group("dynamic evaluation (Krause et al. 2018), reported apart from the static number")
+    dyn.add_argument("--dynamic-lr", type=float, help="adapt the weights to the text as it is read, at this rate")
+    dyn.add_argument("--dynamic-decay", type=float, default=0.02, help="pull back towards the trained weights (0.02)")
+    dyn.add_argument(
+        "--dynamic-stats",
+        type=int,
+        default=0,
+        help="RMS-normalise the update with mean squared gradients over this many training batches (0: plain SGD)",
+    )
+
+
+def adaptive_options(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
+    cache = dynamic = None
+    if args.cache_window is not None:
+        cache = {"window": args.cache_window, "theta": args.cache_theta, "lam": args.cache_lambda}
+    if args.dynamic_lr is not None:
+        if args.dynamic_stats < 0:
+            raise RnnkitError(f"--dynamic-stats must be >= 0, got {args.dynamic_stats}")
+        dynamic = {"lr": args.dynamic_lr, "decay": args.dynamic_decay, "stats": args.dynamic_stats}
+    return cache, dynamic
 
 
 def train(args: argparse.Namespace) -> int:
@@ -89,13 +106,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
-    cache = dynamic = None
-    if args.cache_window is not None:
-        cache = {"window": args.cache_window, "theta": args.cache_theta, "lam": args.cache_lambda}
-    if args.dynamic_lr is not None:
-        if args.dynamic_stats < 0:
-            raise RnnkitError(f"--dynamic-stats must be >= 0, got {args.dynamic_stats}")
-        dynamic = {"lr": args.dynamic_lr, "decay": args.dynamic_decay, "stats": args.dynamic_stats}
+    cache, dynamic = adaptive_options(args)
     result = load_run(args.run, verb="eval").evaluate(
         args.data, batch_size=args.batch_size, encoding_errors=args.encoding_errors, cache=cache, dynamic=dynamic
     )
@@ -142,10 +153,12 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    results = load_run(args.run).score(args.sentences)
+    cache, dynamic = adaptive_options(args)
+    results = load_run(args.run).score(args.sentences, cache=cache, dynamic=dynamic)
     if args.json:
         print(json.dumps(results))
         return 0
     for r in sorted(results, key=lambda r: r["rank"]):
-        print(f"{r['rank']:3d}. logprob {r['logprob']:9.3f}  perplexity {r['perplexity']:9.2f}  {r['text']}")
+        adapted = "".join(f"  {k} {r[k]:9.3f}" for k in ("cache_logprob", "dynamic_logprob") if k in r)
+        print(f"{r['rank']:3d}. logprob {r['logprob']:9.3f}  perplexity {r['perplexity']:9.2f}{adapted}  {r['text']}")
     return 0

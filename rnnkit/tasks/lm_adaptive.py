@@ -83,6 +83,59 @@ def _push(keys: Tensor | None, values: Tensor | None, h: Tensor, y: Tensor, wind
     return keys, values
 
 
+def adaptive_logprobs(
+    model: Any,
+    sequences: list[list[int]],
+    boundary_id: int,
+    *,
+    cache: dict[str, float] | None = None,
+    dynamic: dict[str, Any] | None = None,
+) -> list[float]:
+    """Each sequence's log-probability (nats, read between two boundary tokens from a zero state, as
+    :meth:`LanguageModel.score`) when the sequences are read in order as one text: with ``cache`` ({"window",
+    "theta", "lam"}) the cache holds the states of the sequences read before and of the current one's prefix;
+    with ``dynamic`` ({"lr", "decay", "stats"}) the weights adapt after each sequence. The weights are restored
+    afterwards."""
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    was_training = model.training
+    model.eval()
+    keys = values = None
+    out = []
+    try:
+        for seq in sequences:
+            ids = torch.tensor([boundary_id, *seq, boundary_id], device=params[0].device).unsqueeze(1)
+            x, y = ids[:-1], ids[1:]
+            with torch.set_grad_enabled(dynamic is not None):
+                logits, _, raw, _ = model._run(x, None)
+            logp = torch.log_softmax(logits[:, 0], dim=-1)  # (T, V)
+            if cache is not None:
+                with torch.no_grad():
+                    total = 0.0
+                    for t in range(x.shape[0]):
+                        p = logp[t].exp().unsqueeze(0)
+                        if keys is not None:
+                            mix = cache_distribution(raw[t], keys, values, cache["theta"], p.shape[-1])
+                            p = (1 - cache["lam"]) * p + cache["lam"] * mix
+                        total += float(p[0, y[t, 0]].clamp_min(1e-30).log())
+                        keys, values = _push(keys, values, raw[t].detach(), y[t], int(cache["window"]))
+                out.append(total)
+            else:
+                out.append(float(logp.gather(1, y).sum()))
+            if dynamic is not None:
+                loss = -logp.gather(1, y).mean()
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                scale = None if dynamic.get("stats") is None else [s.sqrt() + 1e-4 for s in dynamic["stats"]]
+                prior = None if dynamic.get("stats") is None else _prior_weights(dynamic["stats"])
+                _adapt(params, grads, start, dynamic["lr"], dynamic["decay"], scale, prior)
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, start, strict=True):
+                p.copy_(p0)
+        model.train(was_training)
+    return out
+
+
 def gradient_statistics(model: Any, batches: Iterable, max_batches: int | None = None) -> list[Tensor]:
     """The mean squared gradient of each parameter over (up to ``max_batches`` of) ``batches``, the model in eval
     mode (no dropout), the state carried as in training: Krause et al.'s MS_g."""

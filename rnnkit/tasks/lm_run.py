@@ -109,9 +109,31 @@ class LMRun:
             yield sep + v.token(id)
             sep = " " if self.data.level == "word" else ""
 
-    def score(self, sentences: list[str]) -> list[dict[str, float | int | str]]:
-        """Each sentence's log-probability (nats), perplexity, tokens and rank (1 = most probable)."""
-        results = self.model.score([self.vocab.encode(self.tokens(s)) for s in sentences], self.boundary_id)
+    def score(
+        self,
+        sentences: list[str],
+        *,
+        cache: dict[str, float] | None = None,
+        dynamic: dict[str, float] | None = None,
+    ) -> list[dict[str, float | int | str]]:
+        """Each sentence's log-probability (nats), perplexity, tokens and rank (1 = most probable). With ``cache``
+        or ``dynamic`` (as in :meth:`evaluate`) the sentences are also read in order as one text, each scored
+        under a cache of those before it (``cache_logprob``) or after adapting to them (``dynamic_logprob``); the
+        rank follows the static log-probability."""
+        from rnnkit.tasks import lm_adaptive
+
+        ids = [self.vocab.encode(self.tokens(s)) for s in sentences]
+        results = self.model.score(ids, self.boundary_id)
+        if cache is not None:
+            logps = lm_adaptive.adaptive_logprobs(self.model, ids, self.boundary_id, cache=cache)
+            for r, lp in zip(results, logps, strict=True):
+                r["cache_logprob"] = lp
+        if dynamic is not None:
+            options = dict(dynamic)
+            options["stats"] = self._gradient_statistics(int(options.get("stats", 0)), "strict")
+            logps = lm_adaptive.adaptive_logprobs(self.model, ids, self.boundary_id, dynamic=options)
+            for r, lp in zip(results, logps, strict=True):
+                r["dynamic_logprob"] = lp
         order = sorted(range(len(results)), key=lambda i: -results[i]["logprob"])
         for rank, i in enumerate(order, 1):
             results[i] = {"text": sentences[i]} | results[i] | {"rank": rank}

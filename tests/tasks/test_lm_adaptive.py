@@ -135,3 +135,35 @@ def test_lm_eval_reports_cache_and_dynamic_apart(tmp_path, cli):
     (tmp_path / "valid.txt").write_text(text)
     code, _, err = cli("lm", "eval", tmp_path / "run", "--data", tmp_path / "valid.txt", *flags)
     assert code == 2 and "--dynamic-stats reads the run's training text" in err
+
+
+def test_adaptive_scores_read_the_sentences_in_order():
+    from rnnkit.tasks.lm_adaptive import adaptive_logprobs
+
+    model = _model()
+    g = torch.Generator().manual_seed(5)
+    sentence = torch.randint(4, V, (25,), generator=g).tolist()
+    other = torch.randint(4, V, (25,), generator=g).tolist()
+    sentences = [sentence, other, sentence]
+    static = [r["logprob"] for r in model.score(sentences, 3)]
+    off = adaptive_logprobs(model, sentences, 3, cache={"window": 100, "theta": 5.0, "lam": 0.0})
+    frozen = adaptive_logprobs(model, sentences, 3, dynamic={"lr": 0.0, "decay": 0.0})
+    assert off == pytest.approx(static, rel=1e-5) and frozen == pytest.approx(static, rel=1e-5)
+    before = _weights(model)
+    cached = adaptive_logprobs(model, sentences, 3, cache={"window": 100, "theta": 5.0, "lam": 0.5})
+    adapted = adaptive_logprobs(model, sentences, 3, dynamic={"lr": 1.0, "decay": 0.0})
+    assert cached[2] > static[2] + 5 and adapted[2] > static[2] + 5  # the repeat is predicted from the first
+    assert all(torch.equal(v, _weights(model)[k]) for k, v in before.items())
+
+
+def test_lm_score_adds_the_adapted_log_probabilities(tmp_path, cli):
+    text = " ".join(["the cat sat on the mat and the dog ran"] * 30)
+    (tmp_path / "train.txt").write_text(text)
+    argv = ["lm", "train", "--train", tmp_path / "train.txt", "--level", "word", "--out", tmp_path / "run"]
+    assert cli(*argv, "--hidden", "16", "--epochs", "1", "--batch-size", "4", "--bptt", "8", "--no-progress")[0] == 0
+    flags = ["--cache-window", "20", "--dynamic-lr", "0.01"]
+    code, out, _ = cli("lm", "score", tmp_path / "run", "the cat sat", "the dog ran", "--json", *flags)
+    rows = json.loads(out)
+    assert code == 0 and all({"logprob", "cache_logprob", "dynamic_logprob", "rank"} <= set(r) for r in rows)
+    code, out, _ = cli("lm", "score", tmp_path / "run", "the cat sat", *flags)
+    assert code == 0 and "cache_logprob" in out and "dynamic_logprob" in out
