@@ -127,3 +127,10 @@ def test_a_closed_pipe_stops_quietly():
     assert proc.stdout.read(100).startswith(b"word/O")
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141 and proc.stderr.read() == b""
+
+
+def test_an_error_about_a_name_with_line_breaks_stays_one_line(cli):
+    for name in ("a\nb", "x\x1e", "tab\there"):
+        code, _, err = cli("lm", "eval", name, "--data", name)
+        assert code == 2 and err.count("\n") == 1 and len(err.splitlines()) == 1, err
+        assert err.startswith("rnnkit: error: ") and repr(name)[1:-1] in err

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from rnnkit.cli import autoencode, classify, demo, diagnose, lm, music, parse, tag, translate
+from rnnkit.cli import autoencode, classify, ctc, demo, diagnose, lm, music, parse, speech, tag, translate
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
 COMMANDS = {
@@ -21,6 +21,8 @@ COMMANDS = {
     "translate": translate,
     "parse": parse,
     "autoencode": autoencode,  # also the top-level embed and search commands
+    "speech": speech,
+    "ctc": ctc,
     "diagnose": diagnose,
     "demo": demo,
 }
@@ -35,6 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    r"""A message as one printable line: a character that would break it (a file name holding a newline or a
+    record separator) is written as its escape.
+
+    >>> one_line("x\x1e: no such file")
+    'x\\x1e: no such file'
+    """
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -47,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, trailing, [*getattr(args, trailing), *extra])
     previous = warnings.formatwarning
     if not args.debug:  # warnings as one line each, like the errors
-        warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {message}\n"
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"rnnkit: warning: {one_line(str(message))}\n"
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `rnnkit ... | head`: the reader has what it wanted; stop quietly, as `cat` does
@@ -57,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         if args.debug:
             raise
-        print(f"rnnkit: error: {err}", file=sys.stderr)
+        print(f"rnnkit: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)

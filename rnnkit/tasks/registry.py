@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks import autoencode_run, classify_run, lm_run, music_run, parse_run, runs, tag_run, translate_run
+from rnnkit.tasks import (
+    autoencode_run,
+    classify_run,
+    ctc_run,
+    lm_run,
+    music_run,
+    parse_run,
+    runs,
+    tag_run,
+    translate_run,
+)
 from rnnkit.tasks.base import TaskSpec
 
 TASKS: dict[str, TaskSpec] = {
@@ -24,6 +34,7 @@ TASKS: dict[str, TaskSpec] = {
         translate_run.SPEC,
         parse_run.SPEC,
         autoencode_run.SPEC,
+        ctc_run.SPEC,
     )
 }
 
