@@ -34,15 +34,17 @@ def _reference(score, query, memory, lengths):
     return contexts, weights
 
 
+@pytest.mark.parametrize("scaled", [True, False])
 @pytest.mark.parametrize("kind", ["dot", "general", "additive"])
-def test_matches_the_equations_by_hand(kind):
+def test_matches_the_equations_by_hand(kind, scaled):
     query, memory, mask, lengths = _inputs()
-    att = make_attention(kind, 6, 6, 7)
+    att = make_attention(kind, 6, 6, 7, scaled=scaled)
+    d = 6**0.5 if scaled else 1.0  # dot and general: scores / sqrt(query size) unless unscaled
     if kind == "dot":
-        score = torch.dot
+        score = lambda q, m: torch.dot(q, m) / d  # noqa: E731
     elif kind == "general":
         W = att.linear.weight  # (Hq, Hm)
-        score = lambda q, m: q @ W @ m  # noqa: E731
+        score = lambda q, m: q @ W @ m / d  # noqa: E731
     else:
         Wa, ba, Ua, v = att.query_proj.weight, att.query_proj.bias, att.memory_proj.weight, att.v.weight[0]
         score = lambda q, m: v @ torch.tanh(Wa @ q + ba + Ua @ m)  # noqa: E731

@@ -54,21 +54,32 @@ class Attention(nn.Module):
 
 
 class DotAttention(Attention):
-    r"""Luong's dot score :math:`h_t^\top \bar h_s`; query and memory must have the same size.
+    r"""Luong's dot score :math:`h_t^\top \bar h_s`, divided by :math:`\sqrt{d}` unless ``scaled=False``; query
+    and memory must have the same size.
 
-    >>> att = DotAttention()
+    Why the scale (Vaswani et al. 2017): unscaled products of 256-wide states reach tens, the softmax saturates
+    before it has learned to align, and gradients stop: a general-attention translator on Multi30k then put all
+    its weight on the source's last word at every step (benchmarks/translate_multi30k.py, measured).
+
+    >>> att = DotAttention(scaled=False)
     >>> memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
     >>> context, weights = att(torch.tensor([[2.0, 0.0]]), memory, torch.tensor([[True, True, False]]))
     >>> [round(w, 4) for w in weights[0].tolist()]  # softmax(2, 0) over the two real positions
     [0.8808, 0.1192, 0.0]
     """
 
+    def __init__(self, *, scaled: bool = True) -> None:
+        super().__init__()
+        self.scaled = scaled
+
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))
+        scores = torch.bmm(query, keys.transpose(1, 2))
+        return scores / math.sqrt(query.shape[-1]) if self.scaled else scores
 
 
-class GeneralAttention(Attention):
-    r"""Luong's general score :math:`h_t^\top W_a \bar h_s`; ``W_a`` (query_size, memory_size), no bias.
+class GeneralAttention(DotAttention):
+    r"""Luong's general score :math:`h_t^\top W_a \bar h_s`; ``W_a`` (query_size, memory_size), no bias; divided by
+    :math:`\sqrt{d}` unless ``scaled=False`` (see :class:`DotAttention`).
 
     >>> att = GeneralAttention(3, 4)
     >>> context, weights = att(torch.randn(2, 5, 3), torch.randn(2, 6, 4), torch.ones(2, 6, dtype=torch.bool))
@@ -76,15 +87,12 @@ class GeneralAttention(Attention):
     (torch.Size([2, 5, 4]), torch.Size([2, 5, 6]))
     """
 
-    def __init__(self, query_size: int, memory_size: int) -> None:
-        super().__init__()
+    def __init__(self, query_size: int, memory_size: int, *, scaled: bool = True) -> None:
+        super().__init__(scaled=scaled)
         self.linear = nn.Linear(memory_size, query_size, bias=False)  # W_a, applied to the memory once
 
     def keys(self, memory: Tensor) -> Tensor:
         return self.linear(memory)  # (B, S, Hq)
-
-    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))
 
 
 class AdditiveAttention(Attention):
@@ -115,8 +123,11 @@ class AdditiveAttention(Attention):
         return self.v(torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)
 
 
-def make_attention(kind: str, query_size: int, memory_size: int, size: int | None = None) -> Attention | None:
-    """The attention called ``kind`` (one of :data:`ATTENTIONS`; None for "none").
+def make_attention(
+    kind: str, query_size: int, memory_size: int, size: int | None = None, *, scaled: bool = True
+) -> Attention | None:
+    """The attention called ``kind`` (one of :data:`ATTENTIONS`; None for "none"); ``scaled``: dot and general
+    scores divided by the square root of the query's size.
 
     >>> type(make_attention("general", 4, 8)).__name__
     'GeneralAttention'
@@ -133,9 +144,9 @@ def make_attention(kind: str, query_size: int, memory_size: int, size: int | Non
                 f"dot attention needs equal query and memory sizes, got {query_size} and {memory_size}: "
                 "use general or additive"
             )
-        return DotAttention()
+        return DotAttention(scaled=scaled)
     if kind == "general":
-        return GeneralAttention(query_size, memory_size)
+        return GeneralAttention(query_size, memory_size, scaled=scaled)
     if kind == "additive":
         return AdditiveAttention(query_size, memory_size, size)
     raise RnnkitError(f"unknown attention {kind!r}: choose one of {', '.join(ATTENTIONS)}")

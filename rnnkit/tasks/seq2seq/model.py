@@ -88,6 +88,9 @@ class EncoderDecoderConfig:
 class Seq2SeqConfig(EncoderDecoderConfig):
     attention: str = option("general", "the attention score, or none", choices=ATTENTIONS)
     attention_size: int | None = option(None, "additive attention's hidden size (default: --hidden)", ge=1)
+    attention_scale: bool = option(
+        True, "divide dot and general scores by sqrt(size), as Vaswani et al. (unscaled, they saturate early)"
+    )
     input_feed: bool = option(True, "feed each step's attentional vector to the next step's input (Luong)")
     tie_embeddings: bool = option(False, "the decoder's input embedding and its output layer share one matrix")
     teacher_forcing: float = option(
@@ -176,7 +179,7 @@ class Seq2Seq(Task):
         self.decoder = make_layer(config.cell, E + H * self.feeds, H, num_layers=L, batch_first=True, **kw)
         M, O = self.encoder.output_size, self.decoder.output_size  # O > H for SCRN (its context units)
         self.bridge = Bridge(self.encoder.bound_cells(), self.decoder.bound_cells(), D)
-        self.attention = make_attention(config.attention, O, M, config.attention_size)
+        self.attention = make_attention(config.attention, O, M, config.attention_size, scaled=config.attention_scale)
         self.combine = nn.Linear(M + O, H, bias=False) if self.attention is not None else None  # W_c
         out = H if self.attention is not None else O  # the size of h~_t
         self.drop = nn.Dropout(config.dropout)
