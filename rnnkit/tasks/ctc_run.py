@@ -76,19 +76,23 @@ class Encoded:
     features: list[Tensor]
     targets: list[list[int]]
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, shard=(0, 1)):
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, shard: tuple[int, int] = (0, 1)
+    ) -> list[SpeechBatch]:
         order = bucket_batches([f.shape[0] for f in self.features], batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
         return [self.batch(rows) for rows in shard_rows(order, *shard)]
 
     def batch(self, rows: list[int], augment: Any = None) -> SpeechBatch:
-        feats = [self.features[i] for i in rows]
-        if augment is not None:
-            feats = [augment(f, k) for k, f in enumerate(feats)]
+        """The utterances ``rows`` padded; ``augment(features, utterance)`` masks each one (training)."""
+        feats = [self.features[i] if augment is None else augment(self.features[i], i) for i in rows]
         return make_speech_batch(feats, [self.targets[i] for i in rows])
 
 
 class EpochBatches:
-    """Training batches reshuffled and re-masked (SpecAugment) from ``(seed, epoch)`` alone: resume is exact."""
+    """Training batches reshuffled and re-masked (SpecAugment) from ``(seed, epoch)`` alone: resume is exact.
+
+    Each utterance's masks come from ``(seed, epoch, utterance)``, so they do not depend on the batch it falls in
+    or on the process that reads it: a torchrun run masks exactly as one process does."""
 
     def __init__(self, data: Encoded, batch_size: int, *, seed: int, config: CTCDataConfig) -> None:
         self.data, self.batch_size, self.seed, self.config = data, batch_size, seed, config
@@ -98,22 +102,19 @@ class EpochBatches:
         order = bucket_batches(
             [f.shape[0] for f in self.data.features], self.batch_size, shuffle=True, seed=self.seed, epoch=epoch
         )
-        out = []
-        for n, rows in enumerate(shard_rows(order, *self.shard)):
-            out.append(self.data.batch(rows, self._augment(epoch, n) if self.config.spec_augment else None))
-        return out
+        augment = self._augment(epoch) if self.config.spec_augment else None
+        return [self.data.batch(rows, augment) for rows in shard_rows(order, *self.shard)]
 
-    def _augment(self, epoch: int, n: int) -> Any:
+    def _augment(self, epoch: int) -> Any:
         from rnnkit.data.features import spec_augment
 
         c = self.config
-        seed = np.random.SeedSequence([self.seed, epoch, n, self.shard[0]]).generate_state(1)[0]
-        g = torch.Generator().manual_seed(int(seed))
 
-        def mask(features: Tensor, k: int) -> Tensor:
+        def mask(features: Tensor, utterance: int) -> Tensor:
+            seed = np.random.SeedSequence([self.seed, epoch, utterance]).generate_state(1)[0]
             return spec_augment(
                 features, freq_masks=c.freq_masks, freq_width=c.freq_width, time_masks=c.time_masks,
-                time_width=c.time_width, generator=g,
+                time_width=c.time_width, generator=torch.Generator().manual_seed(int(seed)),
             )  # fmt: skip
 
         return mask

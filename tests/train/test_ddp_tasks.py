@@ -1,4 +1,4 @@
-"""``rnnkit tag|classify|music|translate train`` under torchrun: two CPU processes, each on its half of every
+"""``rnnkit tag|classify|music|translate|ctc train`` under torchrun: two CPU processes, each on its half of every
 batch, end with the weights one process reaches on the whole batch."""
 
 import json
@@ -63,11 +63,25 @@ def parallel(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def speech(path: Path, n: int, seed: int) -> Path:
+    """A spoken corpus of n short utterances (espeak-ng); returns its manifest."""
+    import shutil
+
+    from rnnkit.data.speech import make_corpus
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (Debian: apt-get install espeak-ng)")
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(["one", "two", "no", "go"]) for _ in range(rng.randint(1, 3))) for _ in range(n)]
+    return make_corpus(lines, path, voices=["en-us"], speeds=[200], seed=seed)
+
+
 CASES = {  # 48 examples in 6 full batches of 8: 12 steps over two epochs
     "tag": (tagging, ".jsonl", ["--crf", "--char", "--intent", "--bidirectional", "--embed", "8"]),
     "classify": (classification, ".tsv", ["--pooling", "attention", "--bidirectional", "--mlp", "8"]),
     "music": (chorales, ".json", ["--cell", "gru", "--transpose", "2"]),
     "translate": (parallel, "", ["--src-lang", "fo", "--tgt-lang", "en", "--dropout", "0", "--attention", "additive"]),
+    "ctc": (speech, "", ["--dropout", "0", "--layers", "1", "--channels", "8", "--n-mels", "16"]),  # SpecAugment on
 }
 
 
