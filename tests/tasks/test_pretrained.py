@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import rnnkit.cli
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.pretrained import init_embedding
@@ -16,15 +15,6 @@ from rnnkit.tasks.pretrained import init_embedding
 @pytest.fixture(autouse=True)
 def _restore_formatwarning(monkeypatch):
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
-
-
-def cli(*argv) -> int:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return rnnkit.cli.main([str(a) for a in argv])
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_text_vectors_fill_their_words_and_nothing_else(tmp_path):
@@ -58,26 +48,26 @@ def test_bad_vector_files_are_one_line_naming_file_and_line(tmp_path, text, mess
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_an_lm_run_is_a_source_and_training_starts_from_its_vectors(tmp_path, capsys):
+def test_an_lm_run_is_a_source_and_training_starts_from_its_vectors(tmp_path, cli):
     """Self-supervised pretraining: an rnnkit LM's input embedding becomes a classifier's, word by word."""
     (tmp_path / "lm.txt").write_text("a good film and a dull plot\n" * 30)
     lm = tmp_path / "lm"
     argv = ["lm", "train", "--train", tmp_path / "lm.txt", "--out", lm, "--level", "word", "--hidden", "6"]
-    assert cli(*argv, "--max-steps", "2", "--batch-size", "2", "--bptt", "4", "--no-progress") == 0
+    assert cli(*argv, "--max-steps", "2", "--batch-size", "2", "--bptt", "4", "--no-progress")[0] == 0
     lm_weight = load_file(str(lm / "best.safetensors"))["embedding.weight"]
     lm_vocab = json.loads((lm / "vocab.json").read_text())["tokens"]
     (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tcold film\n")
     run = tmp_path / "cls"
     argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--out", run, "--embed", "6", "--hidden", "4"]
     argv += ["--embeddings", lm, "--optimizer", "sgd", "--lr", "1e-9", "--epochs", "1", "--no-progress"]
-    assert cli(*argv) == 0
-    assert "pretrained vectors for 5 of 6 words from lm" in capsys.readouterr().err  # "cold" is not in the LM
+    code, _, err = cli(*argv)
+    assert code == 0 and "pretrained vectors for 5 of 6 words from lm" in err  # "cold" is not in the LM
     weight = load_file(str(run / "checkpoint" / "model.safetensors"))["embedding.weight"]
     vocab = json.loads((run / "vocab.json").read_text())["tokens"]
     for word in ("good", "film", "dull", "plot", "a"):
         torch.testing.assert_close(weight[vocab.index(word)], lm_weight[lm_vocab.index(word)], rtol=0, atol=1e-6)
-    assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress") == 0  # not re-read
+    assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress")[0] == 0  # not re-read
     bad = ["classify", "train", "--train", tmp_path / "train.tsv", "--out", tmp_path / "bad", "--embed", "6"]
-    code = cli(*bad, "--embeddings", run, "--no-progress")
-    assert code == 2 and "is not an rnnkit lm run" in capsys.readouterr().err
+    code, _, err = cli(*bad, "--embeddings", run, "--no-progress")
+    assert code == 2 and "is not an rnnkit lm run" in err
     assert not (tmp_path / "bad").exists()

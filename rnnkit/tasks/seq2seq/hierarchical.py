@@ -59,7 +59,7 @@ from rnnkit.config import option
 from rnnkit.data.batching import pad_batch
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.base import LossOutput, Task, perplexity
-from rnnkit.tasks.seq2seq.model import Bridge, EncoderDecoderConfig, word_dropout
+from rnnkit.tasks.seq2seq.model import Bridge, EncoderDecoderConfig, token_cross_entropy, word_dropout
 from rnnkit.tasks.seq2seq.search import greedy_search
 
 
@@ -207,13 +207,7 @@ class HierarchicalAutoencoder(Task):
         summed; ``count`` is the target words (see the module docstring)."""
         words, stops, mask = self(batch)
         smoothing = self.config.label_smoothing if self.training else 0.0
-        word_loss = F.cross_entropy(
-            words.flatten(0, 1),
-            batch.tgt_out.flatten(),
-            ignore_index=self.pad_id,
-            label_smoothing=smoothing,
-            reduction="sum",
-        )
+        word_loss = token_cross_entropy(words, batch.tgt_out, self.pad_id, smoothing)
         last = torch.arange(mask.shape[1], device=mask.device) == (mask.sum(1, keepdim=True) - 1)
         stop_loss = F.binary_cross_entropy_with_logits(stops[mask], last[mask].to(stops.dtype), reduction="sum")
         return LossOutput(word_loss + stop_loss, (batch.tgt_out != self.pad_id).sum(), None)

@@ -122,6 +122,14 @@ def make_batch(
     return Seq2SeqBatch(src, lengths, tgt_in, tgt_out)
 
 
+def token_cross_entropy(logits: Tensor, targets: Tensor, pad_id: int, smoothing: float) -> Tensor:
+    """Cross-entropy of (B, T, V) logits against (B, T) targets, summed over the non-padding targets, with label
+    smoothing ``smoothing``."""
+    return F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id, label_smoothing=smoothing, reduction="sum"
+    )
+
+
 def word_dropout(tokens: Tensor, p: float, pad_id: int, unk: int) -> Tensor:
     """Each decoder input word after <bos> (column 0) becomes <unk> with chance ``p`` (Bowman et al. 2016);
     padding stays.
@@ -305,15 +313,8 @@ class Seq2Seq(Task):
     # -- the task contract -------------------------------------------------------------------------------------
 
     def loss(self, batch: Seq2SeqBatch, state: Any = None) -> LossOutput:
-        logits = self.logits(batch)
         smoothing = self.config.label_smoothing if self.training else 0.0
-        loss = F.cross_entropy(
-            logits.flatten(0, 1),
-            batch.tgt_out.flatten(),
-            ignore_index=self.pad_id,
-            label_smoothing=smoothing,
-            reduction="sum",
-        )
+        loss = token_cross_entropy(self.logits(batch), batch.tgt_out, self.pad_id, smoothing)
         return LossOutput(loss, (batch.tgt_out != self.pad_id).sum(), None)
 
     def metrics(self, mean_loss: float) -> dict[str, float]:
