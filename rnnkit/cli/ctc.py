@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from rnnkit.cli.common import add_group, add_train_verb, check_batch_size, train_verb
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import ctc_run
 from rnnkit.tasks.ctc_run import load_run
+from rnnkit.tasks.translate_run import MAX_BEAM
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -55,6 +57,10 @@ def train(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace, run: ctc_run.CTCRun) -> dict[str, Any]:
     if args.beam < 1:
         raise RnnkitError(f"--beam must be at least 1, got {args.beam}")
+    if args.beam > MAX_BEAM:
+        raise RnnkitError(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
+    if not (math.isfinite(args.lm_weight) and math.isfinite(args.bonus)):
+        raise RnnkitError(f"--lm-weight and --bonus must be finite numbers, got {args.lm_weight} and {args.bonus}")
     lm = None
     if args.lm is not None:
         if args.beam == 1:

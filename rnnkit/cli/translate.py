@@ -113,7 +113,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise RnnkitError("give --data PREFIX, or --src FILE and --ref FILE (not both)")
     kw = _search(args)
     run = load_run(args.run, verb="eval")
-    translate_run.check_search(args.beam, 1, args.max_len_a, args.max_len_b)
+    translate_run.check_search(args.beam, 1, args.max_len_a, args.max_len_b, args.length_penalty)
     result = run.evaluate_prefix(args.data, **kw) if args.data else run.evaluate(args.src, args.ref, **kw)
     if args.json:
         print(json.dumps(result))
@@ -131,7 +131,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     """Translate each line as it comes (in chunks from a file or a pipe); an empty line gives an empty line."""
     kw = _search(args) | {"n_best": args.n_best if args.json else 1}
-    translate_run.check_search(args.beam, kw["n_best"], args.max_len_a, args.max_len_b)
+    translate_run.check_search(args.beam, kw["n_best"], args.max_len_a, args.max_len_b, args.length_penalty)
     png = check_output_path(args.plot_attention, ".png") if args.plot_attention else None
     run = load_run(args.run, verb="predict")
     if png is not None and run.model_config.attention == "none":

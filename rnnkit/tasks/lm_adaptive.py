@@ -27,6 +27,7 @@ afterwards: evaluating never changes a run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,7 +41,7 @@ from rnnkit.errors import RnnkitError
 @torch.no_grad()
 def cache_evaluate(model: Any, batches: Iterable, *, window: int, theta: float, lam: float) -> dict[str, float]:
     """The model's loss on ``batches`` with a neural cache of ``window`` states per column (see the module)."""
-    if window < 1 or theta < 0 or not 0 <= lam <= 1:
+    if window < 1 or not 0 <= theta < math.inf or not 0 <= lam <= 1:
         raise RnnkitError(
             f"the cache needs --cache-window >= 1, --cache-theta >= 0 and --cache-lambda in [0, 1]; got {window}, "
             f"{theta} and {lam}"
@@ -165,7 +166,7 @@ def dynamic_evaluate(
 ) -> dict[str, float]:
     """The model's loss on ``batches`` read in order, adapting its weights after each chunk (see the module);
     the weights are restored afterwards."""
-    if lr < 0 or decay < 0:
+    if not (0 <= lr < math.inf and 0 <= decay < math.inf):
         raise RnnkitError(f"--dynamic-lr and --dynamic-decay must be >= 0, got {lr} and {decay}")
     params = list(model.parameters())
     start = [p.detach().clone() for p in params]

@@ -14,6 +14,7 @@ sacrebleu (:mod:`rnnkit.tasks.seq2seq.bleu`).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ class TranslateRun:
     ) -> list[list[dict[str, Any]]]:
         """Each line's ``n_best`` translations, best first: ``{"text", "score", "log_prob"}`` (an empty line: one
         empty translation of score 0). Outputs stop at <eos> or at ``max_len_a * source tokens + max_len_b``."""
-        check_search(beam_size, n_best, max_len_a, max_len_b)
+        check_search(beam_size, n_best, max_len_a, max_len_b, length_penalty)
         ids = [self.src_vocab.encode(self.src.encode(line)) for line in lines]
         results: list[list[dict[str, Any]]] = [[{"text": "", "score": 0.0, "log_prob": 0.0}] for _ in lines]
         real = [i for i, s in enumerate(ids) if s]
@@ -207,13 +208,27 @@ class TranslateRun:
         return self.evaluate(src, tgt, **kw)
 
 
-def check_search(beam_size: int, n_best: int, max_len_a: float, max_len_b: int) -> None:
+#: the widest beam: each beam row costs a full output layer, and far wider beams only exhaust memory
+MAX_BEAM = 1000
+#: the longest output: beyond it max_len_a * length overflows, and no sentence needs it
+MAX_OUTPUT = 100_000
+
+
+def check_search(beam_size: int, n_best: int, max_len_a: float, max_len_b: int, length_penalty: float = 1.0) -> None:
+    """One line for a search option a careless user might give: NaN, a negative, 0, or one too large."""
     if beam_size < 1:
         raise RnnkitError(f"--beam must be at least 1, got {beam_size}")
+    if beam_size > MAX_BEAM:
+        raise RnnkitError(f"--beam must be at most {MAX_BEAM}, got {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise RnnkitError(f"--n-best must be between 1 and --beam ({beam_size}), got {n_best}")
-    if max_len_a < 0 or max_len_b < 0 or (max_len_a == 0 and max_len_b == 0):
-        raise RnnkitError(f"--max-len-a and --max-len-b must be >= 0 and not both 0, got {max_len_a} and {max_len_b}")
+    if not (0 <= max_len_a <= MAX_OUTPUT and 0 <= max_len_b <= MAX_OUTPUT) or (max_len_a == 0 and max_len_b == 0):
+        raise RnnkitError(
+            f"--max-len-a and --max-len-b must be numbers in [0, {MAX_OUTPUT:,}], not both 0, got {max_len_a} and "
+            f"{max_len_b}"
+        )
+    if not math.isfinite(length_penalty):
+        raise RnnkitError(f"--length-penalty must be a finite number, got {length_penalty}")
 
 
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> TranslateRun:

@@ -92,3 +92,5 @@ def test_bad_input_is_one_line(trained, corpus, tmp_path, cli):
     assert code == 2 and "digits.jsonl:1" in err and "'1' is not in the run's alphabet" in err
     code, _, err = cli("ctc", "eval", trained, "--data", corpus, "--beam", "0")
     assert code == 2 and "--beam must be at least 1, got 0" in err
+    code, _, err = cli("ctc", "eval", trained, "--data", corpus, "--beam", "4", "--lm-weight", "nan")
+    assert code == 2 and "--lm-weight and --bonus must be finite numbers" in err

@@ -153,6 +153,14 @@ def test_bad_input_is_one_line(tmp_path, trained, capsys, cli):
     assert code == 2 and "--n-best must be between 1 and --beam (2), got 3" in err
     code, _, err = cli("translate", "eval", run)
     assert code == 2 and "give --data PREFIX, or --src FILE and --ref FILE" in err
+    for flag, value, message in (
+        ("--max-len-a", "nan", "--max-len-a and --max-len-b must be numbers in [0, 100,000]"),
+        ("--max-len-b", "99999999999", "--max-len-a and --max-len-b must be numbers in [0, 100,000]"),
+        ("--length-penalty", "nan", "--length-penalty must be a finite number, got nan"),
+        ("--beam", "100000", "--beam must be at most 1000, got 100000"),
+    ):
+        code, _, err = cli("translate", "predict", run, f"{valid}.fo", flag, value)
+        assert code == 2 and message in err and err.count("\n") == 1, (flag, err)
     with pytest.raises(SystemExit):
         cli(*train(tmp_path, "--out", tmp_path / "r3", "--attention", "luong"))
     assert "invalid choice: 'luong'" in capsys.readouterr().err

@@ -106,6 +106,10 @@ def test_bad_settings_are_one_line_errors():
         cache_evaluate(model, batches, window=5, theta=1.0, lam=1.5)
     with pytest.raises(RnnkitError, match="--dynamic-lr and --dynamic-decay must be >= 0"):
         dynamic_evaluate(model, batches, lr=-1.0, decay=0.0)
+    with pytest.raises(RnnkitError, match="--dynamic-lr and --dynamic-decay must be >= 0"):
+        dynamic_evaluate(model, batches, lr=float("nan"), decay=0.0)
+    with pytest.raises(RnnkitError, match="--cache-theta >= 0"):
+        cache_evaluate(model, batches, window=5, theta=float("nan"), lam=0.1)
 
 
 def test_lm_eval_reports_cache_and_dynamic_apart(tmp_path, cli):
