@@ -73,7 +73,8 @@ def top1(sims: np.ndarray, target: list[int], twin_of: dict[int, int] | None = N
 
 def evaluate(run_path: Path, lines: list[str], seed: int = 0) -> dict:
     sys.path.insert(0, str(ROOT))
-    from rnnkit.tasks.autoencode_run import cosine, load_run
+    from rnnkit.tasks.autoencode_run import load_run
+    from rnnkit.tasks.retrieval import cosine
 
     run = load_run(run_path)
     pairs = [(line, " ".join(t)) for line in lines if (t := twin(line.split())) is not None]

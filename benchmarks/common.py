@@ -105,3 +105,11 @@ def run_task(task: str, train: Path, valid: Path, out: Path, flags: list[str], *
         "threads": threads or torch.get_num_threads(),
         "command": " ".join(command),
     }
+
+
+def rnnkit_cli(*args: str, threads: int | None = None, capture: bool = False) -> str:
+    """``rnnkit ARGS`` in a subprocess, as a user runs it, on ``threads`` threads (OMP_NUM_THREADS; None: torch's
+    default); its stdout when ``capture``. A failure stops the benchmark."""
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    done = subprocess.run([sys.executable, "-m", "rnnkit", *args], check=True, env=env, capture_output=capture)
+    return done.stdout.decode() if capture else ""

@@ -10,7 +10,21 @@ import os
 import sys
 import warnings
 
-from rnnkit.cli import autoencode, classify, ctc, demo, diagnose, lm, music, parse, speech, tag, translate
+from rnnkit.cli import (
+    autoencode,
+    classify,
+    ctc,
+    demo,
+    diagnose,
+    lm,
+    music,
+    parse,
+    speech,
+    speech_ae,
+    speech_translate,
+    tag,
+    translate,
+)
 
 #: the command groups, one module each; each has ``add_parser(subparsers)`` and sets ``func``
 COMMANDS = {
@@ -23,6 +37,8 @@ COMMANDS = {
     "autoencode": autoencode,  # also the top-level embed and search commands
     "speech": speech,
     "ctc": ctc,
+    "speech-ae": speech_ae,
+    "speech-translate": speech_translate,
     "diagnose": diagnose,
     "demo": demo,
 }

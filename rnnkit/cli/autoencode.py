@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
+from rnnkit.cli.common import (
+    add_eval_verb,
+    add_group,
+    add_train_verb,
+    check_batch_size,
+    save_npy,
+    stdin_lines,
+    train_verb,
+)
 from rnnkit.data.parallel import read_lines
 from rnnkit.errors import RnnkitError
 from rnnkit.io import check_output_path, write_atomically
@@ -113,7 +118,7 @@ def embed(args: argparse.Namespace) -> int:
         for line, code in zip(texts, codes.tolist(), strict=True):
             print(json.dumps({"text": line, "vector": code}))
     elif out.suffix == ".npy":
-        write_atomically(out, lambda tmp: _save_npy(tmp, codes))
+        write_atomically(out, lambda tmp: save_npy(tmp, codes))
     else:
         write_atomically(out, lambda tmp: tmp.write_text(json.dumps(codes.tolist())))
     if out is not None:
@@ -137,11 +142,6 @@ def search(args: argparse.Namespace) -> int:
         for j, s in hits:
             print(f"  {s:.4f}  {index[j]}  ({args.index} {unit} {j + 1})")
     return 0
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would add .npy to the temporary file's name
-        np.save(f, array, allow_pickle=False)
 
 
 def _autoencoder(path: str) -> autoencode_run.AutoencodeRun:

@@ -145,3 +145,11 @@ def stdin_lines() -> Iterator[str]:
                 f"stdin:{n}: not UTF-8 text (0x{line[err.start]:02x} at byte {err.start + 1} of the line): "
                 "pipe UTF-8 text, e.g. through iconv -f latin1 -t utf-8"
             ) from None
+
+
+def save_npy(path: Path, array: Any) -> None:
+    """Write a numpy array to ``path`` (no pickle): the writer :func:`rnnkit.io.write_atomically` calls."""
+    import numpy as np
+
+    with open(path, "wb") as f:  # a file object: np.save would add .npy to the temporary file's name
+        np.save(f, array, allow_pickle=False)

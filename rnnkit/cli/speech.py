@@ -12,6 +12,8 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 EXAMPLE = """examples:
   rnnkit speech make-corpus --default --out data/speech      # train/valid/test.jsonl: held-out voices in valid, test
+  rnnkit speech make-corpus --words --out data/words         # single spoken words (speech autoencoders, retrieval)
+  rnnkit speech make-corpus --german --out data/de-en        # German speech with English translations
   rnnkit speech make-corpus --text lines.txt --voices en-us,en+f3 --speeds 150,180 --snr none,20 --out data/mine"""
 
 
@@ -29,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="the corpus folder")
     p.add_argument("--default", action="store_true", help="the default corpus: digits, dates, commands, repeats")
+    p.add_argument("--words", action="store_true", help="the spoken-word corpus: each word of --default alone")
+    p.add_argument("--german", action="store_true", help="German phrases with their English translations")
     p.add_argument("--text", help="one transcript a line")
     p.add_argument("--voices", help="espeak-ng voices, comma-separated (e.g. en-us,en+f3,en-gb-scotland)")
     p.add_argument("--speeds", default="175", help="words a minute, comma-separated (default 175)")
@@ -50,10 +54,18 @@ def make_corpus(args: argparse.Namespace) -> int:
     from rnnkit.data import speech
 
     progress = _progress()
-    if args.default:
+    from rnnkit.data.speech_translation import make_german_corpus
+
+    builtin = {"--default": args.default, "--words": args.words, "--german": args.german}
+    chosen = [flag for flag, on in builtin.items() if on]
+    if len(chosen) > 1:
+        raise RnnkitError(f"{' and '.join(chosen)} make different corpora: give one")
+    if chosen:
         if args.text or args.voices:
-            raise RnnkitError("--default makes the built-in corpus: drop --text and --voices")
-        manifests = speech.make_default_corpus(args.out, seed=args.seed, progress=progress)
+            raise RnnkitError(f"{chosen[0]} makes a built-in corpus: drop --text and --voices")
+        makers = {"--default": speech.make_default_corpus, "--words": speech.make_word_corpus}
+        make = makers.get(chosen[0], make_german_corpus)
+        manifests = make(args.out, seed=args.seed, progress=progress)
     else:
         if not args.text or not args.voices:
             raise RnnkitError("give --text FILE and --voices LIST, or --default for the built-in corpus")

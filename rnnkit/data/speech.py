@@ -11,7 +11,8 @@ A corpus is a folder with a JSON-lines manifest and its WAV files (16-bit PCM, 1
 
 one object per line. ``path`` is relative to the manifest's folder (or absolute), ``text`` the transcript;
 ``voice`` (an espeak-ng voice, ``+variant`` optional), ``speed`` (words a minute), ``pitch`` (0-99), ``snr``
-(dB of added white noise; null for clean audio) and ``duration`` (seconds) are optional when reading.
+(dB of added white noise; null for clean audio) and ``duration`` (seconds) are optional when reading, as is
+``translation`` (the transcript in another language: speech translation corpora).
 :func:`make_corpus` writes such a folder, deterministically: the same lines, options and seed give
 byte-identical WAV files and manifest. :func:`default_corpus_text` and :data:`DEFAULT_SPLITS` describe the
 default corpus; its test split is spoken by voices, at speeds and pitches, that training never hears.
@@ -32,7 +33,7 @@ import subprocess
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,7 @@ class Utterance:
     pitch: float | None = None
     snr: float | None = None
     duration: float | None = None
+    translation: str | None = None  # the transcript in another language (speech translation corpora)
     line: int | None = None  # the manifest line, for errors that name it
 
 
@@ -405,6 +407,38 @@ def make_default_corpus(
     }
 
 
+# The spoken-word corpus (speech autoencoders, spoken-word retrieval): each word of the default corpus alone,
+# spoken by the default corpus's voices, so its test split has speakers, speeds and pitches training never hears.
+WORD_SPLITS: dict[str, CorpusSplit] = {
+    "train": replace(DEFAULT_SPLITS["train"], per_line=8),
+    "valid": replace(DEFAULT_SPLITS["valid"], per_line=3),
+    "test": replace(DEFAULT_SPLITS["test"], per_line=4),
+}
+
+
+def default_words() -> list[str]:
+    """The words of the spoken-word corpus: every word of the default corpus's digits, dates and phrases.
+
+    >>> words = default_words()
+    >>> len(words), words[:3], "coffee" in words
+    (120, ['a', 'add', 'alarm'], True)
+    """
+    lines = (*_DIGITS, *_MONTHS, *_ORDINALS, *_PHRASES)
+    return sorted({word for line in lines for word in line.split()})
+
+
+def make_word_corpus(
+    out_dir: PathLike, *, seed: int = 0, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Path]:
+    """Write the spoken-word corpus (each of :func:`default_words` spoken as :data:`WORD_SPLITS` says) to
+    ``out_dir``: ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` and ``wav/``. Returns each split's manifest."""
+    words = default_words()
+    return {
+        name: make_corpus(words, out_dir, seed=seed, split_name=name, progress=progress, **asdict(split))
+        for name, split in WORD_SPLITS.items()
+    }
+
+
 def _unique(rng: np.random.Generator, draw: Callable[[np.random.Generator], str], count: int) -> list[str]:
     seen: dict[str, None] = {}
     while len(seen) < count:
@@ -460,8 +494,9 @@ def _utterance(path: Path, n: int, line: str) -> Utterance:
         value = row.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise RnnkitError(f'{where}: "{field}" is {short_repr(value)}: give a number (or leave it out)')
-    if row.get("voice") is not None and not isinstance(row["voice"], str):
-        raise RnnkitError(f'{where}: "voice" is {short_repr(row["voice"])}: give a string (or leave it out)')
+    for field in ("voice", "translation"):
+        if row.get(field) is not None and not isinstance(row[field], str):
+            raise RnnkitError(f'{where}: "{field}" is {short_repr(row[field])}: give a string (or leave it out)')
     audio = path.parent / row["path"]  # an absolute "path" replaces the folder
     if not audio.is_file():
         missing = "is a folder, not an audio file" if audio.is_dir() else "does not exist"
@@ -469,7 +504,7 @@ def _utterance(path: Path, n: int, line: str) -> Utterance:
             f"{where}: audio file {audio} {missing} (paths are relative to the manifest's folder): "
             "fix the path or make the corpus again"
         )
-    fields = {k: row.get(k) for k in ("voice", "speed", "pitch", "snr", "duration")}
+    fields = {k: row.get(k) for k in ("voice", "speed", "pitch", "snr", "duration", "translation")}
     return Utterance(path=audio.absolute(), text=row["text"], line=n, **fields)
 
 

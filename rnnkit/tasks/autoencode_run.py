@@ -33,6 +33,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.resources import check_model_memory, count_params
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, Task, TaskSpec
+from rnnkit.tasks.retrieval import cosine
 from rnnkit.tasks.seq2seq.attention import ATTENTIONS
 from rnnkit.tasks.seq2seq.bleu import corpus_scores
 from rnnkit.tasks.seq2seq.hierarchical import HierarchicalAutoencoder, HierarchicalConfig, make_paragraph_batch
@@ -196,16 +197,6 @@ def paragraphs_of(lines: list[str]) -> list[str]:
             texts.append("\n".join(current))
             current = []
     return texts
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarities (A, B) of the rows of ``a`` and ``b`` (a zero row is similar to nothing: 0).
-
-    >>> cosine(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 0.0], [1.0, 1.0]])).round(4).tolist()
-    [[1.0, 0.7071], [0.0, 0.0]]
-    """
-    norm = lambda m: m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    return norm(a) @ norm(b).T
 
 
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> AutoencodeRun:

@@ -6,9 +6,14 @@ one per (subsampled) frame; the output may be much shorter than the input.
     p(c \mid t) = \text{softmax}(W h_t + b)_c, \quad c \in \{\text{blank}\} \cup \text{alphabet}
 
 The loss is torch's CTC loss: the negative log of the summed probability of every frame path that collapses
-(repeats merged, then blanks dropped) to the transcript. The blank is what lets "one one" differ from "one":
-two o's in a row need a blank between them. Subsampling is a stack of 1-D convolutions of stride 2 (each halves
-the frame rate: 100 frames/s becomes 50, then 25), which shortens the recurrence and speeds it up; the RNN is
+(repeats merged, then blanks dropped) to the transcript. The blank is what lets a label repeat: the two f's of
+"coffee", or in word units (``--units word``) the two words of "one one", need a blank between them. Without it
+(``blank=False``: the blank's probability held at 0 and the targets' repeats merged, since no path could write
+them) a run of frames of one label is one label, so "one one" can only come out as "one": the tutorials' reason
+for the blank.
+
+Subsampling is a stack of 1-D convolutions of stride 2 (each halves the frame rate: 100 frames/s becomes 50,
+then 25), which shortens the recurrence and speeds it up; the RNN is
 one :func:`rnnkit.compat.make_layer` stack (any cell, stacked, bidirectional), run with each utterance's length,
 so padding never changes an output.
 """
@@ -41,6 +46,9 @@ class CTCConfig:
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
     )
+    blank: bool = option(
+        True, "--no-blank: the model without CTC's blank that the tutorials warn of (repeats merge: 'one one' -> 'one')"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -68,6 +76,45 @@ def make_speech_batch(features: list[Tensor], targets: list[list[int]] | None = 
     return SpeechBatch(padded, lengths, flat, torch.tensor([len(t) for t in targets], dtype=torch.long))
 
 
+class ConvSubsampler(nn.Sequential):
+    """Frames (B, T, F) -> (B, T', ``channels``): ``factor`` 2 or 4 is one or two convolutions over time of kernel
+    3 and stride 2, each followed by a ReLU (each maps T to ceil(T / 2)); ``factor`` 1 passes the frames as they
+    are (``output_size`` is then F).
+
+    >>> sub = ConvSubsampler(20, 8, 4)
+    >>> x, lengths = sub(torch.randn(2, 9, 20), torch.tensor([9, 1]))
+    >>> x.shape, lengths.tolist(), sub.output_size
+    (torch.Size([2, 3, 8]), [3, 1], 8)
+    """
+
+    def __init__(self, n_features: int, channels: int, factor: int) -> None:
+        convs, size = [], n_features
+        for _ in range({1: 0, 2: 1, 4: 2}[factor]):
+            convs += [nn.Conv1d(size, channels, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+            size = channels
+        super().__init__(*convs)
+        self.output_size = size
+
+    def out_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames after subsampling: each stride-2 convolution (kernel 3, padding 1) maps T to ceil(T / 2)."""
+        for _ in range(len(self) // 2):
+            lengths = (lengths + 1) // 2
+        return lengths
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """(B, T, F), (B,) -> (B, T', output_size) and the lengths after subsampling (each at least 1).
+
+        Each layer's outputs past a sequence's own length are zeroed: a second convolution must read zeros there,
+        as it would for the sequence alone, not ReLU(bias) computed from the batch's padding."""
+        x = features
+        modules = list(self)  # (slicing a Sequential would build a new one)
+        for conv, activation in zip(modules[::2], modules[1::2], strict=True):
+            x = activation(conv(x.transpose(1, 2)).transpose(1, 2))
+            lengths = (lengths + 1) // 2
+            x = x * (torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1)).unsqueeze(-1).to(x.dtype)
+        return x, lengths.clamp(min=1)
+
+
 class CTCModel(Task):
     """Map (B, T, ``n_features``) feature frames to log-probabilities over ``n_labels`` (blank = 0) per frame.
 
@@ -81,11 +128,8 @@ class CTCModel(Task):
     def __init__(self, n_features: int, n_labels: int, config: CTCConfig) -> None:
         super().__init__()
         self.config, self.n_labels = config, n_labels
-        convs, size = [], n_features
-        for _ in range({1: 0, 2: 1, 4: 2}[config.subsample]):
-            convs += [nn.Conv1d(size, config.channels, kernel_size=3, stride=2, padding=1), nn.ReLU()]
-            size = config.channels
-        self.subsample = nn.Sequential(*convs)
+        self.subsample = ConvSubsampler(n_features, config.channels, config.subsample)
+        size = self.subsample.output_size
         kw: dict[str, Any] = {"init": config.init} if config.init is not None else {}
         kw |= {"dropout": config.dropout} if config.layers > 1 else {}
         self.rnn = make_layer(
@@ -96,19 +140,17 @@ class CTCModel(Task):
         self.output = nn.Linear(self.rnn.output_size, n_labels)
 
     def out_lengths(self, lengths: Tensor) -> Tensor:
-        """Frames after subsampling: each stride-2 convolution (kernel 3, padding 1) maps T to ceil(T / 2)."""
-        for _ in range(len(self.subsample) // 2):
-            lengths = (lengths + 1) // 2
-        return lengths
+        return self.subsample.out_lengths(lengths)
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, F), (B,) -> log-probabilities (B, T', C) and the output lengths (B,) (each at least 1)."""
-        x = features
-        if len(self.subsample):
-            x = self.subsample(x.transpose(1, 2)).transpose(1, 2)  # convolve over time
-        out_lengths = self.out_lengths(lengths).clamp(min=1)
+        x, out_lengths = self.subsample(features, lengths)
         h, _ = self.rnn(x, lengths=out_lengths.clamp(max=x.shape[1]))
-        return F.log_softmax(self.output(self.drop(h)), dim=-1), out_lengths
+        logits = self.output(self.drop(h))
+        if not self.config.blank:  # the blank never fires: a path is labels only, and a run of one label is one
+            # (a finite floor, not -inf: torch's CTC gradient is NaN at -inf log-probabilities; exp(-1e4) is 0)
+            logits = logits.masked_fill(torch.arange(self.n_labels, device=logits.device) == 0, -1e4)
+        return F.log_softmax(logits, dim=-1), out_lengths
 
     def loss(self, batch: SpeechBatch, state: Any = None) -> LossOutput:
         """CTC loss summed over the utterances; ``count`` is the transcripts' characters (loss per character)."""

@@ -33,10 +33,13 @@ from rnnkit.train.config import TrainConfig
 
 BLANK = "<blank>"
 FEATURES = ("logmel", "mfcc")
+UNITS = ("char", "word")
 
 
 @dataclass
-class CTCDataConfig:
+class SpeechDataConfig:
+    """The data options every task that reads speech shares: manifests, features, SpecAugment."""
+
     train: str | None = option(None, "training manifest (JSON lines of {path, text}; rnnkit speech make-corpus)")
     valid: str | None = option(None, "validation manifest, for the loss after each epoch")
     features: str = option("logmel", "log-mel filterbanks or MFCCs", choices=FEATURES)
@@ -51,6 +54,13 @@ class CTCDataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass
+class CTCDataConfig(SpeechDataConfig):
+    units: str = option(
+        "char", "output units: characters, or whole words (a closed vocabulary: commands, digits)", choices=UNITS
+    )
 
 
 SECTIONS = {"data": CTCDataConfig, "model": CTCConfig, "train": TrainConfig}
@@ -125,6 +135,38 @@ def text_of(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def units_of(text: str, units: str) -> list[str]:
+    """A transcript's output units: its characters, or its words.
+
+    >>> units_of("One  one", "char"), units_of("One  one", "word")
+    (['o', 'n', 'e', ' ', 'o', 'n', 'e'], ['one', 'one'])
+    """
+    text = text_of(text)
+    return text.split() if units == "word" else list(text)
+
+
+def merge_repeats(ids: list[int]) -> list[int]:
+    """A label sequence with each run of one label merged: what a model without a blank can write.
+
+    >>> merge_repeats([3, 3, 1, 3, 3, 3])
+    [3, 1, 3]
+    """
+    return [x for i, x in enumerate(ids) if i == 0 or ids[i - 1] != x]
+
+
+def unknown_units(text: str, labels: Labels, units: str) -> list[str]:
+    return sorted({u for u in units_of(text, units) if u not in labels})
+
+
+def unknown_error(manifest: Any, row: Any, unknown: list[str], labels: Labels, units: str) -> RnnkitError:
+    known = "".join(labels.names[1:]) if units == "char" else " ".join(labels.names[1:])
+    what = "alphabet" if units == "char" else "vocabulary"
+    return RnnkitError(
+        f"{manifest}:{row.line}: {unknown[0]!r} is not in the run's {what} ({known}): "
+        "transcribe it with the run's units, or train a run that has it"
+    )
+
+
 @dataclass
 class CTCRun:
     """Everything a trained recogniser's run folder holds, loaded."""
@@ -137,17 +179,14 @@ class CTCRun:
     model: CTCModel
 
     def _text(self, ids: list[int]) -> str:
-        return "".join(self.labels.names[i] for i in ids)
+        return ("" if self.data.units == "char" else " ").join(self.labels.names[i] for i in ids)
 
     def check_alphabet(self, manifest: str | Path, rows: list[Any]) -> None:
-        """A reference with a character the run cannot write is an error naming its manifest line."""
+        """A reference with a character (word) the run cannot write is an error naming its manifest line."""
         for row in rows:
-            unknown = sorted({c for c in text_of(row.text) if c not in self.labels})
+            unknown = unknown_units(row.text, self.labels, self.data.units)
             if unknown:
-                raise RnnkitError(
-                    f"{manifest}:{row.line}: {unknown[0]!r} is not in the run's alphabet "
-                    f"({''.join(self.labels.names[1:])}): transcribe it with the run's characters"
-                )
+                raise unknown_error(manifest, row, unknown, self.labels, self.data.units)
 
     def log_probs(self, audios: list[Any], batch_size: int | None = None) -> list[Tensor]:
         """Each utterance's (T', C) log-probabilities (an empty utterance: (0, C))."""
@@ -229,6 +268,8 @@ class CharLMFusion:
 
     def __init__(self, lm: Any, labels: Labels) -> None:
         self.lm, self.model = lm, lm.model
+        if any(len(name) > 1 for name in labels.names[1:]):
+            raise RnnkitError("the recogniser writes words (--units word): fusion needs a character recogniser")
         if lm.data.level != "char":
             raise RnnkitError(f"{lm.path} is a {lm.data.level}-level language model: fusion needs --level char")
         self.ids = torch.tensor([lm.vocab.index(c) if c in lm.vocab else lm.vocab.unk_id for c in labels.names])
@@ -266,26 +307,25 @@ def _open(path: Path, cfg: dict[str, Any], weights: str) -> CTCRun:
     return CTCRun(path, cfg["data"], cfg["model"], cfg["train"], labels, model)
 
 
-def _encode(manifest: str, data: CTCDataConfig, labels: Labels | None) -> tuple[Encoded, Labels]:
-    """Features and label ids of a manifest's utterances (empty audio or transcripts are left out)."""
+def _encode(manifest: str, data: CTCDataConfig, labels: Labels | None, blank: bool) -> tuple[Encoded, Labels]:
+    """Features and label ids of a manifest's utterances (empty audio or transcripts are left out); without a
+    blank, each run of one label is merged (the model cannot write it twice in a row)."""
     from rnnkit.data.speech import load_audio, read_manifest
 
     rows = read_manifest(manifest)
-    texts = [text_of(r.text) for r in rows]
+    texts = [units_of(r.text, data.units) for r in rows]
     if labels is None:
-        labels = Labels.build((c for t in texts for c in t), first=(BLANK,))
+        labels = Labels.build((u for t in texts for u in t), first=(BLANK,))
     encoded = Encoded([], [])
     for row, text in zip(rows, texts, strict=True):
-        unknown = sorted({c for c in text if c not in labels})
+        unknown = unknown_units(row.text, labels, data.units)
         if unknown:
-            raise RnnkitError(
-                f"{manifest}:{row.line}: {unknown[0]!r} is not in the run's alphabet ({''.join(labels.names[1:])}): "
-                "transcribe it with the run's characters, or train a run that has it"
-            )
+            raise unknown_error(manifest, row, unknown, labels, data.units)
         features = featurize(load_audio(row.path), data)
         if features.shape[0] and text:
             encoded.features.append(features)
-            encoded.targets.append(labels.encode(list(text)))
+            ids = labels.encode(text)
+            encoded.targets.append(ids if blank else merge_repeats(ids))
     if not encoded.features:
         raise RnnkitError(f"{manifest}: no utterance with audio and a transcript")
     return encoded, labels
@@ -296,12 +336,13 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if data.train is None:
         raise RnnkitError("--train MANIFEST is required: the utterances to learn from (rnnkit speech make-corpus)")
     labels = Labels.load(run_dir / "labels.json") if run_dir is not None else None
-    train, labels = _encode(data.train, data, labels)
-    valid = _encode(data.valid, data, labels)[0].batches(data.eval_batch_size) if data.valid else None
+    train, labels = _encode(data.train, data, labels, model_cfg.blank)
+    valid = _encode(data.valid, data, labels, model_cfg.blank)[0].batches(data.eval_batch_size) if data.valid else None
     model = new_model(labels, cfg)
     summary = (
         f"training a {model_cfg.layers}-layer {'bidirectional ' * model_cfg.bidirectional}{model_cfg.cell} CTC model: "
-        f"{len(labels) - 1} characters, {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{len(labels) - 1} {'characters' if data.units == 'char' else 'words'}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters, "
         f"{len(train.features):,} utterances"
     )
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, config=data)

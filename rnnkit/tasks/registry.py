@@ -19,6 +19,8 @@ from rnnkit.tasks import (
     music_run,
     parse_run,
     runs,
+    speech_ae_run,
+    speech_translate_run,
     tag_run,
     translate_run,
 )
@@ -35,6 +37,8 @@ TASKS: dict[str, TaskSpec] = {
         parse_run.SPEC,
         autoencode_run.SPEC,
         ctc_run.SPEC,
+        speech_ae_run.SPEC,
+        speech_translate_run.SPEC,
     )
 }
 

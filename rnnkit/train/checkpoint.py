@@ -149,6 +149,9 @@ def check_trainer_state(run_dir: Path, tensors: dict[str, Tensor], meta: Any) ->
         if not ok:
             raise RnnkitError(f"{path}: {key!r} must be a {kind}, got {value!r}: {_RESTART}")
     _check_average(path, meta)
+    seconds = meta.get("seconds", 0.0)  # training time so far (older checkpoints lack it)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise RnnkitError(f"{path}: 'seconds' must be a non-negative number, got {seconds!r}: {_RESTART}")
     wanted = [f"rng.{r}" for r in range(meta["world"])]
     wanted += [f"carry.{r}.{i}" for r in range(meta["world"]) for i in range(meta["carry"])]
     missing = [k for k in wanted if k not in tensors or (k.startswith("rng.") and tensors[k].dtype != torch.uint8)]

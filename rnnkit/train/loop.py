@@ -50,6 +50,7 @@ class Trainer:
         self._bad_streak = 0
         self.average = WeightAverage(task)  # NT-ASGD (--asgd-nonmono): idle until triggered
         self.history: list[float] = []  # every validation's selection value, lower is better
+        self.seconds_before, self._start = 0.0, time.monotonic()  # training time of earlier processes (resume)
         torch.manual_seed(cfg.seed + 7919 * self.rank)  # dropout streams: the same run after the same seed
 
     def fit(self) -> dict[str, Any]:
@@ -158,7 +159,8 @@ class Trainer:
         Without validation data the last weights count as the best and nothing is scheduled on plateau.
         """
         if self.valid is None:
-            self.log.write({"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]})
+            record = {"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            self.log.write(record | {"time_s": round(self.elapsed(), 1)})
             self._save_best()
             self.epoch, self.position, self.carry = self.epoch + 1, 0, None
             self.save()
@@ -179,6 +181,7 @@ class Trainer:
             if self.cfg.plateau_factor is not None and self.plateau_wait > self.cfg.plateau_patience:
                 self.plateau_scale, self.plateau_wait = self.plateau_scale * self.cfg.plateau_factor, 0
         record = {"step": self.step, "epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        record["time_s"] = round(self.elapsed(), 1)  # for curves against wall time
         self.log.write(record | {f"valid_{k}": v for k, v in metrics.items()})
         if self.rank == 0:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "count")
@@ -197,6 +200,10 @@ class Trainer:
                 f"NT-ASGD: validation has not improved on the best before the last {nonmono} checks; "
                 f"averaging the weights from step {self.step}"
             )
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, earlier processes of a resumed run included."""
+        return self.seconds_before + time.monotonic() - self._start
 
     def _finish(self, reason: str) -> dict[str, Any]:
         if reason != "done" and not reason.startswith("early stop"):  # those saved at the epoch's end
@@ -221,7 +228,7 @@ class Trainer:
         average, average_meta = self.average.state()
         tensors |= average
         meta = {"optimizer": meta, "world": self.world, "carry": len(carry)} | {k: getattr(self, k) for k in _COUNTERS}
-        meta |= {"average": average_meta, "history": self.history}
+        meta |= {"average": average_meta, "history": self.history, "seconds": round(self.elapsed(), 3)}
         meta["best"] = None if math.isinf(self.best) else self.best  # JSON has no infinity
         if self.rank == 0:
             ckpt.save_checkpoint(run_dir or self.run_dir, self.task, tensors, meta)
@@ -254,6 +261,7 @@ class Trainer:
                 group["momentum"] = self.cfg.momentum
         for key in _COUNTERS:
             setattr(self, key, meta[key])
+        self.seconds_before = float(meta.get("seconds", 0.0))  # older checkpoints did not count it
         if "average" in meta:  # checkpoints from before NT-ASGD have neither
             self.average.load(tensors, meta["average"])
             self.history = list(meta["history"])

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.tasks.autoencode_run import cosine, load_run
+from rnnkit.tasks.autoencode_run import load_run
+from rnnkit.tasks.retrieval import cosine
 
 NOUNS = ["dog", "man", "cat", "woman", "horse", "child", "bird", "girl"]
 VERBS = ["sees", "bites", "follows", "helps", "pulls", "watches"]

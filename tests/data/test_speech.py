@@ -149,6 +149,47 @@ def test_default_corpus_text_and_splits():
         assert not {v.partition("+")[2] for v in held_out.voices} - {""} & {v.partition("+")[2] for v in heard.voices}
 
 
+def test_word_corpus_is_every_word_alone_with_held_out_voices():
+    words = speech.default_words()
+    assert len(words) == len(set(words)) == 120 and all(" " not in w for w in words)
+    assert {"coffee", "letter", "balloon", "one", "march", "twenty"} <= set(words)
+    for name in ("valid", "test"):
+        assert speech.WORD_SPLITS[name].voices == DEFAULT_SPLITS[name].voices
+    assert [speech.WORD_SPLITS[n].per_line for n in ("train", "valid", "test")] == [8, 3, 4]
+
+
+def test_german_corpus_pairs_and_splits():
+    from rnnkit.data import speech_translation as st
+
+    pairs = st.german_corpus_text(0)
+    assert st.german_corpus_text(0) == pairs and st.german_corpus_text(1) != pairs
+    assert [len(pairs[n]) for n in ("train", "valid", "test")] == [484, 91, 91]
+    drawn = {name: set(split) - set(st._COMMANDS) for name, split in pairs.items()}
+    assert not drawn["test"] & drawn["train"] and not drawn["valid"] & drawn["train"]
+    english = dict(pairs["train"])
+    assert english["mach das licht aus"] == "turn the light off" and english["nein nein nein"] == "no no no"
+    date = ("der einunddreißigste dezember", "december thirty first")
+    assert st.translate_date("einunddreißigste", "dezember") == date
+    times = [(de, en) for de, en in pairs["train"] if "uhr" in de]
+    assert times and all(de.split()[-1] in ("an", "uhr") for de, _ in times)  # the particle comes last in German
+    assert all(de == normalise_text(de) for split in pairs.values() for de, _ in split)
+    heard = st.GERMAN_SPLITS["train"].voices
+    assert not (set(st.GERMAN_SPLITS["valid"].voices) | set(st.GERMAN_SPLITS["test"].voices)) & set(heard)
+
+
+@needs_espeak
+def test_german_corpus_rows_carry_their_translation(tmp_path, monkeypatch):
+    from rnnkit.data import speech_translation as st
+
+    small = {"train": [("nein nein", "no no"), ("der dritte märz", "march third")], "valid": [], "test": []}
+    monkeypatch.setattr(st, "german_corpus_text", lambda seed: small)
+    few = st.CorpusSplit(voices=("de",), speeds=(175,), pitches=(50,), snrs=(None,), per_line=1)
+    monkeypatch.setattr(st, "GERMAN_SPLITS", {"train": few, "valid": few, "test": few})
+    manifests = st.make_german_corpus(tmp_path)
+    rows = read_manifest(manifests["train"])
+    assert [(r.text, r.translation) for r in rows] == small["train"] and rows[0].voice == "de"
+
+
 # ---------------------------------------- noise
 
 
@@ -263,6 +304,7 @@ def test_read_manifest_minimal_rows(tmp_path):
         ({"path": "a.wav", "text": "hi", "snr": "loud"}, r"m\.jsonl:2: \"snr\" is 'loud': give a number"),
         ('{"path": "a.wav",', r"m\.jsonl:2: column 18: not JSON"),
         ("[1, 2]", r"m\.jsonl:2: a list of 2 items is not a JSON object"),
+        ({"path": "a.wav", "text": "hi", "translation": ["hi"]}, r'm\.jsonl:2: "translation" is .*: give a string'),
     ],
 )
 def test_read_manifest_errors_name_the_line(tmp_path, row, message):

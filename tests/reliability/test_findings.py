@@ -171,6 +171,22 @@ def test_resume_with_a_trainer_state_missing_best_is_a_clean_error(helpers, lm_r
     helpers.assert_unchanged(before, run, argv, err)
 
 
+@pytest.mark.parametrize("seconds", ["an hour", -1.0, True])
+def test_resume_with_a_damaged_training_time_is_a_clean_error(helpers, lm_run, tmp_path, seconds):
+    """The training time a checkpoint keeps (for curves against wall time) is checked like every other field."""
+    run = helpers.copy_run(lm_run, tmp_path / "run")
+    path = run / "checkpoint" / "trainer.json"
+    meta = json.loads(path.read_text())
+    meta["seconds"] = seconds
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    before = helpers.snapshot(run)
+    argv = ["lm", "train", "--out", str(run), "--resume", "--max-steps", "16", "--no-progress"]
+    code, _, err = helpers.run_cli(argv)
+    helpers.assert_clean_failure(code, err, argv)
+    assert "'seconds' must be a non-negative number" in err
+    helpers.assert_unchanged(before, run, argv, err)
+
+
 def test_resume_never_writes_through_a_symlinked_run_file(helpers, lm_run, tmp_path):
     """Found: --resume rewrote metrics.jsonl through the link: config.json overwritten, the run lost (exit 0)."""
     run = helpers.copy_run(lm_run, tmp_path / "run")

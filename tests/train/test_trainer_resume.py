@@ -76,7 +76,8 @@ def assert_same_tensors(a: Path, b: Path) -> None:
 def metrics(run: Path) -> list[dict]:
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for line in lines:
-        line.pop("tok_s", None)  # the only wall-clock value
+        line.pop("tok_s", None)  # the wall-clock values
+        line.pop("time_s", None)
     return lines
 
 
@@ -88,9 +89,12 @@ def assert_same_run(a: Path, b: Path, partial_window: int | None = None) -> None
     """
     assert_same_tensors(a / "checkpoint" / "model.safetensors", b / "checkpoint" / "model.safetensors")
     assert_same_tensors(a / "checkpoint" / "trainer.safetensors", b / "checkpoint" / "trainer.safetensors")
-    assert json.loads((a / "checkpoint" / "trainer.json").read_text()) == json.loads(
-        (b / "checkpoint" / "trainer.json").read_text()
-    )
+    meta_a, meta_b = (json.loads((r / "checkpoint" / "trainer.json").read_text()) for r in (a, b))
+    seconds = meta_a.pop("seconds")  # training time, counted across the resume
+    assert meta_b.pop("seconds") > 0 and meta_a == meta_b
+    times = [json.loads(line).get("time_s") for line in (a / "metrics.jsonl").read_text().splitlines()]
+    times = [t for t in times if t is not None]  # one a validation (or epoch end): never back to 0 on resume
+    assert times and times == sorted(times) and times[-1] <= seconds + 0.1
     assert_same_tensors(a / "best.safetensors", b / "best.safetensors")
     ma, mb = metrics(a), metrics(b)
     if partial_window is not None:

@@ -198,11 +198,17 @@ class Seq2Seq(Task):
 
     # -- encoding -------------------------------------------------------------------------------------------
 
+    def embed_source(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's input (B, S, E) and lengths: the source tokens' embeddings (a speech model subsamples
+        feature frames here instead, :class:`rnnkit.tasks.seq2seq.speech.SpeechSeq2Seq`)."""
+        return self.drop(self.src_embedding(src)), lengths
+
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
         """The state before the first target token: the bridged encoder state and the attention's memory."""
-        memory, final = self.encoder(self.drop(self.src_embedding(src)), lengths=lengths)
-        mask = torch.arange(src.shape[1], device=src.device) < lengths.unsqueeze(1)  # (B, S)
-        B, kw = src.shape[0], {"device": memory.device, "dtype": memory.dtype}
+        x, lengths = self.embed_source(src, lengths)
+        memory, final = self.encoder(x, lengths=lengths)
+        mask = torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1)  # (B, S)
+        B, kw = x.shape[0], {"device": memory.device, "dtype": memory.dtype}
         cells = self.bridge(final, [cell.initial_state(B, **kw) for cell in self.decoder.cells])
         keys = self.attention.keys(memory) if self.attention is not None else None
         feed = memory.new_zeros(B, self.config.hidden) if self.feeds else None
@@ -267,7 +273,8 @@ class Seq2Seq(Task):
         was_training = self.training
         self.eval()
         try:
-            _, final = self.encoder(self.src_embedding(src), lengths=lengths)
+            x, lengths = self.embed_source(src, lengths)
+            _, final = self.encoder(x, lengths=lengths)
         finally:
             self.train(was_training)
         h = final if isinstance(final, Tensor) else final[0]  # (L*D, B, H/D)
@@ -303,7 +310,7 @@ class Seq2Seq(Task):
         was_training = self.training
         self.eval()
         try:
-            batch = make_batch(src.tolist(), outputs, pad_id=self.pad_id, bos=self.bos, eos=self.eos)
+            batch = make_batch([[self.pad_id]] * len(outputs), outputs, pad_id=self.pad_id, bos=self.bos, eos=self.eos)
             _, weights = self._step_through(self.tgt_embedding(batch.tgt_in), self.encode(src, lengths), 1.0)
         finally:
             self.train(was_training)
