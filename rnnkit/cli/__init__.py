@@ -16,6 +16,7 @@ from rnnkit.cli import (
     ctc,
     demo,
     diagnose,
+    export,
     lm,
     music,
     parse,
@@ -40,6 +41,7 @@ COMMANDS = {
     "speech-ae": speech_ae,
     "speech-translate": speech_translate,
     "diagnose": diagnose,
+    "export": export,
     "demo": demo,
 }
 

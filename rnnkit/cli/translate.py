@@ -91,6 +91,12 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-len-a", type=float, default=2.0, help="at most a * source tokens + b output tokens (a)")
     p.add_argument("--max-len-b", type=int, default=10, help="... (b)")
+    p.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="search each sentence until its beam holds beam-size finished translations (default: stop once no "
+        "live one, scored as if it ended now, beats the best finished; exact with --length-penalty 0)",
+    )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -105,6 +111,7 @@ def _search(args: argparse.Namespace) -> dict[str, Any]:
         "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b,
         "batch_size": args.batch_size,
+        "early_stop": not args.exhaustive,
     }
 
 

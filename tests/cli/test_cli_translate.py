@@ -94,6 +94,10 @@ def test_train_eval_predict_end_to_end(trained, tmp_path, cli):
     assert [r["translation"] for r in lines] == best and lines[0]["source"] == sentences[0]
     assert len(lines[0]["n_best"]) == 3 and lines[0]["n_best"][0]["score"] >= lines[0]["n_best"][2]["score"]
     assert lines[1]["n_best"] == [{"text": "", "score": 0.0, "log_prob": 0.0}]
+    # the default search stops a sentence early; without a length penalty that is exact
+    flags = ["--json", "--n-best", "2", "--length-penalty", "0"]
+    early = cli("translate", "predict", run, tmp_path / "in.fo", *flags)[1]
+    assert early == cli("translate", "predict", run, tmp_path / "in.fo", *flags, "--exhaustive")[1]
 
 
 def test_plot_attention_writes_one_png_per_sentence(trained, tmp_path, cli):

@@ -117,6 +117,33 @@ def test_n_best_are_the_brute_force_top_distinct_and_sorted(penalty):
         assert_same(result[b], brute_force(logits, bias[b], int(max_len[b]), penalty)[:10])
 
 
+@pytest.mark.parametrize("beam", [3, 5, 128])
+@pytest.mark.parametrize("n_best", [1, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_early_stop_is_exact_without_a_length_penalty_and_does_less(seed, n_best, beam):
+    logits, bias, max_len = table(seed, eos_bias=1.0), biases(4, seed), torch.tensor([2, 3, 5, 8])
+    kw = {"bos": BOS, "eos": EOS, "beam_size": beam, "max_len": max_len, "length_penalty": 0.0, "n_best": n_best}
+    full_calls, early_calls = [], []
+    full = beam_search(toy_step(logits, full_calls), toy_state(bias), **kw)
+    early = beam_search(toy_step(logits, early_calls), toy_state(bias), early_stop=True, **kw)
+    for a, b in zip(early, full, strict=True):
+        assert_same(a, b)
+    assert sum(early_calls) <= sum(full_calls)
+    if beam == 5 and n_best == 1:
+        assert sum(early_calls) < sum(full_calls)  # otherwise this test proves nothing
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_step_function_of_all_minus_infinity_raises(search):
+    def step(tokens, state):
+        return torch.full((tokens.shape[0], V), NEG), state
+
+    run = greedy_search if search == "greedy" else beam_search
+    kw = {"beam_size": 3} if search == "beam" else {}
+    with pytest.raises(RnnkitError, match="no token is allowed for sentence 0 after 0 tokens"):
+        run(step, toy_state(biases(2)), bos=BOS, eos=EOS, max_len=4, **kw)
+
+
 def test_n_best_of_a_narrow_beam_are_distinct_sorted_and_led_by_the_best():
     logits, bias = table(3), biases(3, 3)
     narrow = beam_search(toy_step(logits), toy_state(bias), bos=BOS, eos=EOS, beam_size=5, max_len=6, n_best=5)

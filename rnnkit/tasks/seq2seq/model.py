@@ -354,6 +354,7 @@ class Seq2Seq(Task):
         length_penalty: float = 1.0,
         n_best: int = 1,
         constraint: Any = None,
+        early_stop: bool = False,
     ) -> list[list[Any]]:
         """Each source's ``n_best`` translations (:class:`rnnkit.tasks.seq2seq.search.Hypothesis`, best first):
         greedy for ``beam_size=1``, else batched beam search; ``max_len`` defaults to 2 * source length + 10."""
@@ -373,8 +374,9 @@ class Seq2Seq(Task):
             if beam_size == 1 and n_best == 1:
                 return [[h] for h in search.greedy_search(step, state, length_penalty=length_penalty, **kw)]
             return search.beam_search(
-                step, state, beam_size=beam_size, length_penalty=length_penalty, n_best=n_best, **kw
-            )
+                step, state, beam_size=beam_size, length_penalty=length_penalty, n_best=n_best,
+                early_stop=early_stop, **kw,
+            )  # fmt: skip
         finally:
             self.train(was_training)
 

@@ -15,6 +15,12 @@ Beam search also stops a sentence as soon as it holds ``beam_size`` finished hyp
 when they rank among the K best of the step, so a wide beam is exhaustive and ``beam_size=1`` is greedy). Stopped
 sentences leave the batch, so later steps run on fewer rows.
 
+**Early stop** (``early_stop=True``, off by default): a sentence also stops once it has ``n_best`` finished
+hypotheses and its best live beam, scored as if it ended now, is worse than the ``n_best``-th of them. With
+``length_penalty=0`` this is exact (a longer hypothesis only loses log-probability); with a positive penalty it
+is the usual heuristic (Hugging Face's ``early_stopping=False``), which can miss a long hypothesis whose later
+tokens are all likely. It saves the steps a sentence spends filling its beam with endings it will not return.
+
 **Length penalty.** ``score = log_prob / length ** length_penalty`` where ``length`` counts the output tokens plus
 the eos when the hypothesis ended with one (at least 1, so an empty cut output scores 0). 0 ranks by the summed
 log-probability, 1 by the mean per token. Live beams compete by summed log-probability; the score ranks the
@@ -72,6 +78,8 @@ class _Options:
     length_penalty: float
     constraint: Constraint | None
     reorder: Reorder
+    n_best: int = 1
+    early_stop: bool = False
 
 
 @dataclass
@@ -123,6 +131,7 @@ def _greedy_step(
     log_probs = _allowed_log_probs(log_probs, live.history, live.sentence, every, opts)
     # the argmax of the running sum, as beam search ranks it, so both compare the very same floats
     scores, tokens = (live.scores.unsqueeze(1) + log_probs).max(1)
+    _check_stuck(scores == NEG_INF, live.sentence, t, log_probs.shape[1])
     ended = tokens == opts.eos
     cut = ~ended & (limits[live.sentence] == t)
     _record(out, live.sentence[ended], live.history[ended], scores[ended], True, opts.length_penalty)
@@ -147,6 +156,7 @@ def beam_search(
     n_best: int = 1,
     constraint: Constraint | None = None,
     reorder: Reorder | None = None,
+    early_stop: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of B sentences at once: per sentence, its ``n_best`` hypotheses, best score first.
 
@@ -157,7 +167,7 @@ def beam_search(
     _check_beam(beam_size, n_best)
     batch, device = _batch_of(state)
     limits = _max_lengths(max_len, batch, device)
-    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows)
+    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows, n_best, early_stop)
     out: list[list[Hypothesis]] = [[] for _ in range(batch)]
     sentence = torch.arange(batch, device=device)
     state = opts.reorder(state, sentence.repeat_interleave(beam_size))
@@ -166,13 +176,20 @@ def beam_search(
     scores[:, 0] = 0.0
     live: _Live | None = _Live(sentence, scores, _empty_history(batch * beam_size, device), state)
     finished = torch.zeros(batch, dtype=torch.long, device=device)
+    bar = torch.full((batch,), NEG_INF, device=device)  # early_stop: each sentence's n_best-th finished score
     while live is not None and live.sentence.numel():
-        live = _beam_step(step, live, limits, finished, out, opts)
+        live = _beam_step(step, live, limits, finished, bar, out, opts)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in out]
 
 
 def _beam_step(
-    step: StepFn, live: _Live, limits: Tensor, finished: Tensor, out: list[list[Hypothesis]], opts: _Options
+    step: StepFn,
+    live: _Live,
+    limits: Tensor,
+    finished: Tensor,
+    bar: Tensor,
+    out: list[list[Hypothesis]],
+    opts: _Options,
 ) -> _Live | None:
     (n, k), t = live.scores.shape, live.history.shape[1]
     log_probs, state = step(_last_tokens(live.history, opts.bos), live.state)
@@ -180,6 +197,7 @@ def _beam_step(
     log_probs = _allowed_log_probs(log_probs, live.history, sentence, live.scores.view(-1) > NEG_INF, opts)
     vocab = log_probs.shape[1]
     top, index, ends, cont, cont_index = _candidates(live.scores, log_probs, opts.eos)
+    _check_stuck(top[:, 0] == NEG_INF, live.sentence, t, vocab)
     first_row = (torch.arange(n, device=top.device) * k).unsqueeze(1)
     parents = first_row + index // vocab  # (n, 2K) the history row each candidate extends
     groups = live.sentence.unsqueeze(1)
@@ -192,6 +210,12 @@ def _beam_step(
     cut_history = live.history.view(n, k, t)[old]
     _record(out, groups.expand_as(old)[old], cut_history, live.scores[old], False, opts.length_penalty)
     keep = ~(full | at_limit | (cont == NEG_INF).all(1))
+    if opts.early_stop and bool(ends.any()):
+        for sentence in groups.expand_as(ends)[ends].unique().tolist():
+            if len(out[sentence]) >= opts.n_best:
+                bar[sentence] = sorted((h.score for h in out[sentence]), reverse=True)[opts.n_best - 1]
+    if opts.early_stop:  # no live beam, scored as if it ended now, beats the n_best-th finished: stop
+        keep &= ~(bar[live.sentence] > cont.max(1).values / float(t + 1) ** opts.length_penalty)
     rows = (first_row + cont_index // vocab)[keep].view(-1)
     if rows.numel() == 0:
         return None
@@ -233,15 +257,21 @@ def _allowed_log_probs(log_probs: Tensor, history: Tensor, sentence: Tensor, liv
             got = f"{allowed.dtype} {tuple(allowed.shape)}"
             raise RnnkitError(f"the constraint must return a bool mask of shape {tuple(log_probs.shape)}, got {got}")
         log_probs = log_probs.masked_fill(~allowed, NEG_INF)
-    # empty beam slots (score -inf) carry stale histories, so only live rows must keep an allowed token
-    stuck = live & ~(log_probs > NEG_INF).any(1)
+    # empty beam slots (score -inf) carry stale histories, so only live rows must keep an allowed token; without a
+    # constraint the searches check the best candidate instead (_check_stuck), which costs nothing
+    if opts.constraint is not None:
+        _check_stuck(live & ~(log_probs > NEG_INF).any(1), sentence, t, vocab)
+    return log_probs
+
+
+def _check_stuck(stuck: Tensor, sentence: Tensor, t: int, vocab: int) -> None:
+    """One line when a live row (or sentence) has no finite candidate left."""
     if bool(stuck.any()):
         s = int(sentence[stuck.nonzero()[0, 0]])
         raise RnnkitError(
             f"no token is allowed for sentence {s} after {t} tokens: the constraint (or the step function's "
             f"log-probs, all -inf) rules out every one of the {vocab} tokens, eos included"
         )
-    return log_probs
 
 
 def _record(
