@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=25.0, help="training budget of each speech model")
     parser.add_argument("--mt-minutes", type=float, default=5.0, help="training budget of the text translator")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--name", default="", help="suffix of the direct model's run folder and the result file")
+    parser.add_argument(
+        "--reuse-cascade", action="store_true", help="keep the cascade's trained runs (ctc_de, mt_de_en) if present"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit speech-translate train, after --")
     args = parser.parse_args()
     t = args.threads
@@ -54,11 +58,14 @@ def main() -> None:
     train_m, valid_m = str(CORPUS / "train.jsonl"), str(CORPUS / "valid.jsonl")
     common = ["--train", train_m, "--valid", valid_m, "--epochs", "500", "--max-minutes", str(args.minutes)]
     common += ["--early-stop", "15", "--batch-size", "16", "--lr", "0.001"]
-    direct, ctc, mt = RUNS / "speech_translate", RUNS / "ctc_de", RUNS / "mt_de_en"
+    suffix = f"_{args.name}" if args.name else ""
+    direct, ctc, mt = RUNS / f"speech_translate{suffix}", RUNS / "ctc_de", RUNS / "mt_de_en"
+    reuse = args.reuse_cascade and (ctc / "best.safetensors").exists() and (mt / "best.safetensors").exists()
     minutes = {}
     direct_flags = [*common, "--hidden", "256", "--layers", "2", "--channels", "256", *args.extra]
     minutes["direct"] = train("speech-translate", direct, direct_flags, t)
-    minutes["ctc_de"] = train("ctc", ctc, [*common, "--hidden", "256", "--layers", "3"], t)
+    if not reuse:
+        minutes["ctc_de"] = train("ctc", ctc, [*common, "--hidden", "256", "--layers", "3"], t)
     text = RUNS / "mt_de_en_text"
     text.mkdir(parents=True, exist_ok=True)
     for split in ("train", "valid"):
@@ -67,7 +74,8 @@ def main() -> None:
         (text / f"{split}.en").write_text("".join(en + "\n" for _, en in pairs), encoding="utf-8")
     mt_flags = ["--train", str(text / "train"), "--valid", str(text / "valid"), "--src-lang", "de", "--tgt-lang", "en"]
     mt_flags += ["--hidden", "256", "--epochs", "500", "--max-minutes", str(args.mt_minutes), "--early-stop", "10"]
-    minutes["mt_de_en"] = train("translate", mt, mt_flags, t)
+    if not reuse:
+        minutes["mt_de_en"] = train("translate", mt, mt_flags, t)
     results: dict = {}
     for split in ("valid", "test"):
         manifest = str(CORPUS / f"{split}.jsonl")
@@ -101,8 +109,8 @@ def main() -> None:
             "bleu_signature": scores["bleu_signature"],
         }
     payload = {"setting": machine() | {"threads": t, "direct_flags": direct_flags}, "results": results}
-    payload |= {"train_minutes": minutes}
-    path = write_result("speech_translate", payload)
+    payload |= {"train_minutes": minutes, "cascade_reused": reuse}
+    path = write_result(f"speech_translate{suffix}", payload)
     print(json.dumps(results, indent=2))
     print(f"written {path}")
 

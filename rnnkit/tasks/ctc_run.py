@@ -130,6 +130,15 @@ class EpochBatches:
         return mask
 
 
+SILENCE = 1e-4
+"""Audio whose loudest sample is below this (-80 dBFS, under 16-bit PCM's last step) is silence."""
+
+
+def is_silent(audio: Any) -> bool:
+    """True for empty audio and for audio no louder than :data:`SILENCE` anywhere."""
+    return len(audio) == 0 or float(np.max(np.abs(audio))) < SILENCE
+
+
 def text_of(text: str) -> str:
     """A transcript as runs read it: lowercased, spaces collapsed."""
     return " ".join(text.lower().split())
@@ -189,8 +198,8 @@ class CTCRun:
                 raise unknown_error(manifest, row, unknown, self.labels, self.data.units)
 
     def log_probs(self, audios: list[Any], batch_size: int | None = None) -> list[Tensor]:
-        """Each utterance's (T', C) log-probabilities (an empty utterance: (0, C))."""
-        feats = [featurize(a, self.data) for a in audios]
+        """Each utterance's (T', C) log-probabilities (an empty or silent utterance: (0, C): nothing was said)."""
+        feats = [featurize(a, self.data) if not is_silent(a) else torch.zeros(0, 0) for a in audios]
         out: list[Tensor] = [torch.zeros(0, len(self.labels))] * len(feats)
         real = [i for i, f in enumerate(feats) if f.shape[0] > 0]
         size = batch_size or self.data.eval_batch_size

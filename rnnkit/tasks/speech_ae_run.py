@@ -32,7 +32,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.ctc import make_speech_batch
-from rnnkit.tasks.ctc_run import FEATURES, Encoded, EpochBatches, featurize, n_features, text_of
+from rnnkit.tasks.ctc_run import FEATURES, Encoded, EpochBatches, featurize, is_silent, n_features, text_of
 from rnnkit.tasks.retrieval import cosine, dtw_similarities, mean_average_precision
 from rnnkit.tasks.speech_ae import SpeechAEConfig, SpeechAutoencoder
 from rnnkit.train import checkpoint as ckpt
@@ -111,7 +111,7 @@ class SpeechAERun:
     def embed(self, audios: list[np.ndarray], *, batch_size: int | None = None) -> np.ndarray:
         """The codes (N, code) of utterances; an empty or silent one is a zero row (similar to nothing)."""
         self.model.eval()
-        feats = [utterance_features(a, self.data) for a in audios]
+        feats = [utterance_features(a, self.data) if not is_silent(a) else torch.zeros(0, 0) for a in audios]
         codes = np.zeros((len(feats), self.model_config.code), dtype=np.float32)
         real = [i for i, f in enumerate(feats) if f.shape[0] > 0]
         size = batch_size or self.data.eval_batch_size

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from rnnkit.config import option
@@ -26,7 +27,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.ctc import make_speech_batch
-from rnnkit.tasks.ctc_run import EpochBatches, SpeechDataConfig, featurize, n_features
+from rnnkit.tasks.ctc_run import EpochBatches, SpeechDataConfig, featurize, is_silent, n_features
 from rnnkit.tasks.seq2seq.bleu import corpus_scores
 from rnnkit.tasks.seq2seq.model import Seq2SeqBatch, make_batch
 from rnnkit.tasks.seq2seq.speech import SpeechSeq2Seq, SpeechSeq2SeqConfig
@@ -96,7 +97,7 @@ class SpeechTranslateRun:
     ) -> list[str]:
         """Each utterance's translation (an empty or silent one: the empty string)."""
         check_search(beam_size, 1, 0.0, 1, length_penalty)
-        feats = [featurize(a, self.data) for a in audios]
+        feats = [featurize(a, self.data) if not is_silent(a) else torch.zeros(0, 0) for a in audios]
         out = [""] * len(feats)
         real = [i for i, f in enumerate(feats) if f.shape[0] > 0]
         size = batch_size or self.data.eval_batch_size

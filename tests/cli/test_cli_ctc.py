@@ -85,6 +85,9 @@ def test_bad_input_is_one_line(trained, corpus, tmp_path, cli):
     write_wav(silent, np.zeros(0, dtype=np.float32))
     code, out, _ = cli("ctc", "transcribe", trained, silent)
     assert code == 0 and out == "\n"  # an empty transcript, not a crash
+    write_wav(silent, np.zeros(16000, dtype=np.float32))  # a second of digital silence: nothing was said
+    code, out, _ = cli("ctc", "transcribe", trained, silent, "--json")
+    assert code == 0 and json.loads(out)["text"] == "" and json.loads(out)["chars"] == []
     rows = corpus.read_text().splitlines()
     row = json.loads(rows[0]) | {"text": "one 1"}
     (tmp_path / "digits.jsonl").write_text(json.dumps(row | {"path": str(corpus.parent / row["path"])}) + "\n")

@@ -84,6 +84,11 @@ def test_bad_input_is_one_line(trained, corpus, tmp_path, cli):
     assert code == 2 and "bad.wav" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("speech-ae", "embed", trained)
     assert code == 2 and "give audio FILEs or --data MANIFEST" in err
+    from rnnkit.data.speech import write_wav
+
+    write_wav(tmp_path / "silent.wav", np.zeros(8000, dtype=np.float32))
+    code, out, _ = cli("speech-ae", "embed", trained, tmp_path / "silent.wav")
+    assert code == 0 and json.loads(out)["vector"] == [0.0] * 4  # silence: a zero code, similar to nothing
     code, _, err = cli("speech-ae", "search", trained, wav(corpus), "--index", corpus, "--top", "0")
     assert code == 2 and "--top must be at least 1" in err
     code, _, err = cli("speech-ae", "embed", trained, wav(corpus), "--out", tmp_path / "codes.txt")

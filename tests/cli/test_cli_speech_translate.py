@@ -5,6 +5,7 @@ benchmarks/speech_translate.py."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -81,6 +82,11 @@ def test_bad_input_is_one_line(trained, corpus, tmp_path, cli):
     (tmp_path / "bad.wav").write_text("not audio")
     code, _, err = cli("speech-translate", "translate", trained, tmp_path / "bad.wav")
     assert code == 2 and "bad.wav" in err
+    from rnnkit.data.speech import write_wav
+
+    write_wav(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32))
+    code, out, _ = cli("speech-translate", "translate", trained, tmp_path / "silent.wav")
+    assert code == 0 and out == "\n"  # nothing said, nothing translated
 
 
 def test_padding_changes_no_translation():
