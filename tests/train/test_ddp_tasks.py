@@ -1,5 +1,5 @@
-"""``rnnkit tag|classify|music|translate|ctc train`` under torchrun: two CPU processes, each on its half of every
-batch, end with the weights one process reaches on the whole batch."""
+"""``rnnkit tag|classify|music|translate|ctc|speech-ae|speech-translate train`` under torchrun: two CPU processes,
+each on its half of every batch, end with the weights one process reaches on the whole batch."""
 
 import json
 import os
@@ -76,12 +76,23 @@ def speech(path: Path, n: int, seed: int) -> Path:
     return make_corpus(lines, path, voices=["en-us"], speeds=[200], seed=seed)
 
 
+def speech_pairs(path: Path, n: int, seed: int) -> Path:
+    """:func:`speech` with an English "translation" on each row (its words spelled backwards)."""
+    manifest = speech(path, n, seed)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    with_translations = [r | {"translation": " ".join(w[::-1] for w in r["text"].split())} for r in rows]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in with_translations))
+    return manifest
+
+
 CASES = {  # 48 examples in 6 full batches of 8: 12 steps over two epochs
     "tag": (tagging, ".jsonl", ["--crf", "--char", "--intent", "--bidirectional", "--embed", "8"]),
     "classify": (classification, ".tsv", ["--pooling", "attention", "--bidirectional", "--mlp", "8"]),
     "music": (chorales, ".json", ["--cell", "gru", "--transpose", "2"]),
     "translate": (parallel, "", ["--src-lang", "fo", "--tgt-lang", "en", "--dropout", "0", "--attention", "additive"]),
     "ctc": (speech, "", ["--dropout", "0", "--layers", "1", "--channels", "8", "--n-mels", "16"]),  # SpecAugment on
+    "speech-ae": (speech, "", ["--dropout", "0", "--layers", "1", "--code", "4", "--n-mels", "16", "--spec-augment"]),
+    "speech-translate": (speech_pairs, "", ["--dropout", "0", "--channels", "8", "--n-mels", "16"]),
 }
 
 
