@@ -63,8 +63,12 @@ def make_corpus(args: argparse.Namespace) -> int:
     if chosen:
         if args.text or args.voices:
             raise RnnkitError(f"{chosen[0]} makes a built-in corpus: drop --text and --voices")
-        makers = {"--default": speech.make_default_corpus, "--words": speech.make_word_corpus}
-        make = makers.get(chosen[0], make_german_corpus)
+        makers = {
+            "--default": speech.make_default_corpus,
+            "--words": speech.make_word_corpus,
+            "--german": make_german_corpus,
+        }
+        make = makers[chosen[0]]
         manifests = make(args.out, seed=args.seed, progress=progress)
     else:
         if not args.text or not args.voices:

@@ -107,13 +107,16 @@ class SpeechAERun:
     train: TrainConfig
     model: SpeechAutoencoder
 
-    @torch.no_grad()
     def embed(self, audios: list[np.ndarray], *, batch_size: int | None = None) -> np.ndarray:
         """The codes (N, code) of utterances; an empty or silent one is a zero row (similar to nothing)."""
+        return self._codes([utterance_features(a, self.data) for a in audios], audios, batch_size)
+
+    @torch.no_grad()
+    def _codes(self, feats: list[Tensor], audios: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """The codes of utterances already turned into features (``audios`` tells the silent ones)."""
         self.model.eval()
-        feats = [utterance_features(a, self.data) if not is_silent(a) else torch.zeros(0, 0) for a in audios]
         codes = np.zeros((len(feats), self.model_config.code), dtype=np.float32)
-        real = [i for i, f in enumerate(feats) if f.shape[0] > 0]
+        real = [i for i, (f, a) in enumerate(zip(feats, audios, strict=True)) if f.shape[0] > 0 and not is_silent(a)]
         size = batch_size or self.data.eval_batch_size
         for rows in bucket_batches([feats[i].shape[0] for i in real], size, shuffle=False):
             rows = [real[r] for r in rows]
@@ -131,31 +134,34 @@ class SpeechAERun:
 
     def similarities(self, audios: list[np.ndarray], method: str = "code") -> np.ndarray:
         """(N, N) similarities of the utterances by ``method``: ``code``, ``mean`` or ``dtw`` (see the module)."""
-        if method == "code":
-            codes = self.embed(audios)
-            return cosine(codes, codes)
+        return self._similarities(audios, method)[0]
+
+    def _similarities(self, audios: list[np.ndarray], method: str) -> tuple[np.ndarray, list[Tensor] | None]:
+        """:meth:`similarities`, and the normalised features it computed on the way (None for ``mean``)."""
+        if method not in METHODS:
+            raise RnnkitError(f"retrieval method {method!r}: choose one of {', '.join(METHODS)}")
         if method == "mean":
             means = np.stack([_mean(raw_features(a, self.data)) for a in audios])
             means = (means - means.mean(0)) / np.maximum(means.std(0), 1e-8)
-            return cosine(means, means)
+            return cosine(means, means), None
+        feats = [utterance_features(a, self.data) for a in audios]
         if method == "dtw":
-            return dtw_similarities([utterance_features(a, self.data).numpy() for a in audios])
-        raise RnnkitError(f"retrieval method {method!r}: choose one of {', '.join(METHODS)}")
+            return dtw_similarities([f.numpy() for f in feats]), feats
+        codes = self._codes(feats, audios)
+        return cosine(codes, codes), feats
 
     def evaluate(self, manifest: str | Path, *, method: str = "code") -> dict[str, Any]:
         """Retrieval MAP over a manifest (each utterance a query against the rest, relevant: the same transcript),
         the seconds per query, and the reconstruction loss per frame."""
         rows, audios = read_audio(manifest)
         start = time.perf_counter()
-        sims = self.similarities(audios, method)
+        sims, feats = self._similarities(audios, method)
         seconds = time.perf_counter() - start
         score, queries = mean_average_precision(sims, [text_of(r.text) for r in rows])
         result = {"data": str(manifest), "method": method, "count": len(rows), "queries": queries, "map": score}
         result["seconds_per_query"] = seconds / len(rows)
         if method == "code":
-            feats = [utterance_features(a, self.data) for a in audios]
-            encoded = Encoded([f for f in feats if f.shape[0]], [[] for f in feats if f.shape[0]])
-            result["loss"] = self.model.evaluate(encoded.batches(self.data.eval_batch_size))["loss"]
+            result["loss"] = self.model.evaluate(_encoded(feats).batches(self.data.eval_batch_size))["loss"]
         return result
 
 
@@ -174,12 +180,18 @@ def _open(path: Path, cfg: dict[str, Any], weights: str) -> SpeechAERun:
     return SpeechAERun(path, cfg["data"], cfg["model"], cfg["train"], model)
 
 
+def _encoded(feats: list[Tensor]) -> Encoded:
+    """The utterances that have frames, as the trainer's batches read them (no targets: the frames are)."""
+    kept = [f for f in feats if f.shape[0]]
+    return Encoded(kept, [[] for _ in kept])
+
+
 def _encode(manifest: str, data: SpeechAEDataConfig) -> Encoded:
     _, audios = read_audio(manifest)
-    feats = [f for f in (utterance_features(a, data) for a in audios) if f.shape[0]]
-    if not feats:
+    encoded = _encoded([utterance_features(a, data) for a in audios])
+    if not encoded.features:
         raise RnnkitError(f"{manifest}: no utterance with audio")
-    return Encoded(feats, [[] for _ in feats])
+    return encoded
 
 
 def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
