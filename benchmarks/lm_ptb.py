@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs/lm/ptb_small.toml"))
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--out", default=None, help="run folder (default runs/bench/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (e.g. after Ctrl-C)")
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit lm train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem
@@ -34,11 +35,15 @@ def main() -> None:
     train, valid = Path(args.data) / "ptb.train.txt", Path(args.data) / "ptb.valid.txt"
     rnnkit = [sys.executable, "-m", "rnnkit", "lm"]
     command = [*rnnkit, "train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
-    command += ["--config", args.config, "--force", "--no-progress", *args.extra]
+    command += ["--resume"] if args.resume else ["--config", args.config, "--force"]  # a resumed run keeps its config
+    command += ["--no-progress", *args.extra]
     print(" ".join(command), flush=True)
     start = time.monotonic()
     subprocess.run(command, check=True)
     minutes = (time.monotonic() - start) / 60
+    trainer = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    if "seconds" in trainer:  # all training time, across resumes
+        minutes = trainer["seconds"] / 60
     result = subprocess.run(
         [*rnnkit, "eval", str(out), "--data", str(valid), "--json"], check=True, capture_output=True
     )

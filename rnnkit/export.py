@@ -14,13 +14,34 @@ is plain tensor algebra, and no PackedSequence ever enters the graph. What the c
 (task, vocabulary, the id that starts a text, state names and shapes) is in the file: ONNX ``metadata_props``
 key ``rnnkit``, or TorchScript's extra file ``rnnkit.json``, as JSON.
 
-Other tasks (classifiers, taggers, encoder-decoders, recognisers) are not exported yet: the command says so.
+The sequence tasks export the graph a deployment runs, ONNX only (:mod:`rnnkit.export_tasks` builds them, from
+the unpacked layers and scans of :mod:`rnnkit.export_layers`). Inputs are batch-first, as the models are; batch
+and time are dynamic dimensions (no fixed maximum length), ``lengths`` is (B,) int64 and nothing depends on what
+sits in the padding::
+
+    classify:  ids (B, T), lengths [, chars (B, T, C), char_lengths (B, T) with --char]
+               -> probabilities (B, K) (softmax; sigmoids with --multi-label) [, attention (B, T)]
+    tag:       words (B, T), lengths [, chars, char_lengths]
+               -> emissions (B, T, K), tags (B, T) int64 (CRF Viterbi, else argmax; -1 after each length)
+                  [, intent_probabilities (B, I) with --intent]
+    translate: two files, OUT's suffix replaced by .encoder.onnx and .decoder.onnx:
+               encoder: src (B, S), lengths -> memory (B, S, M), mask (B, S) bool [, keys], state0, state1, ...
+               decoder: tokens (B,), memory, mask [, keys], state0, ... -> log_probs (B, V), new_state0, ...
+                        [, attention (B, S)]; the caller's loop searches (greedy: argmax until eos)
+    ctc:       features (B, T, F) (the run's normalised log-mel or MFCC frames), lengths
+               -> log_probs (B, T', C) (blank = 0), out_lengths (B,) after subsampling
+
+The metadata (``rnnkit`` in ``metadata_props``) carries the vocabularies and labels, special ids, lowercasing,
+input and output names with their shapes, and CTC's feature settings. TorchScript holds the step graphs only: a
+sequence task's graph loops over time in a scan, which a trace would fix at the example's length; the command
+says so. A model with an operator ONNX has no function for is one line naming the operator and the cell.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -89,30 +110,79 @@ def _music_step(model: nn.Module, frames: Tensor, state: Any) -> tuple[Tensor, A
 
 
 def export_run(path: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
-    """Export the run folder ``path`` as ``fmt`` (onnx or torchscript) to ``out``; returns the metadata written."""
+    """Export the run folder ``path`` as ``fmt`` (onnx or torchscript) to ``out``; returns the metadata written
+    (a translation model writes two files, ``out`` with ``.encoder.onnx`` and ``.decoder.onnx`` for its suffix:
+    the metadata's ``files`` names them)."""
+    from rnnkit.export_tasks import TASK_GRAPHS
     from rnnkit.tasks.registry import load_run, task_of
 
     if fmt not in FORMATS:
         raise RnnkitError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = check_output_path(out)
     task = task_of(path).name
-    if task not in STEP_TASKS:
+    if task not in STEP_TASKS and task not in TASK_GRAPHS:
         raise RnnkitError(
-            f"{path} is a {task} run: rnnkit export writes the step graphs of lm and music runs so far "
-            f"(classifiers, taggers, encoder-decoders and recognisers come next)"
+            f"{path} is a {task} run: rnnkit export writes lm, music, {', '.join(TASK_GRAPHS)} runs so far "
+            f"({task} is not exported yet)"
+        )
+    if fmt == "torchscript" and task not in STEP_TASKS:
+        raise RnnkitError(
+            f"TorchScript cannot export a {task} run: its graph loops over time in a scan, which torch.jit.trace "
+            "would fix at the traced example's length; use --format onnx"
         )
     run = load_run(path)
-    run.model.requires_grad_(False)  # a deployed graph computes no gradients (and TorchScript would keep them)
+    run.model.eval().requires_grad_(False)  # a deployed graph computes no gradients (and TorchScript would keep them)
+    cell = run.model_config.cell
+    if task in TASK_GRAPHS:
+        return _export_graphs(TASK_GRAPHS[task](run), task, cell, out)
     graph, example, meta = step_graph(run, task)
-    meta["cell"] = run.model_config.cell
+    meta["cell"] = cell
     if fmt == "onnx":
-        write_atomically(out, lambda tmp: _onnx(graph, example, meta, tmp))
+        batch = torch.export.Dim("batch", min=1)
+        shapes = ({1: batch}, tuple({1: batch} for _ in example[1:]))  # forward(inputs, *leaves): one arg
+        write_atomically(out, lambda tmp: _onnx(graph, example, meta["inputs"], meta["outputs"], shapes, meta, tmp))
     else:
         write_atomically(out, lambda tmp: _torchscript(graph, example, meta, tmp))
     return meta
 
 
-def _onnx(graph: StepGraph, example: tuple[Tensor, ...], meta: dict[str, Any], path: Path) -> None:
+def _export_graphs(graphs: list[Any], task: str, cell: str, out: Path) -> dict[str, Any]:
+    """Write each graph of a sequence task to its ONNX file (``out``, or ``out`` with ``.<part>.onnx`` for its
+    suffix when there are several) with the metadata, which names every file."""
+    paths = {g.part: out if g.part is None else out.with_suffix(f".{g.part}.onnx") for g in graphs}
+    files = {part: p.name for part, p in paths.items() if part is not None}
+    for g in graphs:
+        meta = g.meta | {"task": task, "cell": cell} | ({"part": g.part, "files": files} if g.part else {})
+        shapes = _dynamic_shapes(g.module, g.dynamic)
+        write_atomically(
+            paths[g.part], lambda tmp, g=g, m=meta, s=shapes: _onnx(g.module, g.example, g.inputs, g.outputs, s, m, tmp)
+        )
+    return graphs[0].meta | {"task": task, "cell": cell, "files": [p.name for p in paths.values()]}
+
+
+def _dynamic_shapes(module: nn.Module, dims: list[dict[int, str]]) -> tuple:
+    """torch.export's dynamic_shapes for ``module.forward``'s signature (``*rest`` takes one tuple of its own);
+    each named dimension one torch.export.Dim shared by every input that has it."""
+    import inspect
+
+    made: dict[str, Any] = {}
+    shapes = [{k: made.setdefault(name, torch.export.Dim(name, min=1)) for k, name in d.items()} for d in dims]
+    params = list(inspect.signature(module.forward).parameters.values())
+    fixed = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    if len(shapes) > fixed:  # torch.export takes the inputs of ``*rest`` as one tuple
+        return (*shapes[:fixed], tuple(shapes[fixed:]))
+    return tuple(shapes)
+
+
+def _onnx(
+    graph: nn.Module,
+    example: tuple[Tensor, ...],
+    inputs: list[str],
+    outputs: list[str],
+    shapes: tuple,
+    meta: dict[str, Any],
+    path: Path,
+) -> None:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
@@ -120,17 +190,34 @@ def _onnx(graph: StepGraph, example: tuple[Tensor, ...], meta: dict[str, Any], p
         raise RnnkitError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
     # torch's exporter logs a warning per torchvision operator it cannot register: noise for a recurrent model
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    batch = torch.export.Dim("batch", min=1)
-    shapes = ({1: batch}, tuple({1: batch} for _ in example[1:]))  # forward(inputs, *leaves): leaves are one arg
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            graph, example, input_names=meta["inputs"], output_names=meta["outputs"], dynamic_shapes=shapes,
-            dynamo=True, verbose=False,
-        )  # fmt: skip
+        try:
+            program = torch.onnx.export(
+                graph, example, input_names=inputs, output_names=outputs, dynamic_shapes=shapes, dynamo=True,
+                verbose=False,
+            )  # fmt: skip
+        except torch.onnx.OnnxExporterError as err:
+            op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)', overload='([^']+)'", str(err))
+            if op:
+                raise RnnkitError(
+                    f"ONNX cannot express the {meta['task']} graph of this {meta['cell']} model: there is no ONNX "
+                    f"function for {op[1]}.{op[2]}; export a model of another cell, or register the operator's "
+                    "ONNX function with torch.onnx"
+                ) from None
+            raise RnnkitError(
+                f"torch.onnx could not export the {meta['task']} graph of this {meta['cell']} model: {_reason(err)}"
+            ) from None
     model = program.model_proto
     onnx.helper.set_model_props(model, {"rnnkit": json.dumps(meta)})
     onnx.save(model, str(path))
+
+
+def _reason(err: Exception) -> str:
+    """One line from torch.onnx's many: the first error of its summary, else its first line."""
+    text = str(err)
+    causes = re.findall(r"^<class '[\w.]+'>: (.+)$", text, flags=re.MULTILINE)
+    return (causes[0] if causes else text.strip().splitlines()[0])[:300]
 
 
 def _torchscript(graph: StepGraph, example: tuple[Tensor, ...], meta: dict[str, Any], path: Path) -> None:

@@ -20,6 +20,7 @@ from rnnkit.cli import (
     lm,
     music,
     parse,
+    serve,
     speech,
     speech_ae,
     speech_translate,
@@ -42,6 +43,7 @@ COMMANDS = {
     "speech-translate": speech_translate,
     "diagnose": diagnose,
     "export": export,
+    "serve": serve,
     "demo": demo,
 }
 

@@ -9,13 +9,17 @@ from rnnkit.export import FORMATS
 
 EXAMPLE = """examples:
   rnnkit export runs/ptb --format onnx --out ptb-step.onnx        # one step, the state as inputs and outputs
-  rnnkit export runs/jsb --format torchscript --out jsb-step.pt"""
+  rnnkit export runs/jsb --format torchscript --out jsb-step.pt
+  rnnkit export runs/sst --format onnx --out sst.onnx             # ids, lengths -> probabilities
+  rnnkit export runs/ner --format onnx --out ner.onnx             # words, lengths -> emissions, tags (Viterbi)
+  rnnkit export runs/mt --format onnx --out mt.onnx               # mt.encoder.onnx and mt.decoder.onnx (one step)
+  rnnkit export runs/asr --format onnx --out asr.onnx             # features, lengths -> log_probs, out_lengths"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="a trained run as an ONNX or TorchScript graph (language models and music: one step with its state)",
+        help="a trained run as an ONNX graph (or TorchScript for lm and music: one step with its state)",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -29,6 +33,14 @@ def export(args: argparse.Namespace) -> int:
     from rnnkit.export import export_run
 
     meta = export_run(args.run, args.format, args.out)
-    state = ", ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in meta["state"])
-    print(f"wrote {args.out}: {meta['task']} step of a {meta['cell']} model; state: {state}", file=sys.stderr)
+    if "files" not in meta:
+        state = ", ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in meta["state"])
+        print(f"wrote {args.out}: {meta['task']} step of a {meta['cell']} model; state: {state}", file=sys.stderr)
+        return 0
+    inputs = ", ".join(i if isinstance(i, str) else i["name"] for i in meta["inputs"])
+    outputs = ", ".join(o if isinstance(o, str) else o["name"] for o in meta["outputs"])
+    print(
+        f"wrote {', '.join(meta['files'])}: the {meta['task']} graph of a {meta['cell']} model ({inputs} -> {outputs})",
+        file=sys.stderr,
+    )
     return 0

@@ -276,7 +276,7 @@ class CharLMFusion:
     gets its <unk> probability; the LM starts after a newline, the boundary it was trained with."""
 
     def __init__(self, lm: Any, labels: Labels) -> None:
-        self.lm, self.model = lm, lm.model
+        self.lm, self.step = lm, lm.model.stepper()  # the fast step (rnnkit.tasks.stepping): one token per call
         if any(len(name) > 1 for name in labels.names[1:]):
             raise RnnkitError("the recogniser writes words (--units word): fusion needs a character recogniser")
         if lm.data.level != "char":
@@ -297,7 +297,7 @@ class CharLMFusion:
         return self._read(int(self.ids[label]), state[1])
 
     def _read(self, token: int, recurrent: Any) -> tuple[Tensor, Any]:
-        logits, new = self.model.step(torch.tensor([[token]]), recurrent)
+        logits, new = self.step(torch.tensor([[token]]), recurrent)
         return torch.log_softmax(logits[0, 0], dim=-1), new
 
 

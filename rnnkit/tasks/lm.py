@@ -26,6 +26,7 @@ from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
+from rnnkit.tasks import stepping
 from rnnkit.tasks.base import LossOutput, Task, bits, perplexity
 from rnnkit.tasks.regularization import (
     activation_penalty,
@@ -34,6 +35,7 @@ from rnnkit.tasks.regularization import (
     time_dropout,
     weight_dropped,
 )
+from rnnkit.tasks.stepping import Stepper
 
 
 @dataclass
@@ -148,6 +150,11 @@ class LanguageModel(Task):
     def step(self, ids: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         """The sampling step: ids (T, B) on any device -> logits, state."""
         return self(ids.to(self.embedding.weight.device), state)
+
+    def stepper(self) -> Stepper:
+        """:meth:`step` for generation, several times faster at batch 1 (see :mod:`rnnkit.tasks.stepping`):
+        the same numbers as in eval mode, the same state, no gradients."""
+        return stepping.stepper(self, lambda: Stepper(self.layers, self.decoder, self.embedding))
 
     @torch.no_grad()
     def score(self, sequences: list[list[int]], boundary_id: int) -> list[dict[str, float]]:

@@ -93,7 +93,7 @@ class LMRun:
         v = self.vocab
         banned = [v.pad_id, v.bos_id] + ([] if allow_unk else [v.unk_id])
         ids = sampling.stream(
-            self.model.step,
+            self.model.stepper(),  # the model's eval-mode step, laid out for one token at a time
             [self.boundary_id, *v.encode(prime_tokens)],
             max_length=length,
             stop_id=v.eos_id,

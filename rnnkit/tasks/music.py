@@ -35,8 +35,10 @@ from rnnkit.data.music import KEYS
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
+from rnnkit.tasks import stepping
 from rnnkit.tasks.base import LossOutput, Task
 from rnnkit.tasks.regularization import check_weight_drop, time_dropout, weight_dropped
+from rnnkit.tasks.stepping import Stepper
 
 
 @dataclass
@@ -132,20 +134,17 @@ class MusicModel(Task):
             raise RnnkitError(f"--temperature must be at least 0 and finite, got {temperature}")
         if seed.dim() != 2 or seed.shape[1] != KEYS or seed.shape[0] < 1:
             raise RnnkitError(f"the seed must be a piano roll of shape (S >= 1, {KEYS}), got {tuple(seed.shape)}")
-        was_training = self.training
-        self.eval()
-        device = self.output.weight.device
-        try:
-            with torch.no_grad():
-                logits, state = self(seed.to(device).unsqueeze(1))  # (S, 1, 88)
-            for _ in range(steps):
-                last = logits[-1, 0]
-                if temperature == 0:
-                    step = (last > 0).float().cpu()
-                else:
-                    step = torch.bernoulli(torch.sigmoid(last / temperature).cpu(), generator=generator)
-                yield step.unsqueeze(0)
-                with torch.no_grad():
-                    logits, state = self(step.to(device).view(1, 1, KEYS), state)
-        finally:
-            self.train(was_training)
+        forward = self.stepper()  # the eval-mode forward, laid out for one step at a time
+        logits, state = forward(seed.unsqueeze(1))  # (S, 1, 88)
+        for _ in range(steps):
+            last = logits[-1, 0]
+            if temperature == 0:
+                step = (last > 0).float().cpu()
+            else:
+                step = torch.bernoulli(torch.sigmoid(last / temperature).cpu(), generator=generator)
+            yield step.unsqueeze(0)
+            logits, state = forward(step.view(1, 1, KEYS), state)
+
+    def stepper(self) -> Stepper:
+        """The model in eval mode, for generation one step at a time (see :mod:`rnnkit.tasks.stepping`)."""
+        return stepping.stepper(self, lambda: Stepper(self.layers, self.output))

@@ -107,6 +107,8 @@ def train(spec: TaskSpec, cfg: dict[str, Any], run_dir: str | Path, *, resume: b
         if resume:
             trainer.resume()
             _check_more_to_do(trainer, train_cfg, run_dir)
+            if main:
+                _record_train_options(run_dir, train_cfg)
         elif main:
             lock.install(lambda folder: _populate(folder, spec, cfg, prepared.files, trainer))
         else:
@@ -128,6 +130,20 @@ def _check_more_to_do(trainer: Trainer, cfg: TrainConfig, run_dir: Path) -> None
         raise RnnkitError(
             f"{run_dir} has trained all its {cfg.epochs} epochs: pass a larger --epochs (or --early-stop) to continue"
         )
+
+
+def _record_train_options(run_dir: Path, cfg: TrainConfig) -> None:
+    """A resumed run's [train] options, as changed by flags, replace those in its config.json (atomically), so
+    that the folder says how it was trained and a later ``--resume`` without the flags keeps them; each change
+    is printed."""
+    file = run_dir / "config.json"
+    config = read_json(file, what="run config")
+    old, new = config.get("train", {}), to_dict(cfg)
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    if changed:
+        for key, (before, after) in changed.items():
+            print(f"--resume: [train] {key} {before!r} -> {after!r} (saved in {file})", file=sys.stderr)
+        write_json(file, config | {"train": new})
 
 
 def _populate(folder: Path, spec: TaskSpec, cfg: dict[str, Any], files: dict, trainer: Trainer) -> None:

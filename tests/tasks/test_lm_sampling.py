@@ -12,7 +12,7 @@ from rnnkit.data import Vocabulary, tokenize
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.lm_run import LMDataConfig, LMRun
-from rnnkit.tasks.sampling import check_sampling, filter_logits, generate, sample_next
+from rnnkit.tasks.sampling import check_sampling, draw, filter_logits, generate, sample_next
 from rnnkit.train.config import TrainConfig
 
 NEG = float("-inf")
@@ -183,3 +183,17 @@ def test_sample_stops_at_eos_at_word_level():
     with torch.no_grad():
         run.model.decoder.bias[run.vocab.eos_id] = 50.0
     assert run.sample("the cat", length=20, seed=0) == "the cat"
+
+
+def test_draw_follows_the_probabilities_and_never_draws_a_zero():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]], dtype=torch.float64).repeat(40000, 1)
+    ids = draw(probs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(ids, minlength=5).double() / len(ids)
+    torch.testing.assert_close(counts, probs[0], rtol=0, atol=0.01)
+    assert counts[1] == 0 and counts[4] == 0
+
+
+def test_draw_at_a_uniform_number_rounded_up_to_the_total_takes_the_last_drawable_id(monkeypatch):
+    probs = torch.tensor([[0.25, 0.75, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw["dtype"]))
+    assert draw(probs).tolist() == [1, 0]

@@ -237,6 +237,21 @@ def test_resume_accepts_the_same_model_options_and_changed_train_options(trained
     assert steps == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_resume_saves_changed_train_options_in_the_runs_config(trained, capsys):
+    before = json.loads((trained / "config.json").read_text())
+    argv = ["lm", "train", "--out", str(trained), "--resume", "--max-steps", "7", "--lr", "0.5", "--no-progress"]
+    assert rnnkit.cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "[train] lr" in err and "-> 0.5" in err and "[train] max_steps" in err
+    after = json.loads((trained / "config.json").read_text())
+    assert after["train"] == before["train"] | {"lr": 0.5, "max_steps": 7}
+    assert {k: v for k, v in after.items() if k != "train"} == {k: v for k, v in before.items() if k != "train"}
+    # a later --resume without the flags continues with them
+    assert rnnkit.cli.main(["lm", "train", "--out", str(trained), "--resume", "--max-steps", "8", "--no-progress"]) == 0
+    assert "[train] lr" not in capsys.readouterr().err
+    assert json.loads((trained / "config.json").read_text())["train"]["lr"] == 0.5
+
+
 def test_loading_and_resuming_never_unpickle(trained, monkeypatch):
     import pickle
 

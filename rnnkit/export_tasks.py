@@ -1,0 +1,298 @@
+"""The graphs of the sequence tasks (classify, tag, translate, ctc): modules that take padded tensors and lengths
+and return what a deployment needs, built from :mod:`rnnkit.export_layers` (no packing, a dynamic time axis).
+
+Each ``*_graphs(run)`` returns a list of :class:`Graph`: the module, example inputs, the input and output names,
+which dimensions of each input are dynamic, and the metadata a caller needs (vocabularies, labels, special ids).
+One graph per file; a translation model has two, the encoder and the decoder step. Inputs and outputs are
+batch-first, as the task models are: (B, T) ids, (B,) int64 lengths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+from rnnkit.export_layers import char_features, pool, run_layer, time_mask, viterbi
+from rnnkit.tasks.tag import context_window
+
+BATCH, TIME, CHARS, SOURCE = "batch", "time", "chars", "source"
+
+
+class Graph(NamedTuple):
+    module: nn.Module
+    example: tuple[Tensor, ...]
+    inputs: list[str]
+    outputs: list[str]
+    dynamic: list[dict[int, str]]  # per input: dimension -> its name (batch, time, ...)
+    meta: dict[str, Any]
+    part: str | None = None  # "encoder" / "decoder" when a run exports as several graphs
+
+
+def _example(batch: int = 3, steps: int = 6, high: int = 10, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Random ids (B, T) in 4..high-1 (the specials first) and lengths with padding in all but the first row."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([steps, *torch.randint(1, steps, (batch - 1,), generator=g).tolist()])
+    return torch.randint(min(4, high - 1), high, (batch, steps), generator=g), lengths
+
+
+def _chars_example(ids: Tensor, num_chars: int, width: int = 5) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(1, num_chars, (*ids.shape, width), generator=g), torch.randint(
+        1, width + 1, ids.shape, generator=g
+    )
+
+
+def _vocab(v: Any) -> dict[str, Any]:
+    return {"tokens": list(v.tokens), "pad_id": v.pad_id, "unk_id": v.unk_id}
+
+
+def _io(names: list[str], shapes: list[list[str | int]], dtypes: list[str]) -> list[dict[str, Any]]:
+    return [{"name": n, "shape": s, "dtype": d} for n, s, d in zip(names, shapes, dtypes, strict=True)]
+
+
+# -- classify ---------------------------------------------------------------------------------------------------
+
+
+class ClassifierGraph(nn.Module):
+    """ids (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> probabilities (B, K) (softmax, or
+    sigmoids with several labels) [, attention (B, T) with attention pooling]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
+        m = self.model
+        x = m.embedding(ids)
+        if m.chars is not None:
+            x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
+        h, _ = run_layer(m.rnn, x, lengths)
+        pooled, weights = pool(m.pooling, h, lengths)
+        logits = m.head(pooled)
+        probs = torch.sigmoid(logits) if m.config.multi_label else torch.softmax(logits, dim=-1)
+        return (probs,) if weights is None else (probs, weights)
+
+
+def classify_graphs(run: Any) -> list[Graph]:
+    m = run.model
+    ids, lengths = _example(high=len(run.vocab))
+    inputs, example, dynamic = ["ids", "lengths"], (ids, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
+    shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
+    meta: dict[str, Any] = {"vocab": _vocab(run.vocab), "lowercase": run.data.lowercase}
+    if m.chars is not None:
+        example += _chars_example(ids, len(run.chars))
+        inputs += ["chars", "char_lengths"]
+        dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
+        shapes += [[BATCH, TIME, CHARS], [BATCH, TIME]]
+        dtypes += ["int64", "int64"]
+        meta["chars"] = _vocab(run.chars)
+    outputs = ["probabilities"] + (["attention"] if m.pooling.attention is not None else [])
+    meta |= {
+        "labels": list(run.labels.names),
+        "multi_label": m.config.multi_label,
+        "threshold": float(m.threshold),
+        "inputs": _io(inputs, shapes, dtypes),
+        "outputs": _io(outputs, [[BATCH, len(run.labels)], [BATCH, TIME]][: len(outputs)], ["float32"] * len(outputs)),
+    }
+    return [Graph(ClassifierGraph(m), example, inputs, outputs, dynamic, meta)]
+
+
+# -- tag ----------------------------------------------------------------------------------------------------------
+
+
+class TaggerGraph(nn.Module):
+    """words (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> emissions (B, T, K), tags (B, T)
+    (Viterbi with a CRF, else each word's argmax; -1 after each length) [, intent_probabilities (B, I)]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, words: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
+        m, cfg = self.model, self.model.config
+        mask = time_mask(lengths, words.shape[1]).t()  # (B, T)
+        x = m.embedding(words)
+        if m.chars is not None:
+            x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
+        x = context_window(x, cfg.window, mask)
+        h = m.encoder(x) if cfg.feedforward else run_layer(m.encoder, x, lengths)[0]
+        emissions = m.emissions(h)
+        tags = viterbi(m.crf, emissions, lengths) if m.crf is not None else emissions.argmax(-1).masked_fill(~mask, -1)
+        if m.intent is None:
+            return emissions, tags
+        return emissions, tags, torch.softmax(m.intent(m._pool(h, lengths, mask)), dim=-1)
+
+
+def tag_graphs(run: Any) -> list[Graph]:
+    m, vocabs = run.model, run.vocabs
+    words, lengths = _example(high=len(vocabs.words))
+    inputs, example, dynamic = ["words", "lengths"], (words, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
+    shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
+    meta: dict[str, Any] = {"vocab": _vocab(vocabs.words), "lowercase": run.data.lowercase}
+    if m.chars is not None:
+        example += _chars_example(words, len(vocabs.chars))
+        inputs += ["chars", "char_lengths"]
+        dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
+        shapes += [[BATCH, TIME, CHARS], [BATCH, TIME]]
+        dtypes += ["int64", "int64"]
+        meta["chars"] = _vocab(vocabs.chars)
+    outputs = ["emissions", "tags"] + (["intent_probabilities"] if m.intent is not None else [])
+    out_shapes = [[BATCH, TIME, len(m.tag_names)], [BATCH, TIME], [BATCH, len(m.intent_names)]]
+    meta |= {
+        "tags": list(m.tag_names),
+        "intents": list(m.intent_names) if m.intent is not None else None,
+        "crf": m.crf is not None,
+        "tag_padding": -1,
+        "inputs": _io(inputs, shapes, dtypes),
+        "outputs": _io(outputs, out_shapes[: len(outputs)], ["float32", "int64", "float32"][: len(outputs)]),
+    }
+    return [Graph(TaggerGraph(m), example, inputs, outputs, dynamic, meta)]
+
+
+# -- translate: the encoder and the decoder step -----------------------------------------------------------------
+
+
+class EncoderGraph(nn.Module):
+    """src (B, S), lengths (B,) -> memory (B, S, M), mask (B, S) bool [, keys (B, S, K)], state0, state1, ...:
+    the decoder's first state (each layer's cell state, and the zero attentional vector with input feeding)."""
+
+    def __init__(self, model: nn.Module, keys: bool) -> None:
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+        m = self.model
+        memory, final = run_layer(m.encoder, m.src_embedding(src), lengths, final=True)
+        mask = time_mask(lengths, src.shape[1]).t()
+        B, kw = src.shape[0], {"device": memory.device, "dtype": memory.dtype}
+        cells = m.bridge(final, [cell.initial_state(B, **kw) for cell in m.decoder.cells])
+        feed = memory.new_zeros(B, m.config.hidden) if m.feeds else None
+        keys = (m.attention.keys(memory),) if self.keys else ()
+        return (memory, mask, *keys, *pytree.tree_flatten((tuple(cells), feed))[0])
+
+
+class DecoderGraph(nn.Module):
+    """tokens (B,), memory, mask [, keys], state0, ... -> log_probs (B, V), new_state0, ... [, attention (B, S)]."""
+
+    def __init__(self, model: nn.Module, spec: Any, keys: bool) -> None:
+        super().__init__()
+        self.model, self.spec, self.keys = model, spec, keys
+
+    def forward(self, tokens: Tensor, memory: Tensor, mask: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        from rnnkit.tasks.seq2seq.model import DecoderState
+
+        m = self.model
+        keys, leaves = (rest[0], rest[1:]) if self.keys else (None, rest)
+        cells, feed = pytree.tree_unflatten(list(leaves), self.spec)
+        state = DecoderState(cells, feed, memory, mask, keys)
+        out, new, weights = m._advance(m.tgt_embedding(tokens), state, m.decoder.bound_cells())
+        log_probs = F.log_softmax(m._logits(out), dim=-1)
+        flat = pytree.tree_flatten((new.cells, new.feed))[0]
+        return (log_probs, *flat) if weights is None else (log_probs, *flat, weights)
+
+
+def translate_graphs(run: Any) -> list[Graph]:
+    from rnnkit.tasks.translate_run import SPECIALS
+
+    m = run.model
+    keys = m.config.attention in ("general", "additive")  # dot's keys are the memory itself; none has no attention
+    src, lengths = _example(high=len(run.src_vocab))
+    encoder = EncoderGraph(m, keys).eval()
+    with torch.no_grad():
+        enc_out = encoder(src, lengths)
+    n_fixed = 2 + keys
+    leaves = list(enc_out[n_fixed:])
+    spec = pytree.tree_flatten(_state_template(m, src))[1]
+    names = [f"state{i}" for i in range(len(leaves))]
+    state = [{"name": n, "shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")}
+             for n, t in zip(names, leaves, strict=True)]  # fmt: skip
+    fixed = ["memory", "mask"] + (["keys"] if keys else [])
+    meta = {
+        "src_vocab": _vocab(run.src_vocab),
+        "tgt_vocab": _vocab(run.tgt_vocab),
+        "bos_id": SPECIALS["bos"],
+        "eos_id": SPECIALS["eos"],
+        "pad_id": SPECIALS["pad_id"],
+        "src_lowercase": run.src.lowercase,
+        "tgt_lowercase": run.tgt.lowercase,
+        "subwords": run.src.subwords is not None,
+        "attention": m.config.attention,
+        "max_len": "2 * source length + 10 tokens (eos not counted), as rnnkit translate's default",
+        "state": state,
+    }
+    enc_outputs = [*fixed, *names]
+    enc_meta = meta | {
+        "inputs": _io(["src", "lengths"], [[BATCH, SOURCE], [BATCH]], ["int64", "int64"]),
+        "outputs": enc_outputs,
+    }
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(4, len(run.tgt_vocab), (src.shape[0],), generator=g)
+    dec_example = (tokens, *enc_out[:n_fixed], *[t if not t.is_floating_point() else torch.randn(t.shape, generator=g)
+                                                 for t in leaves])  # fmt: skip
+    dec_inputs = ["tokens", *fixed, *names]
+    dec_outputs = ["log_probs", *[f"new_{n}" for n in names]] + (["attention"] if m.attention is not None else [])
+    dec_meta = meta | {"inputs": dec_inputs, "outputs": dec_outputs}
+    dyn_fixed = [{0: BATCH, 1: SOURCE}, {0: BATCH, 1: SOURCE}] + ([{0: BATCH, 1: SOURCE}] if keys else [])
+    return [
+        Graph(encoder, (src, lengths), ["src", "lengths"], enc_outputs, [{0: BATCH, 1: SOURCE}, {0: BATCH}],
+              enc_meta, "encoder"),
+        Graph(DecoderGraph(m, spec, keys).eval(), dec_example, dec_inputs, dec_outputs,
+              [{0: BATCH}, *dyn_fixed, *({0: BATCH} for _ in names)], dec_meta, "decoder"),
+    ]  # fmt: skip
+
+
+def _state_template(m: nn.Module, src: Tensor) -> tuple:
+    """(cells, feed) of the decoder's state for a batch like ``src``: what the leaves unflatten into."""
+    cells = tuple(cell.initial_state(src.shape[0]) for cell in m.decoder.cells)
+    return cells, (torch.zeros(src.shape[0], m.config.hidden) if m.feeds else None)
+
+
+# -- ctc ----------------------------------------------------------------------------------------------------------
+
+
+class CTCGraph(nn.Module):
+    """features (B, T, F), lengths (B,) -> log_probs (B, T', C) (blank = 0), out_lengths (B,) after subsampling."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        m = self.model
+        x, out_lengths = m.subsample(features, lengths)
+        h, _ = run_layer(m.rnn, x, out_lengths)
+        logits = m.output(h)
+        if not m.config.blank:
+            logits = logits.masked_fill(torch.arange(m.n_labels, device=logits.device) == 0, -1e4)
+        return F.log_softmax(logits, dim=-1), out_lengths
+
+
+def ctc_graphs(run: Any) -> list[Graph]:
+    from rnnkit.data.features import SAMPLE_RATE
+    from rnnkit.tasks.ctc_run import n_features
+
+    n = n_features(run.data)
+    g = torch.Generator().manual_seed(0)
+    features, lengths = torch.randn(3, 24, n, generator=g), torch.tensor([24, 13, 5])
+    data = dataclasses.asdict(run.data)
+    meta = {
+        "labels": list(run.labels.names),
+        "blank_id": 0,
+        "units": run.data.units,
+        "features": {k: data[k] for k in ("features", "n_mels", "n_mfcc")}
+        | {"sample_rate": SAMPLE_RATE, "win_ms": 25.0, "hop_ms": 10.0, "normalise": "per utterance, per channel"},
+        "subsample": run.model_config.subsample,
+        "inputs": _io(["features", "lengths"], [[BATCH, TIME, n], [BATCH]], ["float32", "int64"]),
+        "outputs": _io(["log_probs", "out_lengths"], [[BATCH, "time_out", len(run.labels)], [BATCH]],
+                       ["float32", "int64"]),
+    }  # fmt: skip
+    return [Graph(CTCGraph(run.model), (features, lengths), ["features", "lengths"], ["log_probs", "out_lengths"],
+                  [{0: BATCH, 1: TIME}, {0: BATCH}], meta)]  # fmt: skip
+
+
+TASK_GRAPHS = {"classify": classify_graphs, "tag": tag_graphs, "translate": translate_graphs, "ctc": ctc_graphs}
