@@ -7,15 +7,18 @@ The baseline is the plainest PyTorch loop: torch.nn.Embedding -> torch.nn.LSTM(5
 called with one token at a time, softmax and torch.multinomial. rnnkit samples with ``rnnkit.tasks.sampling``
 (what ``rnnkit lm sample`` and ``LMRun.sample`` run: banned ids, temperature, the float64 draw) through
 ``LanguageModel.stepper()`` (the default) and through ``LanguageModel.step`` (the model's forward, torch's fused
-kernel for LSTM/GRU/RNN): the same model, the same tokens under a seed. Weights are random (speed does not
-depend on them) and nothing stops a sample early. Rounds are interleaved and the median of each is reported,
-with the ratio to the baseline. Writes benchmarks/results/generation_speed.json.
+kernel for LSTM/GRU/RNN): the same model, the same tokens under a seed; and, for the LSTM, through the model's
+step exported to ONNX and run by onnxruntime (what a deployment outside PyTorch gets), with the same sampling
+code. Weights are random (speed does not depend on them) and nothing stops a sample early. Rounds are
+interleaved and the median of each is reported, with the ratio to the baseline.
+Writes benchmarks/results/generation_speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 
 import torch
 from common import interleaved_medians, machine, write_result
@@ -52,6 +55,44 @@ def rnnkit_sampler(model: LanguageModel, fast: bool, tokens: int):
     return run
 
 
+def onnxruntime_sampler(model: LanguageModel, tokens: int):
+    """The model's step exported to ONNX (as ``rnnkit export`` writes it) and run by onnxruntime, sampling with
+    the same code: what a deployment outside PyTorch gets. None without onnx/onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from torch.utils import _pytree as pytree
+
+    from rnnkit.export import StepGraph
+
+    ids = torch.tensor([[1]])
+    with torch.no_grad():
+        _, template = model.step(ids)
+    graph = StepGraph(model, template, lambda m, x, s: m.step(x, s)).eval()
+    leaves = pytree.tree_flatten(template)[0]
+    names = [f"state{i}" for i in range(len(leaves))]
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = f"{tmp}/step.onnx"
+        torch.onnx.export(graph, (ids, *leaves), path, input_names=["input", *names], dynamo=True, verbose=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def run() -> list[int]:
+        g = torch.Generator().manual_seed(0)
+        feed = {"input": ids.numpy()} | {n: torch.zeros_like(t).numpy() for n, t in zip(names, leaves, strict=True)}
+        out = []
+        for _ in range(tokens):
+            logits, *state = session.run(None, feed)
+            token = sampling.sample_next(torch.from_numpy(logits[-1]), banned=[0], generator=g)
+            out.append(int(token))
+            feed = {"input": token.view(1, 1).numpy()} | dict(zip(names, state, strict=True))
+        return out
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
@@ -60,6 +101,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=10_000)
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false", help="skip the ONNX row")
     args = parser.parse_args()
     fns = {"torch.nn.LSTM": plain_lstm(args.vocab, args.hidden, args.layers, args.tokens)}
     same = {}
@@ -69,6 +111,10 @@ def main() -> None:
         fast, ref = rnnkit_sampler(model, True, args.tokens), rnnkit_sampler(model, False, args.tokens)
         same[cell] = fast() == ref()
         fns[f"{cell} stepper"], fns[f"{cell} model.step"] = fast, ref
+        if cell == "lstm" and args.onnxruntime:
+            ort_run = onnxruntime_sampler(model, args.tokens)
+            if ort_run is not None:
+                fns["lstm onnxruntime"] = ort_run
     seconds = interleaved_medians(fns, args.repeats, warmup=1)
     base = args.tokens / seconds["torch.nn.LSTM"]
     rows = {}

@@ -1,16 +1,17 @@
 """Every speed benchmark in one run (``make bench``): one JSON and one Markdown table, with date, machine and torch.
 
-    python benchmarks/suite.py                  # the full suite, about 10 minutes on 2 cores
+    python benchmarks/suite.py                  # the full suite, about 4 minutes on 2 cores
     python benchmarks/suite.py --quick          # small sizes and few repeats: checks that everything runs
     python benchmarks/suite.py --only layers generation
 
 Sections, each measured interleaved against its baseline in the same process, so that machine drift hits both:
 
 - **layers**: forward and forward+backward tokens/s of each rnnkit layer beside torch.nn's (batch 32, T 100, hidden
-  256 and 512), and the GFLOP/s each achieves as a fraction of this machine's sgemm peak (torch.mm of two
-  1024 x 1024 float32 matrices, measured first): the distance to the physical limit. A layer's forward does
-  2 FLOPs per weight-matrix entry per token (its matrix-vector products; elementwise work is not counted), and
-  forward + backward three times that (the gradients of the inputs and of the weights each cost a forward).
+  256 and 512), and the GFLOP/s each achieves as a fraction of this machine's sgemm peak (the faster of torch.mm
+  and oneDNN's product of two 2048 x 2048 float32 matrices, measured first): the distance to the physical limit.
+  A layer's forward does 2 FLOPs per weight-matrix entry per token (its matrix-vector products; elementwise work
+  is not counted), and forward + backward three times that (the gradients of the inputs and of the weights each
+  cost a forward).
 - **lm_train**: ``rnnkit lm train``'s training loop (``Trainer.fit``: checkpoint, log, checks) against the plain
   PyTorch loop of pytorch/examples' word_language_model, same 2 x 200 LSTM, same batches (random ids over 10,000
   words: speed does not depend on the text).
@@ -19,8 +20,9 @@ Sections, each measured interleaved against its baseline in the same process, so
   (2 x 512, 10,000 words; see benchmarks/generation_speed.py).
 - **serve**: requests/s of ``rnnkit serve`` with micro-batching and one request at a time, 32 clients
   (benchmarks/serve_load.py, run as its own process).
-- **memory**: peak resident memory of full backpropagation through time against truncated BPTT (chunks of 100)
-  on one 10,000-step sequence (LSTM, hidden 256), each in a fresh process.
+- **memory**: the peak resident memory one training step adds, full backpropagation through time against
+  truncated BPTT (chunks of 100), on one 10,000-step sequence (LSTM, hidden 256, batch 1), each in a fresh
+  process (Linux's high-water mark, reset after the imports).
 
 Writes benchmarks/results/bench.json and benchmarks/results/bench.md.
 """
@@ -29,13 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.utils.mkldnn as mkldnn_utils
 from common import RESULTS, interleaved_medians, machine, write_result
 from generation_speed import plain_lstm, rnnkit_sampler
 from lm_speed import plain_round, rnnkit_round
@@ -49,10 +51,23 @@ from rnnkit.tasks.lm import LanguageModel, LMConfig
 HERE = Path(__file__).resolve().parent
 
 
-def sgemm_peak(size: int = 1024, repeats: int = 7) -> float:
-    """GFLOP/s of a float32 matrix product at this process's torch threads: the machine's practical peak."""
+def sgemm_peak(size: int = 2048, repeats: int = 7) -> float:
+    """GFLOP/s of a float32 matrix product at this process's torch threads, the faster of torch.mm (MKL) and
+    oneDNN's (what torch's fused RNN kernels use): the machine's practical peak. On an AVX-512 AMD CPU the two
+    differ by 2x (measured 2026-12-03 on 2 Zen 5 cores: 200 against 440 GFLOP/s), and the fused LSTM runs above
+    the first, so the first alone is not a ceiling."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    seconds = interleaved_medians({"mm": lambda: torch.mm(a, b)}, repeats, warmup=2)["mm"]
+    fns = {"mm": lambda: torch.mm(a, b)}
+    if torch.backends.mkldnn.is_available():
+        linear = mkldnn_utils.to_mkldnn(nn.Linear(size, size, bias=False).eval())
+        x = a.to_mkldnn()
+
+        def onednn() -> None:
+            with torch.no_grad():
+                linear(x)
+
+        fns["onednn"] = onednn
+    seconds = min(interleaved_medians(fns, repeats, warmup=2).values())
     return 2 * size**3 / seconds / 1e9
 
 
@@ -168,27 +183,26 @@ def serve(args: argparse.Namespace) -> dict | None:
 
 def memory(args: argparse.Namespace) -> dict:
     result = {"steps": args.memory_steps, "hidden": 256, "chunk": 100}
-    for mode in ("baseline", "full", "truncated"):
+    for mode in ("full", "truncated"):
         out = subprocess.run(
             [sys.executable, __file__, "--child-memory", mode, "--memory-steps", str(args.memory_steps)],
             check=True,
             capture_output=True,
             text=True,
         )
-        result[f"{mode}_peak_mb"] = float(out.stdout.strip())
-    for mode in ("full", "truncated"):  # what the training itself added to an idle process with torch loaded
-        result[f"{mode}_mb"] = round(result[f"{mode}_peak_mb"] - result["baseline_peak_mb"], 1)
-    print(
-        f"  full BPTT {result['full_mb']:.0f} MB, truncated (chunks of 100) {result['truncated_mb']:.0f} MB "
-        f"over {result['baseline_peak_mb']:.0f} MB idle, on {args.memory_steps:,} steps"
-    )
+        result[f"{mode}_mb"] = round(float(out.stdout.strip()), 1)
+    print(f"  full BPTT {result['full_mb']:.0f} MB, truncated (chunks of 100) {result['truncated_mb']:.0f} MB, "
+          f"on {args.memory_steps:,} steps")  # fmt: skip
     return result
 
 
 def child_memory(mode: str, steps: int) -> None:
-    """One training step over a ``steps``-long sequence, in this fresh process; prints the peak RSS in MB."""
+    """One training step over a ``steps``-long sequence, in this fresh process; prints the peak resident memory
+    it added, in MB: Linux's high-water mark (VmHWM), reset after the imports and the model (clear_refs)."""
     torch.manual_seed(0)
     layer, x = rnnkit.LSTM(256, 256), torch.randn(steps, 1, 256)
+    before = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     if mode == "full":
         layer(x)[0].sum().backward()
     elif mode == "truncated":
@@ -197,14 +211,22 @@ def child_memory(mode: str, steps: int) -> None:
             out, state = layer(chunk, state)
             out.sum().backward()
             state = tuple(s.detach() for s in state)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(_status_mb("VmHWM") - before)
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def markdown(payload: dict) -> str:
     s = payload["setting"]
     lines = [
         f"Measured {s['date']} on {s['cpu']}, {s['cores']} cores, {s['torch_threads']} torch threads, "
-        f"torch {s['torch']}; sgemm peak {payload['sgemm_gflop_s']:.1f} GFLOP/s; medians of interleaved runs.",
+        f"torch {s['torch']}; sgemm peak {payload['sgemm_gflop_s']:.1f} GFLOP/s (the faster of MKL and oneDNN); "
+        "medians of interleaved runs.",
         "",
     ]
     if "layers" in payload:
@@ -237,20 +259,29 @@ def markdown(payload: dict) -> str:
         lines += [f"| {name} | {r['tokens_per_s']:.0f} | {r['vs_torch_lstm']:.2f}x |" for name, r in g["rows"].items()]
         lines.append("")
     if payload.get("serve"):
+        v = payload["serve"]
         lines += [
-            "Serving: see benchmarks/results/serve_load.json:",
+            f"`rnnkit serve` of {Path(v['run']).name}, {v['clients']} concurrent clients on loopback, POST /predict; "
+            f"micro-batching gives {v.get('speedup')}x the requests/s of one request at a time:",
             "",
-            "```",
-            json.dumps(payload["serve"]),
-            "```",
-            "",
+            "| --max-batch | requests/s | p50 ms | p99 ms | mean batch | errors |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
+        for m, r in v["summary"].items():
+            cells = [
+                m,
+                f"{r['requests_per_s']:.0f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['mean_batch']:.1f}",
+            ]
+            lines.append("| " + " | ".join([*cells, str(r["errors"])]) + " |")
+        lines.append("")
     if "memory" in payload:
         m = payload["memory"]
         lines += [
-            f"Peak memory of one training step on a {m['steps']:,}-step sequence (LSTM 256): full BPTT "
-            f"{m['full_mb']:.0f} MB, truncated BPTT in chunks of {m['chunk']} {m['truncated_mb']:.0f} MB "
-            f"(over {m['baseline_peak_mb']:.0f} MB for torch loaded).",
+            f"Peak memory one training step adds on a {m['steps']:,}-step sequence (LSTM 256, batch 1): full BPTT "
+            f"{m['full_mb']:.0f} MB, truncated BPTT in chunks of {m['chunk']} {m['truncated_mb']:.0f} MB.",
             "",
         ]
     return "\n".join(lines)
@@ -263,7 +294,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
-    parser.add_argument("--child-memory", choices=("baseline", "full", "truncated"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-memory", choices=("full", "truncated"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-steps", type=int, default=10_000)
     args = parser.parse_args()
     if args.child_memory:
@@ -278,7 +309,7 @@ def main() -> None:
     args.serve_args = ["--requests", "60", "--seconds", "3", "--rounds", "1"] if quick else ["--seconds", "20"]
     if quick:
         args.memory_steps = min(args.memory_steps, 300)
-    peak = sgemm_peak(128 if quick else 1024)
+    peak = sgemm_peak(128 if quick else 2048)
     payload = {"setting": machine(), "sgemm_gflop_s": round(peak, 1)}
     print(f"sgemm peak: {peak:.1f} GFLOP/s", flush=True)
     for name in SECTIONS:

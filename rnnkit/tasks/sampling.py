@@ -75,12 +75,13 @@ def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     [1]
     """
     cdf = probs.cumsum(-1)
+    total = cdf[..., -1:]
     device = generator.device if generator is not None else probs.device
-    u = torch.rand((*probs.shape[:-1], 1), dtype=cdf.dtype, device=device, generator=generator)
-    ids = torch.searchsorted(cdf, u.to(probs.device) * cdf[..., -1:], right=True).squeeze(-1)
-    # u < 1, but u * total can round up to the total: then the last id that may be drawn, never a banned one
-    last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).to(torch.uint8).argmax(-1)
-    return torch.minimum(ids, last)
+    u = torch.rand((*probs.shape[:-1], 1), dtype=cdf.dtype, device=device, generator=generator).to(probs.device)
+    # u < 1, but u * total can round up to the total: keep it below, so that the first cumulative probability above
+    # it is that of an id that may be drawn (a banned id's is equal to the one before it, so never above u first)
+    u = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def generate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import rnnkit
@@ -13,7 +14,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import sampling
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.music import MusicConfig, MusicModel
-from rnnkit.tasks.stepping import Stepper, transposed_layout
+from rnnkit.tasks.stepping import ParallelMatrix, Stepper, fast_layout, transposed_layout
 
 
 def lm(cell: str, **kw) -> LanguageModel:
@@ -115,3 +116,40 @@ def test_transposed_layout_keeps_values_and_changes_strides():
     assert torch.equal(v, w) and v.stride() == (1, 5)
     b = torch.randn(5)
     assert transposed_layout(b) is b
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_parallel_matrix_products_equal_plain_ones_and_other_ops_see_the_matrix(two_threads):
+    torch.manual_seed(0)
+    w, b = torch.randn(1001, 300, dtype=torch.float64), torch.randn(1001, dtype=torch.float64)  # 1001: uneven blocks
+    p = ParallelMatrix(w, 3)
+    assert p.blocks.shape == (3, 300, 334)
+    for rows in [(1, 300), (4, 300), (1, 2, 300), (40, 300)]:  # 40 rows: the plain product
+        x = torch.randn(*rows, dtype=torch.float64)
+        torch.testing.assert_close(F.linear(x, p, b), F.linear(x, w, b), rtol=0, atol=1e-12)
+        torch.testing.assert_close(F.linear(x, p), F.linear(x, w), rtol=0, atol=1e-12)
+    doubled = p * 2  # any other operation: the plain matrix, a plain result
+    assert type(doubled) is torch.Tensor and torch.equal(doubled, w * 2)
+    assert type(fast_layout(w)) is ParallelMatrix and type(fast_layout(w[:10, :10])) is torch.Tensor
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "clockwork", "scrn"])
+def test_stepper_with_parallel_matrices_equals_the_models_forward(cell, two_threads):
+    torch.manual_seed(0)
+    model = LanguageModel(600, LMConfig(cell=cell, hidden=256, layers=2)).double().eval()
+    stepper = model.stepper()
+    assert isinstance(stepper.head_weight, ParallelMatrix)
+    ids = torch.randint(0, 600, (3, 2))
+    with torch.no_grad():
+        want, state = model(ids)
+        got, got_state = stepper(ids)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+        more = torch.randint(0, 600, (1, 2))
+        torch.testing.assert_close(stepper(more, state)[0], model(more, got_state)[0], rtol=0, atol=1e-10)
