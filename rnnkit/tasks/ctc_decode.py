@@ -48,7 +48,15 @@ from torch import Tensor
 
 from rnnkit.errors import RnnkitError
 
-__all__ = ["FusionLM", "Span", "ctc_collapse", "greedy_alignment", "greedy_decode", "prefix_beam_search"]
+__all__ = [
+    "FusionLM",
+    "Span",
+    "ctc_collapse",
+    "forced_alignment",
+    "greedy_alignment",
+    "greedy_decode",
+    "prefix_beam_search",
+]
 
 Prefix = tuple[int, ...]
 
@@ -127,6 +135,57 @@ def greedy_alignment(log_probs: Tensor, lengths: Tensor | None = None, *, blank:
         runs = zip(labels.tolist(), starts.tolist(), ends.tolist(), strict=True)
         aligned.append([Span(label, start, end) for label, start, end in runs if label != blank])
     return aligned
+
+
+def forced_alignment(log_probs: Tensor, labels: Sequence[int], *, blank: int = 0) -> list[Span]:
+    r"""The most probable path of one utterance's ``log_probs`` (T, C) among those that collapse to ``labels``
+    (a CTC Viterbi alignment), as each label's first and last frame: the timestamps of a transcript that the
+    prefix beam search chose, which need not be the best path's (:func:`greedy_alignment`).
+
+    The path runs over the labels with blanks around and between them, :math:`(\_, l_1, \_, l_2, \dots, \_)`:
+    each frame stays in its state, moves to the next, or skips a blank between two different labels.
+
+    >>> lp = torch.tensor([[0.6, 0.4], [0.6, 0.4]]).log()   # the best path "_ _" says nothing
+    >>> forced_alignment(lp, [1])                           # "1" is best said at the first frame (a tie: the first)
+    [Span(label=1, start=0, end=0)]
+    """
+    if log_probs.dim() != 2 or log_probs.shape[-1] == 0:
+        raise RnnkitError(f"forced alignment expects one utterance's log_probs (T, C), got {tuple(log_probs.shape)}")
+    T, C = log_probs.shape
+    _check_blank(blank, C)
+    labels = list(labels)
+    if any(not 0 <= c < C or c == blank for c in labels):
+        raise RnnkitError(f"forced alignment: labels must be indices below {C} other than the blank {blank}")
+    if not labels:
+        return []
+    ext = torch.tensor([blank if s % 2 == 0 else labels[s // 2] for s in range(2 * len(labels) + 1)])
+    S, lp = len(ext), log_probs.detach().double().cpu()[:, ext]  # (T, S): each state's score at each frame
+    skip = torch.zeros(S, dtype=torch.bool)  # a label may follow the label two states back: no blank needed
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    score = torch.full((S,), -math.inf, dtype=torch.float64)
+    score[:2] = lp[0, :2]
+    moves = torch.zeros(T, S, dtype=torch.long)  # how many states each frame's best predecessor is behind
+    for t in range(1, T):
+        options = torch.stack([score, _shift(score, 1), torch.where(skip, _shift(score, 2), -math.inf)])
+        best, moves[t] = options.max(0)
+        score = best + lp[t]
+    end = S - 1 if S == 1 or score[S - 1] >= score[S - 2] else S - 2
+    if score[end] == -math.inf:
+        raise RnnkitError(f"forced alignment: {len(labels)} labels cannot be said in {T} frames")
+    states = [end]
+    for t in range(T - 1, 0, -1):
+        states.append(states[-1] - int(moves[t, states[-1]]))
+    states.reverse()
+    spans: dict[int, list[int]] = {}
+    for t, state in enumerate(states):
+        if state % 2:
+            spans.setdefault(state // 2, [t, t])[1] = t
+    return [Span(labels[k], first, last) for k, (first, last) in sorted(spans.items())]
+
+
+def _shift(x: Tensor, k: int) -> Tensor:
+    """x moved k places to the right, -inf coming in: each state's score k states back."""
+    return torch.cat([x.new_full((k,), -math.inf), x[:-k]])
 
 
 def _best_paths(log_probs: Tensor, lengths: Tensor | None, blank: int) -> tuple[Tensor, Tensor]:

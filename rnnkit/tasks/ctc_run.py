@@ -216,9 +216,10 @@ class CTCRun:
         self, audios: list[Any], *, beam_size: int = 1, lm: Any = None, lm_weight: float = 0.0, bonus: float = 0.0,
         timestamps: bool = False, batch_size: int | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """Each utterance's transcript (``text``); ``timestamps`` adds each character's start and end in seconds
-        (from the greedy alignment). Beam > 1 runs the prefix beam search, with ``lm`` fused if given."""
-        from rnnkit.tasks.ctc_decode import greedy_alignment, greedy_decode, prefix_beam_search
+        """Each utterance's transcript (``text``); ``timestamps`` adds each character's start and end in seconds,
+        from the best path that says that transcript (the greedy path's own, or the beam's text force-aligned).
+        Beam > 1 runs the prefix beam search, with ``lm`` fused if given."""
+        from rnnkit.tasks.ctc_decode import forced_alignment, greedy_alignment, greedy_decode, prefix_beam_search
 
         results = []
         seconds_per_frame = 0.01 * self.model_config.subsample
@@ -233,7 +234,7 @@ class CTCRun:
                 ids = greedy_decode(lp.unsqueeze(0))[0]
             result: dict[str, Any] = {"text": self._text(ids)}
             if timestamps:
-                spans = greedy_alignment(lp.unsqueeze(0))[0]
+                spans = forced_alignment(lp, ids) if beam_size > 1 else greedy_alignment(lp.unsqueeze(0))[0]
                 result["chars"] = [
                     {"char": self.labels.names[s.label], "start": s.start * seconds_per_frame,
                      "end": (s.end + 1) * seconds_per_frame}

@@ -53,6 +53,10 @@ def test_train_eval_transcribe(trained, corpus, cli):
     assert all(c["start"] < c["end"] for c in row["chars"]) and "".join(c["char"] for c in row["chars"]) == row["text"]
     code, out, _ = cli("ctc", "eval", trained, "--data", corpus, "--beam", "4", "--json")
     assert code == 0 and json.loads(out)["beam"] == 4
+    code, out, _ = cli("ctc", "transcribe", trained, wav, "--beam", "4", "--json")  # the beam's text, aligned
+    row = json.loads(out)
+    assert code == 0 and "".join(c["char"] for c in row["chars"]) == row["text"]
+    assert all(a["end"] <= b["start"] for a, b in zip(row["chars"], row["chars"][1:], strict=False))
 
 
 def test_beam_search_fuses_a_character_lm(trained, corpus, tmp_path, cli):

@@ -16,6 +16,7 @@ from rnnkit.tasks.ctc_decode import (
     FusionLM,
     Span,
     ctc_collapse,
+    forced_alignment,
     greedy_alignment,
     greedy_decode,
     prefix_beam_search,
@@ -290,3 +291,49 @@ def test_insertion_bonus_moves_the_length_preference():
     assert best_labels(lp, beam_size=8) == [A]
     assert best_labels(lp, beam_size=8, insertion_bonus=1.0) == [A, B]
     assert best_labels(lp, beam_size=8, insertion_bonus=-10.0) == []
+
+
+def _brute_force_alignment(lp: torch.Tensor, labels: list[int]) -> list[Span] | None:
+    """The best path collapsing to ``labels`` by trying every path (tiny T and C only)."""
+    T, C = lp.shape
+    best, best_path = -math.inf, None
+    for path in itertools.product(range(C), repeat=T):
+        if ctc_collapse(path) == labels:
+            score = sum(float(lp[t, c]) for t, c in enumerate(path))
+            if score > best:
+                best, best_path = score, path
+    if best_path is None:
+        return None
+    runs, t = [], 0
+    while t < T:  # each run of a label in the path is one emitted label
+        end = t
+        while end + 1 < T and best_path[end + 1] == best_path[t]:
+            end += 1
+        if best_path[t] != 0:
+            runs.append(Span(best_path[t], t, end))
+        t = end + 1
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_forced_alignment_is_the_best_path_of_the_labelling(seed):
+    g = torch.Generator().manual_seed(seed)
+    T, C = 6, 3
+    lp = (3 * torch.randn(T, C, generator=g, dtype=torch.float64)).log_softmax(-1)
+    for labels in ([1], [2, 1], [1, 1], [1, 2, 1], [2, 2, 2]):
+        assert forced_alignment(lp, labels) == _brute_force_alignment(lp, labels), labels
+
+
+def test_forced_alignment_of_the_greedy_labelling_is_the_greedy_alignment():
+    g = torch.Generator().manual_seed(0)
+    lp = (4 * torch.randn(80, 6, generator=g)).log_softmax(-1)
+    assert forced_alignment(lp, greedy_decode(lp)[0]) == greedy_alignment(lp)[0]
+
+
+def test_forced_alignment_of_an_impossible_labelling_is_a_clear_error():
+    lp = torch.zeros(3, 3).log_softmax(-1)
+    assert forced_alignment(lp, []) == []
+    with pytest.raises(RnnkitError, match="3 labels cannot be said in 3 frames"):
+        forced_alignment(lp, [1, 1, 2])  # the repeat needs a blank between: 4 frames
+    with pytest.raises(RnnkitError, match="other than the blank"):
+        forced_alignment(lp, [0])
