@@ -1,0 +1,130 @@
+"""The reference loop's matrix products through oneDNN, the library torch's own fused LSTM runs on.
+
+On CPU, ``F.linear`` calls MKL, and oneDNN is what torch.nn.LSTM's kernel uses. On the AVX-512 AMD CPU this
+project measures on (Zen 5), MKL reaches about 200 GFLOP/s and oneDNN 420-440 (benchmarks/suite.py). A step of
+the loop at batch 32, (32 x 256) . (256 x 1024), took 243 us through F.linear and 169 us through oneDNN on one
+thread; at hidden 512, 1,076 against 483 us. But not every shape gains: a square (32 x 256) . (256 x 256) took 52
+us through MKL and 79 through oneDNN, and whole loops measured the same way (B32 T100 H256, forward and backward,
+one thread, while another job ran) went 1.74x faster for the LSTM's (4H x H) matrices, 0.92x for the GRU's
+(3H x H) and 0.70x for Jordan's (H x H). So only matrices at least :data:`MIN_WIDTH_RATIO` times wider than tall
+take this path: the gate matrices of LSTM cells with any activations (the cells torch.nn.LSTM's kernel cannot
+run). On a quiet machine with 2 threads, rnnkit.LSTM(256, 256, fused=False) at B32 T100 then took 21-25 ms
+forward against 31-34 ms, and 73-74 ms forward and backward against 82-88 (torch.nn.LSTM: 43 ms): the
+backward's per-step work, not its products, is most of what remains.
+
+:class:`OneDNNMatrix` routes their products there without touching the cells' equations. It is bound in place of
+a weight (see :meth:`rnnkit.cells.Cell.bound`) and answers ``F.linear(x, w, b)`` of float32 inputs of at least
+:data:`MIN_ROWS` rows with oneDNN's product on a weight packed once per layer call. Every other operation, and
+smaller products (at batch 1 oneDNN is slower), sees the weight itself.
+
+Gradients flow to the real parameter through :class:`_OneDNNLinear`: the input's gradient is oneDNN's product with
+the packed transpose, the weight's ``grad^T x`` and the bias's a sum. tests/test_onednn.py checks the LSTM loops'
+outputs and gradients against the plain loop's, and which products take the path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils import _pytree as pytree
+
+#: products of fewer rows stay with F.linear (oneDNN's is slower at batch 1: 158 against 71 us, measured)
+MIN_ROWS = 8
+#: only weights with at least this many output features per input feature (module docstring: measured)
+MIN_WIDTH_RATIO = 4
+
+
+def available(x: Tensor) -> bool:
+    """Whether the loop over ``x`` (T, B, F) takes oneDNN's products: float32 on the CPU, a batch of at least
+    :data:`MIN_ROWS`, torch built with oneDNN, and not under torch.compile (which traces F.linear itself)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.shape[1] >= MIN_ROWS
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+    )
+
+
+class OneDNNMatrix(Tensor):
+    """A 2-D weight whose ``F.linear`` products run through oneDNN (module docstring); ``original`` is the
+    parameter the gradients go to."""
+
+    original: Tensor
+    packed: Tensor
+    packed_t: Tensor
+
+    @staticmethod
+    def __new__(cls, weight: Tensor, rows: int) -> OneDNNMatrix:
+        self = Tensor._make_subclass(cls, weight.detach())
+        self.original = weight
+        with torch.no_grad():
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+            self.packed_t = torch.ops.mkldnn._reorder_linear_weight(weight.detach().t().contiguous(), rows)
+        return self
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if isinstance(weight, cls) and not isinstance(x, cls) and x.dtype == torch.float32:
+                rows = x.reshape(-1, x.shape[-1])
+                if rows.shape[0] >= MIN_ROWS:
+                    y = _OneDNNLinear.apply(rows, weight.original, bias, weight.packed, weight.packed_t)
+                    return y.reshape(*x.shape[:-1], y.shape[-1])
+        # everything else computes with the parameter itself, so its gradient reaches it
+        args, kwargs = pytree.tree_map_only(cls, lambda t: t.original, (args, kwargs))
+        return func(*args, **kwargs)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b through oneDNN; backward: dx = dy W (oneDNN, packed W^T), dW = dy^T x, db = sum dy. A
+    backward that builds a graph (``create_graph=True``: gradients of gradients) uses torch's own products."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, packed: Tensor, packed_t: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.packed_t, ctx.has_bias = packed_t, bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            if torch.is_grad_enabled():  # differentiable, for a second backward
+                gx = grad.mm(weight)
+            else:
+                gx = torch.ops.mkldnn._linear_pointwise(grad.contiguous(), ctx.packed_t, None, "none", [], "")
+        if ctx.needs_input_grad[1]:
+            gw = grad.t().mm(x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum(0)
+        return gx, gw, gb, None, None
+
+
+def onednn_cells(cells: list[Any], rows: int) -> list[Any]:
+    """``cells`` (bound to their layer's weights) with every float32 weight matrix at least
+    :data:`MIN_WIDTH_RATIO` times wider than tall a :class:`OneDNNMatrix`."""
+    out = []
+    for cell in cells:
+        weights = {
+            name: OneDNNMatrix(w, rows)
+            for name, w in cell._parameters.items()
+            if w is not None
+            and w.dim() == 2
+            and w.dtype == torch.float32
+            and w.shape[0] >= MIN_WIDTH_RATIO * w.shape[1]
+        }
+        out.append(cell.bound(weights) if weights else cell)
+    return out
+
+
+def _wide(w: Tensor | None) -> bool:
+    return w is not None and w.dim() == 2 and w.dtype == torch.float32 and w.shape[0] >= MIN_WIDTH_RATIO * w.shape[1]
