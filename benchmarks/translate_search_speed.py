@@ -1,4 +1,5 @@
-"""Decoding speed and BLEU of a trained translator: greedy, beam 5 exhaustive, beam 5 with early stop.
+"""Decoding speed and BLEU of a trained translator: greedy, beam 5 exhaustive, beam 5 with early stop, and beam 5
+with early stop and a shrinking beam (one live hypothesis fewer per finished one, as GroundHog and Nematus search).
 
     python benchmarks/translate_search_speed.py --run runs/bench/translate_additive --rounds 3
 
@@ -26,6 +27,7 @@ SEARCHES = {
     "greedy": {"beam_size": 1},
     "beam5_exhaustive": {"beam_size": 5, "early_stop": False},
     "beam5_early_stop": {"beam_size": 5, "early_stop": True},
+    "beam5_shrink": {"beam_size": 5, "early_stop": True, "shrink": True},
 }
 
 

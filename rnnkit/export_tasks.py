@@ -173,7 +173,7 @@ class EncoderGraph(nn.Module):
         cells = m.bridge(final, [cell.initial_state(B, **kw) for cell in m.decoder.cells])
         feed = memory.new_zeros(B, m.config.hidden) if m.feeds else None
         keys = (m.attention.keys(memory),) if self.keys else ()
-        return (memory, mask, *keys, *pytree.tree_flatten((tuple(cells), feed))[0])
+        return (memory, mask, *keys, *pytree.tree_flatten(_state_tree(m, tuple(cells), feed))[0])
 
 
 class DecoderGraph(nn.Module):
@@ -188,11 +188,11 @@ class DecoderGraph(nn.Module):
 
         m = self.model
         keys, leaves = (rest[0], rest[1:]) if self.keys else (None, rest)
-        cells, feed = pytree.tree_unflatten(list(leaves), self.spec)
-        state = DecoderState(cells, feed, memory, mask, keys)
+        cells, *feed = pytree.tree_unflatten(list(leaves), self.spec)
+        state = DecoderState(cells, feed[0] if feed else None, memory, mask, keys)
         out, new, weights = m._advance(m.tgt_embedding(tokens), state, m.decoder.bound_cells())
         log_probs = F.log_softmax(m._logits(out), dim=-1)
-        flat = pytree.tree_flatten((new.cells, new.feed))[0]
+        flat = pytree.tree_flatten(_state_tree(m, new.cells, new.feed))[0]
         return (log_probs, *flat) if weights is None else (log_probs, *flat, weights)
 
 
@@ -247,9 +247,16 @@ def translate_graphs(run: Any) -> list[Graph]:
 
 
 def _state_template(m: nn.Module, src: Tensor) -> tuple:
-    """(cells, feed) of the decoder's state for a batch like ``src``: what the leaves unflatten into."""
+    """The decoder's state for a batch like ``src`` as :func:`_state_tree` lays it out: what the leaves
+    unflatten into."""
     cells = tuple(cell.initial_state(src.shape[0]) for cell in m.decoder.cells)
-    return cells, (torch.zeros(src.shape[0], m.config.hidden) if m.feeds else None)
+    return _state_tree(m, cells, torch.zeros(src.shape[0], m.config.hidden))
+
+
+def _state_tree(m: nn.Module, cells: tuple, feed: Tensor | None) -> tuple:
+    """(cells, feed) with input feeding, else (cells,): the graphs' state inputs and outputs are tensors only
+    (pytree would make the absent attentional vector a None leaf, which no graph input can be)."""
+    return (cells, feed) if m.feeds else (cells,)
 
 
 # -- ctc ----------------------------------------------------------------------------------------------------------

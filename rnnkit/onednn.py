@@ -37,17 +37,15 @@ MIN_ROWS = 8
 MIN_WIDTH_RATIO = 4
 
 
+def usable() -> bool:
+    """torch is built with oneDNN, it is enabled, and no torch.compile is tracing (it traces F.linear itself)."""
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and not torch.compiler.is_compiling()
+
+
 def available(x: Tensor) -> bool:
     """Whether the loop over ``x`` (T, B, F) takes oneDNN's products: float32 on the CPU, a batch of at least
     :data:`MIN_ROWS`, torch built with oneDNN, and not under torch.compile (which traces F.linear itself)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.shape[1] >= MIN_ROWS
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and not torch.compiler.is_compiling()
-    )
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] >= MIN_ROWS and usable()
 
 
 class OneDNNMatrix(Tensor):
@@ -59,20 +57,22 @@ class OneDNNMatrix(Tensor):
     packed_t: Tensor
 
     @staticmethod
-    def __new__(cls, weight: Tensor, rows: int) -> OneDNNMatrix:
+    def __new__(cls, weight: Tensor, rows: int, *, backward: bool = True) -> OneDNNMatrix:
+        """``rows``: the product's expected rows (oneDNN's packing hint); ``backward=False`` (inference) skips
+        packing the transpose, which only the input's gradient reads."""
         self = Tensor._make_subclass(cls, weight.detach())
         self.original = weight
         with torch.no_grad():
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
-            self.packed_t = torch.ops.mkldnn._reorder_linear_weight(weight.detach().t().contiguous(), rows)
+            t = weight.detach().t().contiguous()
+            self.packed_t = torch.ops.mkldnn._reorder_linear_weight(t, rows) if backward else None
         return self
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is F.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            x, weight, bias = linear_arguments(args, kwargs)
             if isinstance(weight, cls) and not isinstance(x, cls) and x.dtype == torch.float32:
                 rows = x.reshape(-1, x.shape[-1])
                 if rows.shape[0] >= MIN_ROWS:
@@ -81,6 +81,11 @@ class OneDNNMatrix(Tensor):
         # everything else computes with the parameter itself, so its gradient reaches it
         args, kwargs = pytree.tree_map_only(cls, lambda t: t.original, (args, kwargs))
         return func(*args, **kwargs)
+
+
+def linear_arguments(args: Any, kwargs: dict) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(x, weight, bias) of an ``F.linear`` call as ``__torch_function__`` receives it (bias may be a keyword)."""
+    return args[0], args[1], args[2] if len(args) > 2 else kwargs.get("bias")
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -98,7 +103,7 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            if torch.is_grad_enabled():  # differentiable, for a second backward
+            if torch.is_grad_enabled() or ctx.packed_t is None:  # differentiable (a second backward), or unpacked
                 gx = grad.mm(weight)
             else:
                 gx = torch.ops.mkldnn._linear_pointwise(grad.contiguous(), ctx.packed_t, None, "none", [], "")
@@ -109,13 +114,13 @@ class _OneDNNLinear(torch.autograd.Function):
         return gx, gw, gb, None, None
 
 
-def onednn_cells(cells: list[Any], rows: int) -> list[Any]:
+def onednn_cells(cells: list[Any], rows: int, *, backward: bool = True) -> list[Any]:
     """``cells`` (bound to their layer's weights) with every float32 weight matrix at least
-    :data:`MIN_WIDTH_RATIO` times wider than tall a :class:`OneDNNMatrix`."""
+    :data:`MIN_WIDTH_RATIO` times wider than tall a :class:`OneDNNMatrix` (``backward``: as there)."""
     out = []
     for cell in cells:
         weights = {
-            name: OneDNNMatrix(w, rows)
+            name: OneDNNMatrix(w, rows, backward=backward)
             for name, w in cell._parameters.items()
             if w is not None
             and w.dim() == 2

@@ -18,6 +18,7 @@ from rnnkit.tasks.tag import collate
 TOL = 1e-4
 SHAPES = [(1, 1), (2, 5), (4, 9)]  # (batch, longest length); each batch but the first mixes lengths
 FLAGS = ["--epochs", "1", "--batch-size", "8", "--no-progress"]
+TRANSLATORS = {"translate": "general", "translate_dot": "dot", "translate_none": "none"}
 WORDS = ["the", "a", "film", "plot", "was", "very", "good", "bad", "story", "dull", "fun"]
 
 
@@ -44,13 +45,14 @@ def runs(tmp_path_factory, train_cli):
     for side, suffix in (("src", "fo"), ("tgt", "en")):
         lines = [" ".join(t if side == "tgt" else [w[::-1] for w in reversed(t)]) for t in texts]
         (tmp / f"pairs.{suffix}").write_text("\n".join(lines) + "\n")
-    train_cli("translate", "train", "--train", tmp / "pairs", "--src-lang", "fo", "--tgt-lang", "en", *small,
-              "--attention", "general", "--dropout", "0", "--lr", "0.03", "--out", tmp / "translate",
-              *FLAGS[2:], "--epochs", "4")  # fmt: skip
+    for name, attention in TRANSLATORS.items():
+        train_cli("translate", "train", "--train", tmp / "pairs", "--src-lang", "fo", "--tgt-lang", "en", *small,
+                  "--attention", attention, "--dropout", "0", "--lr", "0.03", "--out", tmp / name,
+                  *FLAGS[2:], "--epochs", "4")  # fmt: skip
     train_cli("ctc", "train", "--train", _manifest(tmp), "--out", tmp / "ctc", "--hidden", "8", "--layers", "1",
               "--channels", "8", "--n-mels", "16", "--cell", "mingru", *FLAGS[:2], "--batch-size", "4",
               "--no-progress")  # fmt: skip
-    return {name: tmp / name for name in [*train, "translate", "ctc"]}
+    return {name: tmp / name for name in [*train, *TRANSLATORS, "ctc"]}
 
 
 def _tag(word: str) -> str:
@@ -139,11 +141,12 @@ def test_tagger_emissions_and_viterbi_equal_torch(runs, name, tmp_path, cli):
             assert np.abs(got[2] - intents.softmax(-1).numpy()).max() < TOL
 
 
-def test_seq2seq_greedy_decoding_with_onnxruntime_equals_torch(runs, tmp_path, cli):
-    export(cli, runs["translate"], tmp_path / "mt.onnx")
+@pytest.mark.parametrize("name", TRANSLATORS)
+def test_seq2seq_greedy_decoding_with_onnxruntime_equals_torch(runs, name, tmp_path, cli):
+    export(cli, runs[name], tmp_path / "mt.onnx")
     assert not (tmp_path / "mt.onnx").exists()
     encoder, decoder = session(tmp_path / "mt.encoder.onnx"), session(tmp_path / "mt.decoder.onnx")
-    meta, run = metadata(tmp_path / "mt.decoder.onnx"), load_run(runs["translate"])
+    meta, run = metadata(tmp_path / "mt.decoder.onnx"), load_run(runs[name])
     assert meta["files"] == {"encoder": "mt.encoder.onnx", "decoder": "mt.decoder.onnx"} and meta["part"] == "decoder"
     state_names = [s["name"] for s in meta["state"]]
     outputs = []
@@ -157,9 +160,10 @@ def test_seq2seq_greedy_decoding_with_onnxruntime_equals_torch(runs, tmp_path, c
         got, live = [[] for _ in seqs], np.ones(len(seqs), bool)
         for t in range(int(limit.max()) + 1):  # greedy search, as rnnkit.tasks.seq2seq.search does it
             fixed = {k: enc[k] for k in ("memory", "mask", "keys") if k in enc}
-            log_probs, *state, _ = decoder.run(
+            log_probs, *state = decoder.run(
                 None, {"tokens": tokens, **fixed, **dict(zip(state_names, state, strict=True))}
             )
+            state = state[: len(state_names)]  # then the attention weights, unless there is no attention
             with torch.no_grad():
                 expected, torch_state = run.model.step(torch.from_numpy(tokens), torch_state)
             assert np.abs(log_probs - expected.numpy()).max() < TOL

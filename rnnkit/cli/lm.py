@@ -40,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--encoding-errors", default="strict", choices=("strict", "replace", "ignore"))
     add_adaptive_flags(p)
+    p.add_argument(
+        "--dynamic-bptt",
+        type=int,
+        help="dynamic evaluation adapts after every chunk of this many tokens per stream (default: the run's bptt)",
+    )
 
     p = verbs.add_parser(
         "sample",
@@ -97,6 +102,12 @@ def adaptive_options(args: argparse.Namespace) -> tuple[dict | None, dict | None
         if args.dynamic_stats < 0:
             raise RnnkitError(f"--dynamic-stats must be >= 0, got {args.dynamic_stats}")
         dynamic = {"lr": args.dynamic_lr, "decay": args.dynamic_decay, "stats": args.dynamic_stats}
+        if getattr(args, "dynamic_bptt", None) is not None:
+            if args.dynamic_bptt < 1:
+                raise RnnkitError(f"--dynamic-bptt must be at least 1, got {args.dynamic_bptt}")
+            dynamic["bptt"] = args.dynamic_bptt
+    elif getattr(args, "dynamic_bptt", None) is not None:
+        raise RnnkitError("--dynamic-bptt sets dynamic evaluation's chunk length: give --dynamic-lr too")
     return cache, dynamic
 
 

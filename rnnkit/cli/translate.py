@@ -97,6 +97,12 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
         help="search each sentence until its beam holds beam-size finished translations (default: stop once no "
         "live one, scored as if it ended now, beats the best finished; exact with --length-penalty 0)",
     )
+    p.add_argument(
+        "--shrink-beam",
+        action="store_true",
+        help="narrow a sentence's beam by one for each finished translation (GroundHog's and Nematus' search): "
+        "fewer hypotheses to extend, so faster",
+    )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -112,6 +118,7 @@ def _search(args: argparse.Namespace) -> dict[str, Any]:
         "max_len_b": args.max_len_b,
         "batch_size": args.batch_size,
         "early_stop": not args.exhaustive,
+        "shrink": args.shrink_beam,
     }
 
 

@@ -20,9 +20,11 @@ back towards the trained weights :math:`\theta_0`:
     \odot \frac{\sqrt{MS}}{\text{mean}(\sqrt{MS})}
 
 with :math:`MS` the mean squared gradient of the trained model over training batches (Krause et al.'s
-"RMS with a global prior"); without training statistics it is plain SGD with decay,
-:math:`\theta \leftarrow \theta - \eta \nabla L + \lambda(\theta_0 - \theta)`. The model's weights are restored
-afterwards: evaluating never changes a run.
+"RMS with a global prior"). The per-weight decay rate :math:`\lambda \sqrt{MS}/\text{mean}(\sqrt{MS})` is capped
+at 1, as in Krause et al.'s code: weights whose gradients are far above the mean (a softmax bias) would otherwise
+overshoot :math:`\theta_0` by more than they were away from it and oscillate to infinity. Without training
+statistics it is plain SGD with decay, :math:`\theta \leftarrow \theta - \eta \nabla L + \lambda(\theta_0 -
+\theta)`. The model's weights are restored afterwards: evaluating never changes a run.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def adaptive_logprobs(
     afterwards."""
     params = list(model.parameters())
     start = [p.detach().clone() for p in params]
+    if dynamic is not None:
+        adapter = _Adapter(params, start, dynamic["lr"], dynamic["decay"], dynamic.get("stats"))
     was_training = model.training
     model.eval()
     keys = values = None
@@ -122,13 +126,10 @@ def adaptive_logprobs(
                         keys, values = _push(keys, values, raw[t].detach(), y[t], int(cache["window"]))
                 out.append(total)
             else:
-                out.append(float(logp.gather(1, y).sum()))
+                out.append(float(logp.detach().gather(1, y).sum()))
             if dynamic is not None:
                 loss = -logp.gather(1, y).mean()
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                scale = None if dynamic.get("stats") is None else [s.sqrt() + 1e-4 for s in dynamic["stats"]]
-                prior = None if dynamic.get("stats") is None else _prior_weights(dynamic["stats"])
-                _adapt(params, grads, start, dynamic["lr"], dynamic["decay"], scale, prior)
+                adapter.step(torch.autograd.grad(loss, params, allow_unused=True))
     finally:
         with torch.no_grad():
             for p, p0 in zip(params, start, strict=True):
@@ -170,8 +171,7 @@ def dynamic_evaluate(
         raise RnnkitError(f"--dynamic-lr and --dynamic-decay must be >= 0, got {lr} and {decay}")
     params = list(model.parameters())
     start = [p.detach().clone() for p in params]
-    scale = None if stats is None else [s.sqrt() + eps for s in stats]
-    prior = None if stats is None else _prior_weights(stats)
+    adapter = _Adapter(params, start, lr, decay, stats, eps)
     was_training = model.training
     model.eval()
     total, count, state = 0.0, 0, None
@@ -180,7 +180,7 @@ def dynamic_evaluate(
             out = model.loss(batch, state)
             total, count = total + float(out.loss.detach()), count + int(out.count)
             grads = torch.autograd.grad(out.loss / out.count.clamp(min=1), params, allow_unused=True)
-            _adapt(params, grads, start, lr, decay, scale, prior)
+            adapter.step(grads)
             state = S.tree_map(Tensor.detach, out.state)
     finally:
         with torch.no_grad():
@@ -190,21 +190,30 @@ def dynamic_evaluate(
     return _metrics(model, total, count)
 
 
-def _prior_weights(stats: list[Tensor]) -> list[Tensor]:
-    """sqrt(MS) / its mean over all parameters: the decay towards the trained weights, per weight."""
+class _Adapter:
+    """One dynamic-evaluation update of ``params`` (see the module), its per-weight scales computed once."""
+
+    def __init__(self, params, start, lr: float, decay: float, stats: list[Tensor] | None, eps: float = 1e-4):
+        self.params, self.start, self.lr, self.decay = params, start, lr, decay
+        self.scale = None if stats is None else [s.sqrt() + eps for s in stats]
+        self.rate = None if stats is None else decay_rates(stats, decay)
+
+    @torch.no_grad()
+    def step(self, grads) -> None:
+        for i, (p, g, p0) in enumerate(zip(self.params, grads, self.start, strict=True)):
+            if g is None:
+                continue
+            step = g if self.scale is None else g / self.scale[i]
+            pull = self.decay * (p0 - p) if self.rate is None else self.rate[i] * (p0 - p)
+            p.add_(pull - self.lr * step)
+
+
+def decay_rates(stats: list[Tensor], decay: float) -> list[Tensor]:
+    """Each weight's pull towards the trained weights, ``decay`` * sqrt(MS) / its mean over all parameters,
+    capped at 1 (a full return to theta_0) so that no weight overshoots and diverges."""
     roots = [s.sqrt() for s in stats]
     mean = sum(float(r.sum()) for r in roots) / max(sum(r.numel() for r in roots), 1)
-    return [r / max(mean, 1e-30) for r in roots]
-
-
-@torch.no_grad()
-def _adapt(params, grads, start, lr, decay, scale, prior) -> None:
-    for i, (p, g, p0) in enumerate(zip(params, grads, start, strict=True)):
-        if g is None:
-            continue
-        step = g if scale is None else g / scale[i]
-        pull = (p0 - p) if prior is None else (p0 - p) * prior[i]
-        p.add_(-lr * step + decay * pull)
+    return [(decay * r / max(mean, 1e-30)).clamp(max=1.0) for r in roots]
 
 
 def _metrics(model: Any, total: float, count: int) -> dict[str, float]:

@@ -150,7 +150,8 @@ class LMRun:
     ) -> dict:
         """Perplexity (and bits per character at char level) of a text file; with ``cache`` ({"window", "theta",
         "lam"}) also under a neural cache, and with ``dynamic`` ({"lr", "decay", "stats"}: training batches for
-        the RMS statistics, 0 for plain SGD) also under dynamic evaluation, each reported apart from the static
+        the RMS statistics, 0 for plain SGD; optionally "bptt", the chunk length of its updates) also under dynamic
+        evaluation, each reported apart from the static
         number (:mod:`rnnkit.tasks.lm_adaptive`)."""
         from rnnkit.tasks import lm_adaptive
 
@@ -164,7 +165,8 @@ class LMRun:
         if dynamic is not None:
             options = dict(dynamic)
             stats = self._gradient_statistics(int(options.pop("stats", 0)), encoding_errors)
-            adapted = lm_adaptive.dynamic_evaluate(self.model, batches, stats=stats, **options)
+            chunks = batches if "bptt" not in options else stream(ids, batches.batch_size, options.pop("bptt"), path)
+            adapted = lm_adaptive.dynamic_evaluate(self.model, chunks, stats=stats, **options)
             result["dynamic"] = {k: v for k, v in adapted.items() if k != "count"} | dict(dynamic)
         return result
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from rnnkit import state as S
 from rnnkit.errors import RnnkitError
 from rnnkit.layers import Recurrent
+from rnnkit.onednn import linear_arguments
 
 
 class ParallelMatrix(Tensor):
@@ -60,8 +61,7 @@ class ParallelMatrix(Tensor):
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is F.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            x, weight, bias = linear_arguments(args, kwargs)
             if isinstance(weight, cls) and not isinstance(x, cls) and x.dim() >= 2 and x[..., 0].numel() <= SMALL_BATCH:
                 return weight._linear(x, bias)
         with torch._C.DisableTorchFunctionSubclass():  # everything else: the plain matrix, plain results

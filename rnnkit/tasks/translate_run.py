@@ -137,10 +137,11 @@ class TranslateRun:
         max_len_b: int = 10,
         batch_size: int | None = None,
         early_stop: bool = True,
+        shrink: bool = False,
     ) -> list[list[dict[str, Any]]]:
         """Each line's ``n_best`` translations, best first: ``{"text", "score", "log_prob"}`` (an empty line: one
         empty translation of score 0). Outputs stop at <eos> or at ``max_len_a * source tokens + max_len_b``;
-        ``early_stop``: see :func:`rnnkit.tasks.seq2seq.search.beam_search`."""
+        ``early_stop`` and ``shrink``: see :func:`rnnkit.tasks.seq2seq.search.beam_search`."""
         check_search(beam_size, n_best, max_len_a, max_len_b, length_penalty)
         ids = [self.src_vocab.encode(self.src.encode(line)) for line in lines]
         results: list[list[dict[str, Any]]] = [[{"text": "", "score": 0.0, "log_prob": 0.0}] for _ in lines]
@@ -150,7 +151,7 @@ class TranslateRun:
             batch = make_batch([ids[i] for i in rows], **SPECIALS)
             limit = (max_len_a * batch.src_lengths.double()).long() + max_len_b
             kw = {"beam_size": beam_size, "n_best": n_best, "length_penalty": length_penalty, "max_len": limit}
-            kw["early_stop"] = early_stop
+            kw |= {"early_stop": early_stop, "shrink": shrink}
             for i, hyps in zip(rows, self.model.translate(batch.src, batch.src_lengths, **kw), strict=True):
                 results[i] = [self._result(h) for h in hyps]
         return results
@@ -168,6 +169,7 @@ class TranslateRun:
         limit = int(search.get("max_len_a", 2.0) * len(ids)) + search.get("max_len_b", 10)
         kw = {"beam_size": search.get("beam_size", 5), "length_penalty": search.get("length_penalty", 1.0)}
         kw["early_stop"] = search.get("early_stop", True)  # as translate() searched
+        kw["shrink"] = search.get("shrink", False)
         (best,) = self.model.translate(batch.src, batch.src_lengths, max_len=limit, **kw)[0]
         weights = self.model.attention_map(batch.src, batch.src_lengths, [best.tokens])[0]
         return tokens, [*self.tgt_vocab.decode(best.tokens), "<eos>"], weights.tolist()

@@ -98,6 +98,10 @@ def test_train_eval_predict_end_to_end(trained, tmp_path, cli):
     flags = ["--json", "--n-best", "2", "--length-penalty", "0"]
     early = cli("translate", "predict", run, tmp_path / "in.fo", *flags)[1]
     assert early == cli("translate", "predict", run, tmp_path / "in.fo", *flags, "--exhaustive")[1]
+    # --shrink-beam searches as TranslateRun.translate(shrink=True) does
+    shrunk = [n_best[0]["text"] for n_best in load_run(run).translate(sentences, beam_size=3, shrink=True)]
+    code, out, _ = cli("translate", "predict", run, tmp_path / "in.fo", "--beam", "3", "--shrink-beam")
+    assert code == 0 and out.splitlines() == shrunk
 
 
 def test_plot_attention_writes_one_png_per_sentence(trained, tmp_path, cli):

@@ -10,7 +10,13 @@ import torch
 from rnnkit.data import StreamBatches
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.tasks.lm_adaptive import cache_distribution, cache_evaluate, dynamic_evaluate, gradient_statistics
+from rnnkit.tasks.lm_adaptive import (
+    cache_distribution,
+    cache_evaluate,
+    decay_rates,
+    dynamic_evaluate,
+    gradient_statistics,
+)
 
 V = 12
 
@@ -98,6 +104,19 @@ def test_rms_statistics_and_the_global_prior():
     assert adapted < static
 
 
+def test_decay_rates_are_capped_so_a_loud_weight_cannot_diverge():
+    # one weight's mean squared gradient is 10^6 times the others': uncapped, its pull 0.02 * sqrt(MS)/mean
+    # would be ~20, so every step would overshoot theta_0 19-fold (the softmax bias of a PTB model went to inf)
+    stats = [torch.full((1000,), 1e-12), torch.tensor([1.0])]
+    rates = decay_rates(stats, 0.02)
+    assert float(rates[1]) == 1.0 and float(rates[0][0]) == pytest.approx(0.02 * 1e-6 / (1e-6 * 1000 + 1) * 1001)
+    model, batches = _model(), _repeated()
+    stats = [torch.full_like(s, 1e-12) for s in gradient_statistics(model, batches, max_batches=1)]
+    stats[-1] = torch.ones_like(stats[-1])  # the decoder's bias
+    adapted = dynamic_evaluate(model, batches, lr=1e-4, decay=0.02, stats=stats)
+    assert math.isfinite(adapted["loss"]) and adapted["loss"] < model.evaluate(batches)["loss"] + 0.05
+
+
 def test_bad_settings_are_one_line_errors():
     model, batches = _model(), _repeated()
     with pytest.raises(RnnkitError, match="--cache-window >= 1"):
@@ -135,6 +154,23 @@ def test_lm_eval_reports_cache_and_dynamic_apart(tmp_path, cli):
     assert result["cache"]["window"] == 50 and "ppl" in result["cache"] and result["dynamic"]["stats"] == 2
     code, out, _ = cli("lm", "eval", tmp_path / "run", "--data", tmp_path / "train.txt", *flags)
     assert code == 0 and "\n  cache: " in out and "\n  dynamic: " in out
+    # --dynamic-bptt: the updates come every 3 tokens per stream, as dynamic_evaluate reads a bptt-3 stream
+    code, out, _ = cli(
+        "lm", "eval", tmp_path / "run", "--data", tmp_path / "train.txt", "--json", *flags[2:], "--dynamic-bptt", "3"
+    )
+    short = json.loads(out)["dynamic"]
+    from rnnkit.tasks.lm_run import encode_file, load_run
+
+    lm = load_run(tmp_path / "run")
+    ids = encode_file(str(tmp_path / "train.txt"), lm.vocab, "word", "strict")
+    stats = lm._gradient_statistics(2, "strict")
+    expected = dynamic_evaluate(lm.model, StreamBatches(ids, 10, 3), lr=0.01, decay=0.02, stats=stats)
+    assert code == 0 and short["bptt"] == 3 and short["ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
+    assert short["ppl"] != pytest.approx(result["dynamic"]["ppl"], rel=1e-6)
+    for bad, message in [(["--dynamic-bptt", "0", "--dynamic-lr", "1"], "--dynamic-bptt must be at least 1"),
+                         (["--dynamic-bptt", "3"], "give --dynamic-lr too")]:  # fmt: skip
+        code, _, err = cli("lm", "eval", tmp_path / "run", "--data", tmp_path / "train.txt", *bad)
+        assert code == 2 and message in err and err.count("\n") == 1
     (tmp_path / "train.txt").unlink()
     (tmp_path / "valid.txt").write_text(text)
     code, _, err = cli("lm", "eval", tmp_path / "run", "--data", tmp_path / "valid.txt", *flags)

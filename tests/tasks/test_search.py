@@ -133,6 +133,47 @@ def test_early_stop_is_exact_without_a_length_penalty_and_does_less(seed, n_best
         assert sum(early_calls) < sum(full_calls)  # otherwise this test proves nothing
 
 
+def shrinking_reference(logits, bias, max_len, beam, penalty):
+    """GroundHog's / Nematus' beam search for one sentence in plain Python: the best ``beam - finished`` extensions
+    of the live hypotheses; those ending in eos finish, the others stay live; at max_len the live ones are cut."""
+    live, done = [([], 0.0)], []
+    for t in range(max_len + 1):
+        cands = sorted(
+            ((lp + row[tok], tokens, tok) for tokens, lp in live
+             for row in [(logits[t, tokens[-1] if tokens else BOS] + bias).log_softmax(-1).tolist()]
+             for tok in range(V)),
+            key=lambda c: -c[0],
+        )  # fmt: skip
+        width = beam - len(done)
+        done += [
+            Hypothesis(tokens, lp / (t + 1) ** penalty, lp, True) for lp, tokens, tok in cands[:width] if tok == EOS
+        ]
+        if len(done) >= beam:
+            break
+        if t == max_len:
+            done += [Hypothesis(tokens, lp / max(t, 1) ** penalty, lp, False) for tokens, lp in live]
+            break
+        live = [([*tokens, tok], lp) for lp, tokens, tok in cands if tok != EOS][: beam - len(done)]
+    return sorted(done, key=lambda h: h.score, reverse=True)
+
+
+@pytest.mark.parametrize("beam", [2, 3, 5])
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_shrinking_beam_equals_its_reference_and_narrows(seed, penalty, beam):
+    logits, bias, max_len = table(seed, eos_bias=0.5), biases(4, seed), torch.tensor([1, 3, 5, 8])
+    calls = []
+    got = beam_search(
+        toy_step(logits, calls), toy_state(bias), bos=BOS, eos=EOS, beam_size=beam, max_len=max_len,
+        length_penalty=penalty, n_best=beam, shrink=True,
+    )  # fmt: skip
+    for b in range(4):
+        assert_same(got[b], shrinking_reference(logits, bias[b], int(max_len[b]), beam, penalty)[:beam])
+    full = []
+    beam_search(toy_step(logits, full), toy_state(bias), bos=BOS, eos=EOS, beam_size=beam, max_len=max_len)
+    assert sum(calls) < sum(full)  # fewer rows: the point of shrinking
+
+
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_a_step_function_of_all_minus_infinity_raises(search):
     def step(tokens, state):
@@ -254,7 +295,7 @@ def test_constrained_beam_equals_constrained_brute_force(penalty):
         toy_step(logits), toy_state(bias), bos=BOS, eos=EOS, beam_size=128, max_len=max_len,
         length_penalty=penalty, n_best=5, constraint=constraint,
     )  # fmt: skip
-    assert seen[0][0] == (3 * 128, 0)  # bos is not in the history
+    assert seen[0][0] == (3, 0)  # bos is not in the history; at first one live beam per sentence
     assert [shape[1] for shape, _ in seen] == [0, 1, 2, 3]
     assert sorted(set(seen[0][1])) == [0, 1, 2]
     for b in range(3):
@@ -317,8 +358,8 @@ def test_rows_leave_the_batch_as_sentences_end(search, width):
         greedy_search(toy_step(logits, calls), toy_state(bias), **args)
     else:
         beam_search(toy_step(logits, calls), toy_state(bias), beam_size=width, **args)
-    # a sentence with max_len m takes steps 0..m (the last may still emit eos)
-    assert calls == [width * n for n in [3, 2, 2, 1, 1, 1]]
+    # a sentence with max_len m takes steps 0..m (the last may still emit eos); the first step has one live beam
+    assert calls == [3] + [width * n for n in [2, 2, 1, 1, 1]]
 
 
 def test_sentences_full_of_finished_hypotheses_leave_early():
@@ -326,7 +367,7 @@ def test_sentences_full_of_finished_hypotheses_leave_early():
     logits = table(0, eos_bias=-30.0)
     logits[1:, :, EOS] = 30.0  # eos is best from step 1 on
     beam_search(toy_step(logits, calls), toy_state(biases(2)), bos=BOS, eos=EOS, beam_size=3, max_len=8)
-    assert calls == [6, 6]  # step 1 finishes all three beams of both sentences
+    assert calls == [2, 6]  # step 0 runs one beam a sentence; step 1 finishes all three beams of both
 
 
 def test_a_nested_state_and_a_custom_reorder():

@@ -118,6 +118,59 @@ def test_beam_one_through_the_model_is_greedy():
     assert all(h[0].score >= h[-1].score for h in wide)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch is built without oneDNN")
+def test_decoding_through_onednn_equals_the_plain_products(monkeypatch):
+    from rnnkit.onednn import OneDNNMatrix
+
+    torch.manual_seed(0)  # an output layer 12x wider than tall and LSTM gates 4x: both take oneDNN's products
+    model = Seq2Seq(20, 200, Seq2SeqConfig(hidden=16, embed=6, dropout=0.0, attention="general"), **SPECIALS).eval()
+    batch = make_batch(SOURCES * 4, None, **SPECIALS)  # 12 sentences
+    cells, generator = model.decoding_weights(48)
+    assert isinstance(generator, OneDNNMatrix) and any(
+        isinstance(w, OneDNNMatrix) for w in cells[0]._parameters.values()
+    )
+    with torch.no_grad():
+        state = model.encode(batch.src, batch.src_lengths)
+        tokens = torch.arange(12) + 4
+        fast, _ = model.step(tokens, state, cells, generator)
+        plain, _ = model.step(tokens, state)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    searched = model.translate(batch.src, batch.src_lengths, beam_size=4, n_best=4, max_len=8)
+    monkeypatch.setattr(Seq2Seq, "decoding_weights", lambda self, rows: (self.decoder.bound_cells(), None))
+    reference = model.translate(batch.src, batch.src_lengths, beam_size=4, n_best=4, max_len=8)
+    assert [[h.tokens for h in s] for s in searched] == [[h.tokens for h in s] for s in reference]
+    for got, want in zip(searched, reference, strict=True):
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+    monkeypatch.undo()
+    first = model.decoding_weights(48)  # kept while the weights stay, remade when one changes
+    assert model.decoding_weights(48) is first and model.decoding_weights(40) is not first
+    with torch.no_grad():
+        model.generator.weight.mul_(2)
+    assert torch.equal(model.decoding_weights(40)[1], model.generator.weight)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decoding_a_few_rows_uses_generations_layouts_and_equals_the_plain_products(monkeypatch, threads):
+    from rnnkit.tasks.stepping import ParallelMatrix
+
+    torch.manual_seed(0)
+    model = Seq2Seq(20, 3000, Seq2SeqConfig(hidden=64, embed=6, dropout=0.0, attention="additive"), **SPECIALS).eval()
+    batch = make_batch(SOURCES[:1], None, **SPECIALS)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cells, generator = model.decoding_weights(5)
+        assert cells[0]._parameters["weight_hh"].stride() == (1, 256)
+        assert isinstance(generator, ParallelMatrix) == (threads > 1) and generator.stride() == (1, 3000)  # transposed
+        searched = model.translate(batch.src, batch.src_lengths, beam_size=5, n_best=5, max_len=8)
+        monkeypatch.setattr(Seq2Seq, "decoding_weights", lambda self, rows: (self.decoder.bound_cells(), None))
+        reference = model.translate(batch.src, batch.src_lengths, beam_size=5, n_best=5, max_len=8)
+    finally:
+        torch.set_num_threads(before)
+    assert [h.tokens for h in searched[0]] == [h.tokens for h in reference[0]]
+    assert [h.score for h in searched[0]] == pytest.approx([h.score for h in reference[0]], abs=1e-4)
+
+
 def test_bad_sizes_are_one_line_errors():
     with pytest.raises(RnnkitError, match="bidirectional encoder splits --hidden in two: give an even size, got 7"):
         _model(hidden=7, bidirectional=True)

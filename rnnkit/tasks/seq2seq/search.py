@@ -13,7 +13,9 @@ tensor in the initial state.
 is not the best token; beam: no eos among the K best candidates), it is cut and returned with ``finished=False``.
 Beam search also stops a sentence as soon as it holds ``beam_size`` finished hypotheses (eos candidates count only
 when they rank among the K best of the step, so a wide beam is exhaustive and ``beam_size=1`` is greedy). Stopped
-sentences leave the batch, so later steps run on fewer rows.
+sentences leave the batch and empty beam slots hold no row (at the first step each sentence has one hypothesis),
+so every step runs only live hypotheses. ``shrink=True`` is GroundHog's and Nematus' search: a sentence keeps
+``beam_size`` minus its finished hypotheses live, so its beam narrows as translations end.
 
 **Early stop** (``early_stop=True``, off by default): a sentence also stops once it has ``n_best`` finished
 hypotheses and its best live beam, scored as if it ended now, is worse than the ``n_best``-th of them. With
@@ -80,6 +82,7 @@ class _Options:
     reorder: Reorder
     n_best: int = 1
     early_stop: bool = False
+    shrink: bool = False
 
 
 @dataclass
@@ -139,6 +142,8 @@ def _greedy_step(
     rows = (~(ended | cut)).nonzero().squeeze(1)
     if rows.numel() == 0:
         return None
+    if rows.numel() == tokens.numel():  # every row goes on: nothing to select
+        return _Live(live.sentence, scores, torch.cat([live.history, tokens.unsqueeze(1)], 1), state)
     history = torch.cat([live.history[rows], tokens[rows].unsqueeze(1)], 1)
     return _Live(live.sentence[rows], scores[rows], history, opts.reorder(state, rows))
 
@@ -157,24 +162,27 @@ def beam_search(
     constraint: Constraint | None = None,
     reorder: Reorder | None = None,
     early_stop: bool = False,
+    shrink: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of B sentences at once: per sentence, its ``n_best`` hypotheses, best score first.
 
-    Each of the B rows of ``state`` becomes ``beam_size`` rows (row ``b * beam_size + k``) and every step runs one
-    ``step`` call over all live rows. A sentence may return fewer than ``n_best`` hypotheses when the vocabulary,
-    the constraint or ``max_len`` leave fewer distinct outputs.
+    Each sentence has ``beam_size`` slots; a slot holds a live hypothesis or is empty (score -inf), and every step
+    runs one ``step`` call over the live hypotheses of all sentences only, in sentence then slot order (at the
+    first step one per sentence). ``shrink`` (GroundHog's and Nematus' beam search) narrows a sentence's beam by
+    one for each hypothesis that has finished, so it keeps ``beam_size - finished`` live ones instead of
+    ``beam_size``: less work, and at ``n_best=1`` usually the same output. A sentence may return fewer than
+    ``n_best`` hypotheses when the vocabulary, the constraint or ``max_len`` leave fewer distinct outputs.
     """
     _check_beam(beam_size, n_best)
     batch, device = _batch_of(state)
     limits = _max_lengths(max_len, batch, device)
-    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows, n_best, early_stop)
+    opts = _Options(bos, eos, length_penalty, constraint, reorder or _select_rows, n_best, early_stop, shrink)
     out: list[list[Hypothesis]] = [[] for _ in range(batch)]
     sentence = torch.arange(batch, device=device)
-    state = opts.reorder(state, sentence.repeat_interleave(beam_size))
-    # only beam 0 of each sentence is live at first, so the K beams do not all pick the same tokens
+    # only slot 0 of each sentence is live at first, so the K beams do not all pick the same tokens
     scores = torch.full((batch, beam_size), NEG_INF, device=device)
     scores[:, 0] = 0.0
-    live: _Live | None = _Live(sentence, scores, _empty_history(batch * beam_size, device), state)
+    live: _Live | None = _Live(sentence, scores, _empty_history(batch, device), state)
     finished = torch.zeros(batch, dtype=torch.long, device=device)
     bar = torch.full((batch,), NEG_INF, device=device)  # early_stop: each sentence's n_best-th finished score
     while live is not None and live.sentence.numel():
@@ -192,55 +200,76 @@ def _beam_step(
     opts: _Options,
 ) -> _Live | None:
     (n, k), t = live.scores.shape, live.history.shape[1]
+    occupied = live.scores > NEG_INF  # (n, K) the slots that hold a row of history and state, in row order
+    row_of = occupied.view(-1).cumsum(0) - 1  # slot -> its row (meaningless for empty slots)
     log_probs, state = step(_last_tokens(live.history, opts.bos), live.state)
-    sentence = live.sentence.repeat_interleave(k)
-    log_probs = _allowed_log_probs(log_probs, live.history, sentence, live.scores.view(-1) > NEG_INF, opts)
+    sentence = live.sentence.unsqueeze(1).expand(n, k)[occupied]
+    every = torch.ones_like(sentence, dtype=torch.bool)
+    log_probs = _allowed_log_probs(log_probs, live.history, sentence, every, opts)
     vocab = log_probs.shape[1]
-    top, index, ends, cont, cont_index = _candidates(live.scores, log_probs, opts.eos)
+    width = k - finished[live.sentence] if opts.shrink else torch.full_like(live.sentence, k)
+    top, slot, ends, cont, cont_slot, cont_token = _candidates(live.scores, occupied, log_probs, opts.eos, width)
     _check_stuck(top[:, 0] == NEG_INF, live.sentence, t, vocab)
-    first_row = (torch.arange(n, device=top.device) * k).unsqueeze(1)
-    parents = first_row + index // vocab  # (n, 2K) the history row each candidate extends
+    first_slot = (torch.arange(n, device=top.device) * k).unsqueeze(1)
+    parents = row_of[first_slot + slot]  # (n, 2K) the history row each candidate extends
     groups = live.sentence.unsqueeze(1)
     _record(out, groups.expand_as(ends)[ends], live.history[parents[ends]], top[ends], True, opts.length_penalty)
     finished.index_add_(0, live.sentence, ends.sum(1))
     full = finished[live.sentence] >= k
     at_limit = limits[live.sentence] == t
     # a sentence at its max_len that has not filled its beam with eos endings keeps its live beams, cut
-    old = (at_limit & ~full).unsqueeze(1) & (live.scores > NEG_INF)
-    cut_history = live.history.view(n, k, t)[old]
+    old = (at_limit & ~full).unsqueeze(1) & occupied
+    cut_history = live.history[row_of.view(n, k)[old]]
     _record(out, groups.expand_as(old)[old], cut_history, live.scores[old], False, opts.length_penalty)
+    if opts.shrink:  # one live hypothesis fewer for each finished one
+        cont = cont.masked_fill(
+            torch.arange(k, device=cont.device) >= (k - finished[live.sentence]).unsqueeze(1), NEG_INF
+        )
     keep = ~(full | at_limit | (cont == NEG_INF).all(1))
     if opts.early_stop and bool(ends.any()):
-        for sentence in groups.expand_as(ends)[ends].unique().tolist():
-            if len(out[sentence]) >= opts.n_best:
-                bar[sentence] = sorted((h.score for h in out[sentence]), reverse=True)[opts.n_best - 1]
+        for s in groups.expand_as(ends)[ends].unique().tolist():
+            if len(out[s]) >= opts.n_best:
+                bar[s] = sorted((h.score for h in out[s]), reverse=True)[opts.n_best - 1]
     if opts.early_stop:  # no live beam, scored as if it ended now, beats the n_best-th finished: stop
         keep &= ~(bar[live.sentence] > cont.max(1).values / float(t + 1) ** opts.length_penalty)
-    rows = (first_row + cont_index // vocab)[keep].view(-1)
+    cont, cont_slot, cont_token = cont[keep], cont_slot[keep], cont_token[keep]
+    alive = cont > NEG_INF  # (n', K) the next step's occupied slots
+    rows = row_of[(first_slot[keep] + cont_slot)[alive]]
     if rows.numel() == 0:
         return None
-    history = torch.cat([live.history[rows], (cont_index % vocab)[keep].view(-1, 1)], 1)
-    return _Live(live.sentence[keep], cont[keep], history, opts.reorder(state, rows))
+    history = torch.cat([live.history[rows], cont_token[alive].unsqueeze(1)], 1)
+    return _Live(live.sentence[keep], cont, history, opts.reorder(state, rows))
 
 
-def _candidates(scores: Tensor, log_probs: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _candidates(
+    scores: Tensor, occupied: Tensor, log_probs: Tensor, eos: int, width: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The 2K best extensions of each sentence's K beams, those that end it, and the K best that do not.
 
-    Returns ``top`` (n, 2K) scores best first, ``index`` (n, 2K) into beam * V + token, ``ends`` (n, 2K) true at the
-    eos candidates among the K best (finite ones only), and the K continuing candidates' scores and indices.
-    Taking 2K leaves K continuing ones however many of the K beams' eos extensions rank high.
+    ``scores`` (n, K) the beams' sums (-inf at empty slots), ``occupied`` (n, K) the slots with a row in
+    ``log_probs`` (rows, V). Returns ``top`` (n, 2K) scores best first and each candidate's beam ``slot``,
+    ``ends`` (n, 2K) true at the eos candidates among each sentence's ``width`` (n,) best (finite ones only),
+    and the K best continuing candidates' scores, slots and tokens. Taking 2K leaves K continuing ones however many eos
+    extensions rank high. Two stages, exact: a sentence's 2K best extensions are among its beams' 2K best tokens
+    each, so only those (not K x V sums) are added to the beams' scores and ranked.
     """
     n, k = scores.shape
-    vocab = log_probs.shape[1]
-    total = (scores.unsqueeze(2) + log_probs.view(n, k, vocab)).view(n, k * vocab)
-    top, index = total.topk(min(2 * k, k * vocab), dim=1)
-    is_eos = index % vocab == eos
+    per_row = min(2 * k, log_probs.shape[1])
+    best, tokens = log_probs.topk(per_row, dim=1)  # (rows, c)
+    if best.shape[0] < n * k:  # empty slots: no candidates
+        mask = (occupied.view(-1),)
+        best = best.new_full((n * k, per_row), NEG_INF).index_put_(mask, best)
+        tokens = tokens.new_zeros((n * k, per_row)).index_put_(mask, tokens)
+    total = (scores.view(n * k, 1) + best).view(n, k * per_row)
+    top, index = total.topk(min(2 * k, k * per_row), dim=1)
+    slot, token = index // per_row, tokens.view(n, k * per_row).gather(1, index)
+    is_eos = token == eos
     rank = torch.arange(top.shape[1], device=top.device)
-    ends = is_eos & (rank < k) & (top > NEG_INF)
+    ends = is_eos & (rank < width.unsqueeze(1)) & (top > NEG_INF)
     # eos candidates sort behind all others, each group keeping its order: the first K are the best continuations
     order = (rank + is_eos.long() * top.shape[1]).argsort(dim=1)[:, :k]
     cont = top.gather(1, order).masked_fill(is_eos.gather(1, order), NEG_INF)  # only when V = 1
-    return top, index, ends, cont, index.gather(1, order)
+    return top, slot, ends, cont, slot.gather(1, order), token.gather(1, order)
 
 
 def _allowed_log_probs(log_probs: Tensor, history: Tensor, sentence: Tensor, live: Tensor, opts: _Options) -> Tensor:
