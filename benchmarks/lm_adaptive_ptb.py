@@ -27,7 +27,7 @@ CACHE = [
 ]
 DYNAMIC = [
     ["--dynamic-lr", str(lr), "--dynamic-decay", "0.02", "--dynamic-stats", "100", "--dynamic-bptt", str(bptt)]
-    for lr, bptt in [(1e-4, 35), (3e-4, 35), (1e-4, 10), (3e-4, 10), (1e-3, 10)]
+    for lr, bptt in [(1e-4, 35), (3e-4, 35), (1e-4, 10), (3e-4, 10), (1e-3, 10), (3e-3, 10), (1e-2, 10)]
 ]
 
 
