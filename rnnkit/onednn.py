@@ -71,21 +71,25 @@ class OneDNNMatrix(Tensor):
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.linear:
-            x, weight, bias = linear_arguments(args, kwargs)
-            if isinstance(weight, cls) and not isinstance(x, cls) and x.dtype == torch.float32:
-                rows = x.reshape(-1, x.shape[-1])
-                if rows.shape[0] >= MIN_ROWS:
-                    y = _OneDNNLinear.apply(rows, weight.original, bias, weight.packed, weight.packed_t)
-                    return y.reshape(*x.shape[:-1], y.shape[-1])
+        call = linear_call(cls, func, args, kwargs)
+        if call is not None and call[0].dtype == torch.float32:
+            x, weight, bias = call
+            rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] >= MIN_ROWS:
+                y = _OneDNNLinear.apply(rows, weight.original, bias, weight.packed, weight.packed_t)
+                return y.reshape(*x.shape[:-1], y.shape[-1])
         # everything else computes with the parameter itself, so its gradient reaches it
         args, kwargs = pytree.tree_map_only(cls, lambda t: t.original, (args, kwargs))
         return func(*args, **kwargs)
 
 
-def linear_arguments(args: Any, kwargs: dict) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(x, weight, bias) of an ``F.linear`` call as ``__torch_function__`` receives it (bias may be a keyword)."""
-    return args[0], args[1], args[2] if len(args) > 2 else kwargs.get("bias")
+def linear_call(cls: type, func: Any, args: Any, kwargs: dict) -> tuple[Tensor, Any, Tensor | None] | None:
+    """(x, weight, bias) when ``__torch_function__`` of the weight subclass ``cls`` receives ``F.linear`` of a
+    plain input by a ``cls`` weight (bias positional or keyword), else None: the call such a weight answers."""
+    if func is not F.linear:
+        return None
+    x, weight, bias = args[0], args[1], args[2] if len(args) > 2 else kwargs.get("bias")
+    return (x, weight, bias) if isinstance(weight, cls) and not isinstance(x, cls) else None
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -119,14 +123,7 @@ def onednn_cells(cells: list[Any], rows: int, *, backward: bool = True) -> list[
     :data:`MIN_WIDTH_RATIO` times wider than tall a :class:`OneDNNMatrix` (``backward``: as there)."""
     out = []
     for cell in cells:
-        weights = {
-            name: OneDNNMatrix(w, rows, backward=backward)
-            for name, w in cell._parameters.items()
-            if w is not None
-            and w.dim() == 2
-            and w.dtype == torch.float32
-            and w.shape[0] >= MIN_WIDTH_RATIO * w.shape[1]
-        }
+        weights = {name: OneDNNMatrix(w, rows, backward=backward) for name, w in cell._parameters.items() if _wide(w)}
         out.append(cell.bound(weights) if weights else cell)
     return out
 

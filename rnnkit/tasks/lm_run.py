@@ -151,8 +151,7 @@ class LMRun:
         """Perplexity (and bits per character at char level) of a text file; with ``cache`` ({"window", "theta",
         "lam"}) also under a neural cache, and with ``dynamic`` ({"lr", "decay", "stats"}: training batches for
         the RMS statistics, 0 for plain SGD; optionally "bptt", the chunk length of its updates) also under dynamic
-        evaluation, each reported apart from the static
-        number (:mod:`rnnkit.tasks.lm_adaptive`)."""
+        evaluation, each reported apart from the static number (:mod:`rnnkit.tasks.lm_adaptive`)."""
         from rnnkit.tasks import lm_adaptive
 
         ids = encode_file(path, self.vocab, self.data.level, encoding_errors)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from rnnkit import state as S
 from rnnkit.errors import RnnkitError
 from rnnkit.layers import Recurrent
-from rnnkit.onednn import linear_arguments
+from rnnkit.onednn import linear_call
 
 
 class ParallelMatrix(Tensor):
@@ -60,10 +60,9 @@ class ParallelMatrix(Tensor):
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.linear:
-            x, weight, bias = linear_arguments(args, kwargs)
-            if isinstance(weight, cls) and not isinstance(x, cls) and x.dim() >= 2 and x[..., 0].numel() <= SMALL_BATCH:
-                return weight._linear(x, bias)
+        call = linear_call(cls, func, args, kwargs)
+        if call is not None and call[0].dim() >= 2 and call[0][..., 0].numel() <= SMALL_BATCH:
+            return call[1]._linear(call[0], call[2])
         with torch._C.DisableTorchFunctionSubclass():  # everything else: the plain matrix, plain results
             return func(*args, **kwargs)
 
@@ -93,6 +92,14 @@ def fast_layout(weight: Tensor) -> Tensor:
     return transposed_layout(weight)
 
 
+def fast_cells(cells: list) -> list:
+    """``cells`` bound to copies of their weights in :func:`fast_layout` (no gradients reach the parameters)."""
+    return [
+        cell.bound({name: fast_layout(w.detach()) for name, w in cell._parameters.items() if w is not None})
+        for cell in cells
+    ]
+
+
 def transposed_layout(weight: Tensor) -> Tensor:
     """The same matrix, stored transposed: ``F.linear(x, w)`` then reads it row by row (a 2x faster
     matrix-vector product on CPU, measured). 1-D tensors (biases) and others are returned as they are.
@@ -113,10 +120,7 @@ class _LayerSteps:
         if layer.bidirectional:
             raise RnnkitError("a bidirectional layer cannot generate one step at a time: it reads the future")
         self.layer, self.residual = layer, layer.residual
-        self.cells = [
-            cell.bound({name: fast_layout(w.detach()) for name, w in cell._parameters.items() if w is not None})
-            for cell in layer.bound_cells()
-        ]
+        self.cells = fast_cells(layer.bound_cells())
         self.state_type = type(self.cells[0].initial_state(1, device="meta"))
 
     def __call__(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:

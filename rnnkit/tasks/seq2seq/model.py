@@ -47,6 +47,7 @@ from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch
 from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
+from rnnkit.tasks import stepping
 from rnnkit.tasks.base import LossOutput, Task, perplexity
 from rnnkit.tasks.seq2seq.attention import ATTENTIONS, make_attention
 
@@ -233,24 +234,19 @@ class Seq2Seq(Task):
         :class:`rnnkit.onednn.OneDNNMatrix`; the output layer of the Multi30k translator, (rows x 256) . (256 x
         5921) on one thread, took 3.2 ms through F.linear and 1.9 through oneDNN at 64 rows, 19.2 and 6.8 at 320
         (the rows of beam 5), so the wider search gains most."""
-        from rnnkit.tasks import stepping
-
         # the layouts are copies: made once per size and set of weights (a training step or load changes _version)
         key = (rows, tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters()))
         cached = self.__dict__.get("_decoding_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
-        made = self._decoding_weights(rows, stepping)
+        made = self._decoding_weights(rows)
         self.__dict__["_decoding_cache"] = (key, made)  # not a submodule: state_dict and .to() ignore it
         return made
 
-    def _decoding_weights(self, rows: int, stepping: Any) -> tuple[list, Tensor]:
+    def _decoding_weights(self, rows: int) -> tuple[list, Tensor]:
         cells, weight = self.decoder.bound_cells(), self.generator.weight
         if rows <= stepping.SMALL_BATCH:
-            relaid = [
-                {n: stepping.fast_layout(w.detach()) for n, w in c._parameters.items() if w is not None} for c in cells
-            ]
-            return [c.bound(w) for c, w in zip(cells, relaid, strict=True)], stepping.fast_layout(weight.detach())
+            return stepping.fast_cells(cells), stepping.fast_layout(weight.detach())
         cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
         if cpu and onednn.usable() and rows >= onednn.MIN_ROWS:
             cells = onednn.onednn_cells(cells, rows, backward=False)
