@@ -71,9 +71,8 @@ def main() -> None:
     parser.add_argument("--run", choices=("hierarchical", "flat"), required=True)
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--score-only", action="store_true", help="score the run already trained, do not train")
     args = parser.parse_args()
-    from rnnkit.tasks.seq2seq.bleu import corpus_scores
-
     files = write_data()[args.run]
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
     out = ROOT / "runs" / "bench" / f"autoencode_paragraphs_{args.run}"
@@ -83,14 +82,36 @@ def main() -> None:
     command = [*rnnkit, "train", "--train", str(files["train"]), "--valid", str(files["valid"]), "--out", str(out)]
     command += ["--force", "--no-progress", *flags]
     print(" ".join(command), flush=True)
-    subprocess.run(command, check=True, env=env)
-    predict = [*rnnkit, "predict", str(out), str(files["valid"]), "--beam", "5"]
-    written = subprocess.run(predict, check=True, capture_output=True, env=env, text=True).stdout
+    if not args.score_only:
+        subprocess.run(command, check=True, env=env)
+    summary = score(out, files["valid"], speeches(DATA / "valid.txt"), args.run, env)
+    # the first as many training speeches, which the autoencoder has seen: how much it memorised
+    seen = speeches(DATA / "train.txt")[: summary["paragraphs"]]
+    part = WORK / f"train_part.{args.run}.txt"
     if args.run == "hierarchical":
+        part.write_text("".join("\n".join(p) + "\n\n" for p in seen), encoding="utf-8")
+    else:
+        part.write_text("".join(" | ".join(p) + "\n" for p in seen), encoding="utf-8")
+    train_summary = score(out, part, seen, args.run, env)
+    log = out / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    epochs = [r for r in records if any(k.startswith("valid_") for k in r)]
+    payload = {"setting": machine() | {"command": " ".join(command), "threads": args.threads}, "valid": summary}
+    path = write_result(f"autoencode_paragraphs_{args.run}", payload | {"train_part": train_summary, "epochs": epochs})
+    print(json.dumps({"valid": summary, "train_part": train_summary}))
+    print(f"written {path}")
+
+
+def score(out: Path, path: Path, gold: list[list[str]], run: str, env: dict) -> dict:
+    """BLEU, chrF, exact and line-count shares of the run's beam-5 reconstructions of ``path`` (``gold``)."""
+    from rnnkit.tasks.seq2seq.bleu import corpus_scores
+
+    predict = [sys.executable, "-m", "rnnkit", "autoencode", "predict", str(out), str(path), "--beam", "5"]
+    written = subprocess.run(predict, check=True, capture_output=True, env=env, text=True).stdout
+    if run == "hierarchical":
         rebuilt = [p.split("\n") for p in written.strip("\n").split("\n\n")]
     else:
         rebuilt = [[s.strip() for s in line.split(" | ")] for line in written.splitlines()]
-    gold = speeches(DATA / "valid.txt")
     assert len(rebuilt) == len(gold), (len(rebuilt), len(gold))
     flat_rebuilt, flat_gold = [words(" ".join(p)) for p in rebuilt], [words(" ".join(p)) for p in gold]
     with warnings.catch_warnings():  # tokenised text, scored as it is (the warning says so for every line)
@@ -104,13 +125,7 @@ def main() -> None:
         "line_count_right": round(sum(len(r) == len(g) for r, g in zip(rebuilt, gold, strict=True)) / len(gold), 4),
         "bleu_signature": scores["bleu_signature"],
     }
-    log = out / "metrics.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    epochs = [r for r in records if any(k.startswith("valid_") for k in r)]
-    payload = {"setting": machine() | {"command": " ".join(command), "threads": args.threads}, "valid": summary}
-    path = write_result(f"autoencode_paragraphs_{args.run}", payload | {"epochs": epochs})
-    print(json.dumps(summary))
-    print(f"written {path}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -83,6 +83,21 @@ def test_one_step_and_precomputed_keys_equal_the_full_call(kind):
             torch.testing.assert_close(w, weights[:, t])
 
 
+@pytest.mark.parametrize("source", [[0, 0, 1, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [0, 2, 2, 2], [1]])  # ragged, full, ...
+@pytest.mark.parametrize("kind", ["dot", "general", "additive"])
+def test_queries_sharing_memories_equal_queries_on_copies(kind, source):
+    _, memory, mask, _ = _inputs()
+    att = make_attention(kind, 6, 6)
+    source = torch.tensor(source)
+    q = torch.randn(len(source), 6, generator=torch.Generator().manual_seed(len(source)))
+    with torch.no_grad():
+        keys = att.keys(memory)
+        context, weights = att(q, memory, mask, keys, source=source)
+        want_context, want_weights = att(q, memory[source], mask[source], keys[source])
+    torch.testing.assert_close(context, want_context)
+    torch.testing.assert_close(weights, want_weights)
+
+
 @pytest.mark.parametrize("kind", ["general", "additive"])
 def test_gradcheck_float64(kind):
     query, memory, mask, _ = _inputs(B=2, Tq=2, S=3, Hq=3, Hm=4, dtype=torch.float64)

@@ -463,3 +463,52 @@ def test_length_penalty_changes_the_ranking():
     mean = beam_search(toy_step(logits), toy_state(bias), bos=BOS, eos=EOS, beam_size=8, max_len=6, length_penalty=1)
     assert sum(len(h[0].tokens) for h in mean) > sum(len(h[0].tokens) for h in raw)
     assert all(math.isfinite(h[0].score) for h in raw + mean)
+
+
+# -- the chunked top-k of long rows ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vocab", [5921, 64 * 50, 640, 639, 4])  # a ragged tail, none, 2K chunks, fewer, tiny
+def test_the_chunked_ranking_finds_the_best_of_all_sums(vocab):
+    from rnnkit.tasks.seq2seq.search import _candidates
+
+    n, k, g = 6, 5, torch.Generator().manual_seed(vocab)
+    scores = 3 * torch.randn(n, k, generator=g)
+    scores[0, 1:] = NEG  # the first step: one live beam
+    scores[1, 3] = NEG  # an empty slot among live ones
+    occupied = scores > NEG
+    log_probs = torch.randn(int(occupied.sum()), vocab, generator=g).log_softmax(1)
+    log_probs[0, ::2] = NEG  # a constraint
+    log_probs[1, -3:] += 9  # the best in the tail
+    log_probs[2, : min(vocab, 64)] += 9  # all of one chunk best
+    log_probs[3] = log_probs[3].round()  # ties
+    row_of = (occupied.view(-1).cumsum(0) - 1).clamp(min=0)
+    top, _, ends, cont, cont_slot, cont_token = _candidates(scores, row_of, log_probs, 0, torch.full((n,), k))
+    every = torch.full((n * k, vocab), NEG)
+    every[occupied.view(-1)] = log_probs
+    want = (scores.view(n * k, 1) + every).view(n, k * vocab).topk(min(2 * k, k * vocab), dim=1).values
+    assert torch.equal(top, want)
+    sentence = torch.arange(n).unsqueeze(1)
+    again = scores.gather(1, cont_slot) + every[sentence * k + cont_slot, cont_token]  # what each candidate sums
+    live = cont > NEG
+    assert torch.equal(again[live], cont[live]) and (cont_token[live] != 0).all()  # continuing: eos is token 0
+    assert ends.shape == top.shape and not ends[top == NEG].any()
+
+
+def test_a_long_vocabulary_searches_as_with_plain_topk(monkeypatch):
+    from rnnkit.tasks.seq2seq import search
+
+    vocab, g = 3000, torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(12, vocab + 1, vocab, generator=g)
+    logits[..., EOS] += torch.linspace(-4, 4, 12).view(12, 1)  # endings grow likelier with each step
+
+    def step(tokens, state):
+        return (logits[state.count, tokens] + state.bias).log_softmax(-1), Toy(state.count + 1, state.bias)
+
+    state = Toy(torch.zeros(3, dtype=torch.long), torch.randn(3, vocab, generator=g))
+    kw = {"bos": vocab, "eos": EOS, "max_len": 10, "beam_size": 5, "n_best": 3}
+    chunked = beam_search(step, state, **kw)
+    monkeypatch.setattr(search, "CHUNK", 1)  # every sum ranked
+    plain = beam_search(step, state, **kw)
+    for got, want in zip(chunked, plain, strict=True):
+        assert_same(got, want)

@@ -118,6 +118,21 @@ def test_beam_one_through_the_model_is_greedy():
     assert all(h[0].score >= h[-1].score for h in wide)
 
 
+@pytest.mark.parametrize("attention", ["none", "dot", "additive"])
+def test_beams_sharing_their_sentences_memory_equal_beams_on_copies(attention):
+    from rnnkit.tasks.seq2seq.search import beam_search
+
+    model = _model(attention=attention).eval()
+    batch = make_batch(SOURCES * 3, None, **SPECIALS)
+    shared = model.translate(batch.src, batch.src_lengths, beam_size=4, n_best=3, max_len=7, early_stop=True)
+    with torch.no_grad():  # the search's own reorder: every hypothesis its copy of memory, mask and keys
+        state = model.encode(batch.src, batch.src_lengths)
+        copied = beam_search(model.step, state, bos=2, eos=3, beam_size=4, n_best=3, max_len=7, early_stop=True)
+    assert [[h.tokens for h in s] for s in shared] == [[h.tokens for h in s] for s in copied]
+    for got, want in zip(shared, copied, strict=True):
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch is built without oneDNN")
 def test_decoding_through_onednn_equals_the_plain_products(monkeypatch):
     from rnnkit.onednn import OneDNNMatrix

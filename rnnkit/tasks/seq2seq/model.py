@@ -154,6 +154,9 @@ class DecoderState(NamedTuple):
     memory: Tensor  # (N, S, M) encoder outputs
     mask: Tensor  # (N, S) true at real source positions
     keys: Tensor | None  # (N, S, K) the memory's share of the attention score, else None
+    # (N,) the row of memory, mask and keys each hypothesis reads, which then hold one row per live sentence
+    # (beam search: its hypotheses share them, see Attention._shared); None: row r reads row r
+    source: Tensor | None = None
 
 
 class Seq2Seq(Task):
@@ -264,15 +267,17 @@ class Seq2Seq(Task):
             new.append(s)
             if layer < len(cells) - 1:
                 y = F.dropout(y, self.config.dropout, self.training)
-        out, weights = self._attend(y, state.memory, state.mask, state.keys)
+        out, weights = self._attend(y, state.memory, state.mask, state.keys, state.source)
         return out, state._replace(cells=tuple(new), feed=out if self.feeds else None), weights
 
-    def _attend(self, y: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _attend(
+        self, y: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None, source: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """h~ = tanh(W_c [c; y]) from the decoder's top output ``y`` ((N, H) or (N, T, H)), and the attention
         weights; y and None without attention."""
         if self.attention is None:
             return y, None
-        context, weights = self.attention(y, memory, mask, keys)
+        context, weights = self.attention(y, memory, mask, keys, source)
         return torch.tanh(self.combine(torch.cat([context, y], dim=-1))), weights
 
     def _logits(self, out: Tensor, generator: Tensor | None = None) -> Tensor:
@@ -407,12 +412,26 @@ class Seq2Seq(Task):
             kw = {"bos": self.bos, "eos": self.eos, "max_len": limit, "constraint": constraint}
             if beam_size == 1 and n_best == 1:
                 return [[h] for h in search.greedy_search(step, state, length_penalty=length_penalty, **kw)]
+            # a sentence's hypotheses share its memory, mask and keys: only the rest is reordered
+            state = state._replace(source=torch.arange(src.shape[0], device=src.device))
             return search.beam_search(
                 step, state, beam_size=beam_size, length_penalty=length_penalty, n_best=n_best,
-                early_stop=early_stop, shrink=shrink, **kw,
+                early_stop=early_stop, shrink=shrink, reorder=_reorder_hypotheses, **kw,
             )  # fmt: skip
         finally:
             self.train(was_training)
+
+
+def _reorder_hypotheses(state: DecoderState, index: Tensor) -> DecoderState:
+    """Beam search's ``reorder`` for a state with ``source``: rows ``index`` of all but the shared memory, mask
+    and keys, which lose only the rows of sentences no hypothesis reads any more (``source`` renumbered)."""
+    cells, feed, source = S.tree_map(lambda t: t.index_select(0, index), (state.cells, state.feed, state.source))
+    used, source = torch.unique_consecutive(source, return_inverse=True)
+    state = state._replace(cells=cells, feed=feed, source=source)
+    if used.numel() == state.memory.shape[0]:
+        return state
+    keys = state.keys.index_select(0, used) if state.keys is not None else None
+    return state._replace(memory=state.memory.index_select(0, used), mask=state.mask.index_select(0, used), keys=keys)
 
 
 class Bridge(nn.Module):
