@@ -72,21 +72,37 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
-def run_task(task: str, train: Path, valid: Path, out: Path, flags: list[str], *, threads: int | None = None) -> dict:
+def run_task(
+    task: str,
+    train: Path,
+    valid: Path,
+    out: Path,
+    flags: list[str],
+    *,
+    threads: int | None = None,
+    resume: bool = False,
+    skip_training: bool = False,
+) -> dict:
     """``rnnkit <task> train`` then ``rnnkit <task> eval --json`` on the validation data, as a user runs them.
 
     Returns the eval metrics, the training minutes, the median training speed of the metrics log (the items the
     task counts per second: words for tag, texts for classify, tokens for lm) and the
     validation curve. ``threads`` sets OMP_NUM_THREADS for both commands (two benchmarks side by side on 2 cores).
+    ``resume``: continue the run in ``out`` (``train --resume``, its own config and data, ``flags`` on top);
+    ``skip_training``: evaluate ``out`` as it is (the minutes are then None).
     """
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     rnnkit = [sys.executable, "-m", "rnnkit", task]
-    command = [*rnnkit, "train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
-    command += ["--force", "--no-progress", *flags]
+    if resume:
+        command = [*rnnkit, "train", "--out", str(out), "--resume", "--no-progress", *flags]
+    else:
+        command = [*rnnkit, "train", "--train", str(train), "--valid", str(valid), "--out", str(out)]
+        command += ["--force", "--no-progress", *flags]
     print(" ".join(command), flush=True)
     start = time.monotonic()
-    subprocess.run(command, check=True, env=env)
-    minutes = (time.monotonic() - start) / 60
+    if not skip_training:
+        subprocess.run(command, check=True, env=env)
+    minutes = None if skip_training else (time.monotonic() - start) / 60
     evaluated = subprocess.run(
         [*rnnkit, "eval", str(out), "--data", str(valid), "--json"], check=True, capture_output=True, env=env
     )
@@ -99,7 +115,7 @@ def run_task(task: str, train: Path, valid: Path, out: Path, flags: list[str], *
     ]
     return {
         "metrics": json.loads(evaluated.stdout),
-        "train_minutes": round(minutes, 1),
+        "train_minutes": None if minutes is None else round(minutes, 1),
         "train_tokens_per_s": round(statistics.median(speeds)) if speeds else None,
         "epochs": curve,
         "threads": threads or torch.get_num_threads(),

@@ -203,7 +203,8 @@ def _beam_step(
     occupied = live.scores > NEG_INF  # (n, K) the slots that hold a row of history and state, in row order
     row_of = occupied.view(-1).cumsum(0) - 1  # slot -> its row (meaningless for empty slots)
     log_probs, state = step(_last_tokens(live.history, opts.bos), live.state)
-    sentence = live.sentence.unsqueeze(1).expand(n, k)[occupied]
+    # each row's sentence: only a constraint reads it (a step's small ops add up: skip what is not needed)
+    sentence = live.sentence.unsqueeze(1).expand(n, k)[occupied] if opts.constraint is not None else live.sentence
     every = torch.ones_like(sentence, dtype=torch.bool)
     log_probs = _allowed_log_probs(log_probs, live.history, sentence, every, opts)
     vocab = log_probs.shape[1]
@@ -214,31 +215,38 @@ def _beam_step(
     first_slot = (torch.arange(n, device=top.device) * k).unsqueeze(1)
     parents = row_of[first_slot + slot]  # (n, 2K) the history row each candidate extends
     groups = live.sentence.unsqueeze(1)
-    _record(out, groups.expand_as(ends)[ends], live.history[parents[ends]], top[ends], True, opts.length_penalty)
-    finished.index_add_(0, live.sentence, ends.sum(1))
+    some_end = bool(ends.any())
+    if some_end:
+        _record(out, groups.expand_as(ends)[ends], live.history[parents[ends]], top[ends], True, opts.length_penalty)
+        finished.index_add_(0, live.sentence, ends.sum(1))
     full = finished[live.sentence] >= k
     at_limit = limits[live.sentence] == t
     # a sentence at its max_len that has not filled its beam with eos endings keeps its live beams, cut
     old = (at_limit & ~full).unsqueeze(1) & occupied
-    cut_history = live.history[row_of.view(n, k)[old]]
-    _record(out, groups.expand_as(old)[old], cut_history, live.scores[old], False, opts.length_penalty)
+    if bool(old.any()):
+        cut_history = live.history[row_of.view(n, k)[old]]
+        _record(out, groups.expand_as(old)[old], cut_history, live.scores[old], False, opts.length_penalty)
     if opts.shrink:  # one live hypothesis fewer for each finished one
         cont = cont.masked_fill(
             torch.arange(k, device=cont.device) >= (k - finished[live.sentence]).unsqueeze(1), NEG_INF
         )
     keep = ~(full | at_limit | (cont == NEG_INF).all(1))
-    if opts.early_stop and bool(ends.any()):
+    if opts.early_stop and some_end:
         for s in groups.expand_as(ends)[ends].unique().tolist():
             if len(out[s]) >= opts.n_best:
                 bar[s] = sorted((h.score for h in out[s]), reverse=True)[opts.n_best - 1]
     if opts.early_stop:  # no live beam, scored as if it ended now, beats the n_best-th finished: stop
         keep &= ~(bar[live.sentence] > cont.max(1).values / float(t + 1) ** opts.length_penalty)
-    cont, cont_slot, cont_token = cont[keep], cont_slot[keep], cont_token[keep]
+    if not bool(keep.all()):
+        cont, cont_slot, cont_token, first_slot = cont[keep], cont_slot[keep], cont_token[keep], first_slot[keep]
     alive = cont > NEG_INF  # (n', K) the next step's occupied slots
-    rows = row_of[(first_slot[keep] + cont_slot)[alive]]
+    if bool(alive.all()):  # full beams (the usual case): every slot, in order
+        rows, tokens = row_of[(first_slot + cont_slot).view(-1)], cont_token.reshape(-1)
+    else:
+        rows, tokens = row_of[(first_slot + cont_slot)[alive]], cont_token[alive]
     if rows.numel() == 0:
         return None
-    history = torch.cat([live.history[rows], cont_token[alive].unsqueeze(1)], 1)
+    history = torch.cat([live.history[rows], tokens.unsqueeze(1)], 1)
     return _Live(live.sentence[keep], cont, history, opts.reorder(state, rows))
 
 
