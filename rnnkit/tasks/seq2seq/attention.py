@@ -47,11 +47,12 @@ class Attention(nn.Module):
     def forward(
         self, query: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None = None, source: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        keys = self.keys(memory) if keys is None else keys
         if source is not None:
-            return self._shared(query, memory, mask, self.keys(memory) if keys is None else keys, source)
+            return self._shared(query, memory, mask, keys, source)
         one_step = query.dim() == 2
         q = query.unsqueeze(1) if one_step else query  # (B, Tq, Hq)
-        scores = self.scores(q, self.keys(memory) if keys is None else keys)  # (B, Tq, S)
+        scores = self.scores(q, keys)  # (B, Tq, S)
         weights = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
         context = torch.bmm(weights, memory)  # (B, Tq, Hm)
         return (context.squeeze(1), weights.squeeze(1)) if one_step else (context, weights)
