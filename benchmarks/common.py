@@ -62,6 +62,34 @@ def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
+class ReferenceLoop(torch.nn.Module):
+    """``layer`` run inside :func:`rnnkit.bptt.reference_loop`: autograd through every step, for the rows that
+    show what the hand-written backward gains."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        from rnnkit import bptt
+
+        with bptt.reference_loop():
+            return self.layer(x)
+
+
+class RNNWithReadout(torch.nn.Module):
+    """torch.nn.RNN(H, H) and a Linear(H, O) read-out of every step: an Elman network with an output layer, the
+    same multiply-adds per token as rnnkit.Jordan(H, H, O), whose output layer feeds back."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
+        super().__init__()
+        self.rnn, self.readout = torch.nn.RNN(input_size, hidden_size), torch.nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        out, h = self.rnn(x)
+        return torch.tanh(self.readout(out)), h
+
+
 def write_result(name: str, payload: dict) -> Path:
     """Write ``results/<name>.json`` atomically."""
     RESULTS.mkdir(exist_ok=True)

@@ -133,24 +133,58 @@ def record(run: dict) -> None:
     write_result(NAME, payload)
 
 
+SETTINGS = ("optimizer", "updates", "hidden", "batch", "clip", "eval_size")
+
+
 def sweep(args: argparse.Namespace) -> None:
-    settings = {k: getattr(args, k) for k in ("optimizer", "updates", "hidden", "batch", "clip")}
+    settings = {k: getattr(args, k) for k in SETTINGS}
     command = "python benchmarks/long_memory.py " + " ".join(sys.argv[1:])
+
+    def run(T: int, spec: str, lr: float, seed: int) -> dict:
+        old = recorded(args.task, T, spec, lr, seed, settings) if args.reuse else None
+        if old is not None:
+            print(f"{args.task} T={T} {spec} lr={lr:g} seed={seed}: reused ({old['minutes']} min)", flush=True)
+            return old
+        new = _run(args, T, spec, lr, seed, settings, command)
+        record(new)
+        return new
+
     for T in (int(t) for t in args.T.split(",")):
         for spec in args.variants:
             chosen, best_valid = None, None
             for lr in (float(v) for v in args.lrs.split(",")):
-                run = _run(args, T, spec, lr, 0, settings, command)
-                record(run)
-                valid = {k.removeprefix("valid_"): v for k, v in run["final"].items() if k.startswith("valid_")}
-                if not run["failed"] and better(args.task, valid, best_valid):
-                    chosen, best_valid = run, valid
+                result = run(T, spec, lr, 0)
+                valid = {k.removeprefix("valid_"): v for k, v in result["final"].items() if k.startswith("valid_")}
+                if not result["failed"] and better(args.task, valid, best_valid):
+                    chosen, best_valid = result, valid
             if chosen is None:
                 print(f"{spec}: every learning rate failed", flush=True)
                 continue
-            record(chosen | {"chosen": True})
+            choose(args.task, T, spec, chosen["lr"], settings)
             for seed in SEEDS[1:]:
-                record(_run(args, T, spec, chosen["lr"], seed, settings, command) | {"chosen": True})
+                run(T, spec, chosen["lr"], seed)
+                choose(args.task, T, spec, chosen["lr"], settings)
+
+
+def _same(run: dict, task: str, T: int, spec: str, settings: dict) -> bool:
+    return (run["task"], run["T"], run["variant"]) == (task, T, spec) and all(
+        run.get(k) == v for k, v in settings.items()
+    )
+
+
+def recorded(task: str, T: int, spec: str, lr: float, seed: int, settings: dict) -> dict | None:
+    """The run already measured with these settings (``--reuse``), if any."""
+    runs = [r for r in load()["runs"] if _same(r, task, T, spec, settings) and (r["lr"], r["seed"]) == (lr, seed)]
+    return runs[0] if runs else None
+
+
+def choose(task: str, T: int, spec: str, lr: float, settings: dict) -> None:
+    """Mark the runs at ``lr`` as the chosen ones of their row, and unmark the row's other rates."""
+    payload = load()
+    for r in payload["runs"]:
+        if _same(r, task, T, spec, settings):
+            r["chosen"] = r["lr"] == lr
+    write_result(NAME, payload)
 
 
 def _run(args, T, spec, lr, seed, settings, command) -> dict:
@@ -278,6 +312,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20000)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-size", type=int, default=1000)
+    parser.add_argument("--reuse", action="store_true", help="take runs already measured with these settings")
     parser.add_argument("--report", action="store_true", help="only print the table and draw the curves")
     args = parser.parse_args()
     torch.set_num_threads(1)

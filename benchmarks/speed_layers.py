@@ -5,7 +5,9 @@
 
 Each row times one forward and backward pass (sum of the outputs) of an rnnkit layer and of its torch.nn
 baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
-Rows marked "loop" force rnnkit's reference loop (``fused=False``): the speed a custom cell gets.
+Rows marked "loop" force rnnkit's loop (``fused=False``): the speed a custom cell gets; for LSTM and Jordan
+cells that loop backpropagates by hand (rnnkit.bptt), and the "reference loop" rows run autograd through every
+step instead (:func:`rnnkit.bptt.reference_loop`), to show what that gains.
 Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN. SCRN and Clockwork
 (issue 4) are reported next to torch.nn.RNN at the same hidden size.
 Writes benchmarks/results/speed_layers.json and prints a markdown table for the README.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import fwd_bwd, interleaved_medians, machine, write_result
+from common import ReferenceLoop, RNNWithReadout, fwd_bwd, interleaved_medians, machine, write_result
 from torch import nn
 
 import rnnkit
@@ -25,6 +27,7 @@ import rnnkit
 def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]]:
     """(rnnkit name, rnnkit layer, baseline name, baseline layer, target ratio)."""
     H = size
+    lstm = nn.LSTM(H, H)
     return [
         ("rnnkit.LSTM", rnnkit.LSTM(H, H), "torch.nn.LSTM", nn.LSTM(H, H), 0.9),
         ("rnnkit.GRU", rnnkit.GRU(H, H), "torch.nn.GRU", nn.GRU(H, H), 0.9),
@@ -32,7 +35,11 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
         ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN", nn.RNN(H, H), 0.5),
         ("rnnkit.SCRN", rnnkit.SCRN(H, H), "torch.nn.RNN", nn.RNN(H, H), None),  # context 40 beside H
         ("rnnkit.Clockwork", rnnkit.Clockwork(H, H), "torch.nn.RNN", nn.RNN(H, H), None),  # periods 1, 2, 4, 8
+        ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN + Linear", RNNWithReadout(H, H, H), None),
+        ("rnnkit.Jordan (reference loop)", ReferenceLoop(rnnkit.Jordan(H, H, H)), "torch.nn.RNN", nn.RNN(H, H), None),
         ("rnnkit.LSTM (loop)", rnnkit.LSTM(H, H, fused=False), "torch.nn.LSTM", nn.LSTM(H, H), None),
+        ("rnnkit.LSTM (hard_sigmoid)", rnnkit.LSTM(H, H, recurrent_activation="hard_sigmoid"), "torch.nn.LSTM", lstm),
+        ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),
     ]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.utils.mkldnn as mkldnn_utils
-from common import RESULTS, interleaved_medians, machine, write_result
+from common import RESULTS, ReferenceLoop, RNNWithReadout, interleaved_medians, machine, write_result
 from generation_speed import plain_lstm, rnnkit_sampler
 from lm_speed import plain_round, rnnkit_round
 from torch import nn
@@ -84,9 +84,12 @@ def layer_cases(H: int) -> list[tuple[str, nn.Module, str, nn.Module]]:
         ("rnnkit.RNN", rnnkit.RNN(H, H), "torch.nn.RNN", rnn),
         ("rnnkit.LSTM (loop)", rnnkit.LSTM(H, H, fused=False), "torch.nn.LSTM", lstm),
         ("rnnkit.LSTM (hard_sigmoid)", rnnkit.LSTM(H, H, recurrent_activation="hard_sigmoid"), "torch.nn.LSTM", lstm),
+        ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", gru),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", rnn),
         ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN", rnn),
+        ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN + Linear", RNNWithReadout(H, H, H)),
+        ("rnnkit.Jordan (reference loop)", ReferenceLoop(rnnkit.Jordan(H, H, H)), "torch.nn.RNN", rnn),
         ("rnnkit.SCRN", rnnkit.SCRN(H, H), "torch.nn.RNN", rnn),
         ("rnnkit.Clockwork", rnnkit.Clockwork(H, H), "torch.nn.RNN", rnn),
         ("rnnkit.MinGRU", rnnkit.MinGRU(H, H), "torch.nn.GRU", gru),

@@ -5,7 +5,7 @@ time, and drop-in replacements for torch.nn.RNN / LSTM / GRU (and, in ``rnnkit.t
 torch.nn.RNNCell / LSTMCell / GRUCell, whose names rnnkit's own cells already hold).
 """
 
-from rnnkit import state, torch_cells
+from rnnkit import bptt, state, torch_cells
 from rnnkit.cells import (
     CELLS,
     Cell,
@@ -78,6 +78,7 @@ __all__ = [
     "Seq2SeqConfig",
     "beam_search",
     "bio_constraints",
+    "bptt",
     "flip_padded",
     "greedy_search",
     "state",

@@ -8,8 +8,9 @@ for padded input, ``residual=True`` and ``return_steps=True``.
 
 Speed is a dispatch, not a fork: :meth:`_fused_unsupported` names every condition under which torch's
 fused kernels (cuDNN on GPU, the native/oneDNN kernels on CPU) compute exactly this layer. When it
-returns None, :meth:`forward` calls the kernel; otherwise the reference loop of :class:`Recurrent`
-runs. ``fused=False`` forces the loop and ``fused=True`` raises if the kernel cannot be used.
+returns None, :meth:`forward` calls the kernel; otherwise the loop of :class:`Recurrent` runs (for LSTM
+cells that a gradient will be asked of, with the backward written by hand: :mod:`rnnkit.bptt`).
+``fused=False`` forces the loop and ``fused=True`` raises if the kernel cannot be used.
 tests/test_compat.py runs both paths on the same weights and compares them.
 """
 

@@ -27,6 +27,7 @@ def long_memory(tmp_path):
 def args(**kw):
     base = {"task": "adding", "T": "6", "variants": ["irnn", "lstm:forget_bias=chrono,t_max=8"], "optimizer": "sgd"}
     base |= {"lrs": "0.1,0.01", "clip": 1.0, "hidden": 8, "batch": 4, "updates": 4, "eval_every": 2, "eval_size": 8}
+    base |= {"reuse": False}
     return argparse.Namespace(**(base | kw))
 
 
@@ -68,3 +69,28 @@ def test_a_diverging_rate_is_never_chosen(long_memory, monkeypatch):
     monkeypatch.setattr(long_memory, "train", fake_train)
     long_memory.sweep(args(variants=["irnn"]))
     assert {r["lr"] for r in long_memory.load()["runs"] if r.get("chosen")} == {0.01}
+
+
+def test_reuse_trains_only_what_is_missing_and_moves_the_choice(long_memory, monkeypatch):
+    """A sweep at 0.1 alone, then one at 0.1 and 0.01 with --reuse: seed 0 at 0.1 is read back, not trained; 0.01
+    wins on validation, so seeds 1 and 2 train at it and the runs at 0.1 are no longer the chosen ones."""
+    trained = []
+
+    def fake_train(task, T, spec, lr, seed, a):
+        trained.append((lr, seed))
+        final = {"valid_mse": 0.1 if lr == 0.1 else 0.05, "test_mse": 0.1}
+        return {"failed": False, "final": final, "below_baseline_at": 2, "solved_at": None, "minutes": 0.0,
+                "curve": [{"step": 0, **final}]}  # fmt: skip
+
+    monkeypatch.setattr(long_memory, "train", fake_train)
+    long_memory.sweep(args(variants=["irnn"], lrs="0.1"))
+    assert trained == [(0.1, 0), (0.1, 1), (0.1, 2)]
+    trained.clear()
+    long_memory.sweep(args(variants=["irnn"], lrs="0.1,0.01", reuse=True))
+    assert trained == [(0.01, 0), (0.01, 1), (0.01, 2)]
+    runs = long_memory.load()["runs"]
+    assert sorted((r["lr"], r["seed"]) for r in runs if r["chosen"]) == [(0.01, 0), (0.01, 1), (0.01, 2)]
+    assert len(runs) == 6
+    trained.clear()
+    long_memory.sweep(args(variants=["irnn"], lrs="0.1,0.01", reuse=True, hidden=16))  # other settings: train
+    assert len(trained) == 4

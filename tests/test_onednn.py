@@ -65,8 +65,11 @@ def test_only_wide_float32_products_of_enough_rows_take_onednn(calls):
     lstm(torch.randn(5, 4, 16))  # batch 4: too few rows
     lstm.double()(torch.randn(5, 10, 16, dtype=torch.float64))  # float64: oneDNN's product is float32
     assert calls[0] == 0
-    lstm.float()(torch.randn(5, 10, 16))
+    with rnnkit.bptt.reference_loop():
+        lstm.float()(torch.randn(5, 10, 16))
     assert calls[0] == 1 + 5  # the input projection, then one recurrent product per step
+    lstm(torch.randn(5, 10, 16))  # rnnkit.bptt's loop: its recurrent products read the packed weight directly
+    assert calls[0] == 1 + 5 + 1
 
 
 def test_a_onednn_matrix_sends_every_gradient_to_its_parameter():

@@ -9,7 +9,8 @@ A cell is a small ``nn.Module`` with:
 - ``step(x_proj, state) -> (output, state)``: one step, given the projected input;
 - ``sequence(xs_proj, state, mask, keep_steps)``: the loop over time. The default steps one at a time;
   a cell whose recurrence allows a cheaper loop overrides it (minGRU's scan, SCRN's context scan,
-  Clockwork's ticking modules), tested against this reference loop.
+  Clockwork's ticking modules, LSTM's and Jordan's backpropagation written by hand in :mod:`rnnkit.bptt`),
+  tested against this reference loop.
 
 The layer (:class:`rnnkit.Recurrent`) knows only this protocol, so a user's own cell written to it runs
 stacked, bidirectional and on variable lengths like the built-in ones. A layer built from a cell class

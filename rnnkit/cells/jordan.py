@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit import bptt
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import Cell, _check_sizes
 
@@ -78,6 +79,17 @@ class JordanCell(Cell):
         h = self.g(x_proj + F.linear(state.y, self.weight_yh))
         y = self.act_y(F.linear(h, self.weight_hy, self.bias_hy))
         return y, JordanState(y)
+
+    def sequence(
+        self, xs_proj: Tensor, state: JordanState, mask: Tensor | None = None, keep_steps: bool = False
+    ) -> tuple[Tensor, JordanState, list[JordanState] | None]:
+        """The reference loop, or, when a gradient is wanted, the same equations with backpropagation through
+        time written out (:mod:`rnnkit.bptt`; tested against this loop)."""
+        weights = (xs_proj, state.y, self.weight_yh, self.weight_hy, self.bias_hy)
+        if not bptt.usable(weights, keep_steps, self.nonlinearity, self.output_activation):
+            return super().sequence(xs_proj, state, mask, keep_steps)
+        ys, y = bptt.jordan_sequence(self, xs_proj, state.y, mask)
+        return ys, JordanState(y), None
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, output_size={self._output_size}, init={self.init!r}"

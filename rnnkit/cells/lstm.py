@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit import bptt
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
 from rnnkit.errors import ArgumentTypeError, RnnkitError
@@ -101,6 +102,20 @@ class LSTMCell(WeightedCell):
         if self.weight_hr is not None:
             h = F.linear(h, self.weight_hr)
         return h, LSTMState(h, c)
+
+    def sequence(
+        self, xs_proj: Tensor, state: LSTMState, mask: Tensor | None = None, keep_steps: bool = False
+    ) -> tuple[Tensor, LSTMState, list[LSTMState] | None]:
+        """The reference loop, or, when a gradient is wanted and there is no projection, the same equations
+        with backpropagation through time written out (:mod:`rnnkit.bptt`; tested against this loop). This
+        is the path of the LSTMs torch's fused kernel cannot run: other activations, ``fused=False``."""
+        tensors = (xs_proj, state.h, state.c, self.weight_hh, self.bias_hh)
+        if self.weight_hr is not None or not bptt.usable(
+            tensors, keep_steps, self.activation, self.recurrent_activation
+        ):
+            return super().sequence(xs_proj, state, mask, keep_steps)
+        hs, h, c = bptt.lstm_sequence(self, xs_proj, state.h, state.c, mask)
+        return hs, LSTMState(h, c), None
 
     def extra_repr(self) -> str:
         proj = f", proj_size={self.proj_size}" if self.proj_size else ""

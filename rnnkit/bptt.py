@@ -1,0 +1,299 @@
+"""Backpropagation through time written out by hand, for the cells torch's fused kernels cannot run.
+
+The reference loop (:meth:`rnnkit.cells.Cell.sequence`) lets autograd record every step: T small graphs,
+each product's weight gradient computed step by step in backward, and autograd's bookkeeping around every
+operation. Here the forward loop runs without a graph, keeping only what the backward reads, and the backward
+loop is the textbook recurrence run from the last step to the first:
+
+    Jordan:  dy_t = dL/dy_t + dy_{t+1}'s share,  do_t = act_y'(o_t) dy_t,  dz_t = g'(z_t) (do_t W_hy),
+             the next share = dz_t W_yh;  dW_yh = sum_t dz_t^T y_{t-1},  dW_hy = sum_t do_t^T h_t.
+    LSTM:    dc_t = dc_{t+1}'s share + sigma(o_t) phi'(c_t) dh_t,  the gates' gradients from dh_t and dc_t,
+             the next shares: dgates_t W_hh and sigma(f_t) dc_t;  dW_hh = sum_t dgates_t^T h_{t-1}.
+
+The weight gradients are one large product over all T x B rows at the end, not T small ones. Every
+activation's derivative is read from its output (tanh' = 1 - y^2, sigmoid' = y (1 - y), ...), so the
+forward keeps the activations' outputs and the states, and the inputs for gradients of gradients (below); the
+reference loop keeps several tensors more a step for autograd. These paths are a dispatch: the cells take them where :func:`usable` says (a
+gradient is wanted, activations with a derivative here, no state list asked for), and
+tests/cells/test_hand_bptt.py checks outputs and gradients against the reference loop in float64. Gradients
+of gradients (``backward(create_graph=True)``) are not written by hand: that backward recomputes the
+reference loop from the saved inputs and lets autograd differentiate it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit import onednn
+from rnnkit.cells.base import Cell
+from rnnkit.onednn import weight_grad
+
+#: d(activation)/d(input) applied to a gradient, from the activation's *output* y, written into ``out``
+Backward = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _hard_sigmoid_backward(y: Tensor, grad: Tensor, out: Tensor) -> Tensor:
+    # relu6(x + 3) / 6: slope 1/6 strictly inside (0, 1), as torch's hardsigmoid_backward (-3 < x < 3)
+    return torch.mul(grad, (y > 0) & (y < 1), out=out).div_(6)
+
+
+BACKWARDS: dict[str, Backward] = {
+    "tanh": lambda y, grad, out: torch.ops.aten.tanh_backward.grad_input(grad, y, grad_input=out),
+    "sigmoid": lambda y, grad, out: torch.ops.aten.sigmoid_backward.grad_input(grad, y, grad_input=out),
+    # y > 0 exactly where x > 0
+    "relu": lambda y, grad, out: torch.ops.aten.threshold_backward.grad_input(grad, y, 0, grad_input=out),
+    "identity": lambda y, grad, out: out.copy_(grad),
+    "linear": lambda y, grad, out: out.copy_(grad),
+    "hard_sigmoid": _hard_sigmoid_backward,
+    "softmax": lambda y, grad, out: torch._softmax_backward_data(grad, y, -1, y.dtype, grad_input=out),
+}
+
+
+_REFERENCE: contextvars.ContextVar[bool] = contextvars.ContextVar("rnnkit_reference_loop", default=False)
+
+
+@contextlib.contextmanager
+def reference_loop() -> Iterator[None]:
+    """Within this block the cells run the reference loop, autograd recording every step: for gradients of
+    gradients, and for tests and benchmarks that compare the two.
+
+    >>> layer = rnnkit.Jordan(3, 4, 2)
+    >>> with rnnkit.bptt.reference_loop():
+    ...     out, y = layer(torch.zeros(5, 1, 3))
+    """
+    token = _REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str) -> bool:
+    """Take the hand-written path: a gradient will be asked for of one of ``tensors`` (without one the
+    reference loop records nothing and costs the same), no per-step states wanted, every activation's
+    derivative known here, and nothing else differentiating the loop itself (torch.compile's tracing,
+    torch.func's transforms, :func:`reference_loop`)."""
+    return (
+        not torch.compiler.is_compiling()  # first: what follows is not for torch.compile to trace
+        and torch.is_grad_enabled()
+        and any(t is not None and t.requires_grad for t in tensors)
+        and not keep_steps
+        and all(a in BACKWARDS for a in activations)
+        and not _REFERENCE.get()
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
+def _masks(mask: Tensor | None, T: int) -> list[Tensor | None]:
+    """Per step: (B, 1) bool, true at real positions, or None without a mask."""
+    return [None] * T if mask is None else list(mask.unsqueeze(-1).unbind(0))
+
+
+def _differentiable_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
+    """The gradients as a graph (``backward(create_graph=True)``, for gradients of gradients): the reference
+    loop recomputed from the saved inputs and differentiated by autograd. Returns one entry per input of
+    ``apply``: None for the cell, the five tensors', None for the rest (``ctx.extra`` of them)."""
+    inputs = ctx.saved_tensors[-5:]
+    with torch.enable_grad():
+        outputs = ctx.reference(ctx.cell, *inputs, ctx.mask)
+    wanted = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
+    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
+    got = torch.autograd.grad(
+        [o for o, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs], create_graph=True, allow_unused=True
+    )
+    result: list[Tensor | None] = [None] * 5
+    for i, g in zip(wanted, got, strict=True):
+        result[i] = g
+    return (None, *result) + (None,) * ctx.extra
+
+
+# -- Jordan -----------------------------------------------------------------------------------------------
+
+
+def jordan_sequence(cell: Any, xs_proj: Tensor, y0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """:class:`rnnkit.JordanCell`'s loop: outputs (T, B, O) and the final y (B, O)."""
+    return _Jordan.apply(cell, xs_proj, y0, cell.weight_yh, cell.weight_hy, cell.bias_hy, mask)
+
+
+def _jordan_reference(cell: Any, xs, y0, w_yh, w_hy, b_hy, mask) -> tuple[Tensor, Tensor]:
+    bound = cell.bound({"weight_yh": w_yh, "weight_hy": w_hy, "bias_hy": b_hy})
+    ys, final, _ = Cell.sequence(bound, xs, type(cell.initial_state(1))(y0), mask)
+    return ys, final.y
+
+
+class _Jordan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, cell, xs, y0, w_yh, w_hy, b_hy, mask) -> tuple[Tensor, Tensor]:
+        T, B, H = xs.shape
+        g, act_y = cell.nonlinearity, cell.output_activation
+        g_fn, act_fn = _forward_fn(g), _forward_fn(act_y)
+        hs, ys = xs.new_empty(T, B, H), xs.new_empty(T, B, w_hy.shape[0])  # each step's h and new output
+        states = ys if mask is None else torch.empty_like(ys)  # y after each step (padding holds it)
+        w_yh_t, w_hy_t, y = w_yh.t(), w_hy.t(), y0
+        for t, (x, m) in enumerate(zip(xs.unbind(0), _masks(mask, T), strict=True)):
+            g_fn(torch.addmm(x, y, w_yh_t), out=hs[t])
+            o = torch.addmm(b_hy, hs[t], w_hy_t) if b_hy is not None else hs[t].mm(w_hy_t)
+            act_fn(o, out=ys[t])
+            if m is not None:
+                torch.where(m, ys[t], y, out=states[t])
+            y = states[t]
+        ctx.save_for_backward(states, hs, ys, xs, y0, w_yh, w_hy, b_hy)
+        ctx.names, ctx.cell, ctx.mask, ctx.reference, ctx.extra = (g, act_y), cell, mask, _jordan_reference, 1
+        return ys, y.clone()
+
+    @staticmethod
+    def backward(ctx: Any, d_ys: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True
+            return _differentiable_backward(ctx, (d_ys, d_final))
+        with torch.no_grad():
+            return _Jordan.gradients(ctx, d_ys, d_final)
+
+    @staticmethod
+    def gradients(ctx: Any, d_ys: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
+        states, hs, ys, _, y0, w_yh, w_hy, b_hy = ctx.saved_tensors
+        mask = ctx.mask
+        g_back, act_back = BACKWARDS[ctx.names[0]], BACKWARDS[ctx.names[1]]
+        T = hs.shape[0]
+        d_ys = torch.zeros_like(ys) if d_ys is None else d_ys
+        carry = torch.zeros_like(ys[0]) if d_final is None else d_final  # dL/dy_t from the steps after t
+        dz, do = torch.empty_like(hs), torch.empty_like(ys)
+        masks = _masks(mask, T)
+        for t in range(T - 1, -1, -1):
+            m = masks[t]
+            dy = d_ys[t] + (carry if m is None else carry.masked_fill(~m, 0))  # padding: y_t is y_{t-1}
+            act_back(ys[t], dy, do[t])
+            g_back(hs[t], do[t].mm(w_hy), dz[t])
+            back = dz[t].mm(w_yh)
+            carry = back if m is None else back + carry.masked_fill(m, 0)
+        rows_z, rows_o = dz.reshape(-1, dz.shape[-1]), do.reshape(-1, do.shape[-1])
+        d_w_yh = _recurrent_weight_grad(rows_z, states, y0)
+        d_w_hy = weight_grad(rows_o, hs.reshape(-1, hs.shape[-1]))
+        d_b_hy = rows_o.sum(0) if b_hy is not None else None
+        return None, dz, carry, d_w_yh, d_w_hy, d_b_hy, None
+
+
+def _recurrent_weight_grad(rows: Tensor, states: Tensor, s0: Tensor) -> Tensor:
+    """sum_t rows_t^T s_{t-1} for (T*B, N) ``rows`` and (T, B, S) ``states`` (the state after each step):
+    s_{-1} is ``s0``, then the states of steps 0 to T-2, without copying them into one tensor."""
+    B = s0.shape[0]
+    return weight_grad(rows[B:], states[:-1].reshape(-1, s0.shape[-1])) + weight_grad(rows[:B], s0)
+
+
+def _forward_fn(name: str) -> Callable[..., Tensor]:
+    """The activation as a function taking ``out=``."""
+    if name == "softmax":
+        return lambda x, out: torch.softmax(x, -1, out=out)
+    if name == "hard_sigmoid":
+        return lambda x, out: out.copy_(torch.nn.functional.hardsigmoid(x))
+    if name in ("identity", "linear"):
+        return lambda x, out: out.copy_(x)
+    if name == "relu":
+        return lambda x, out: torch.clamp(x, min=0, out=out)
+    if name == "tanh":
+        return _tanh
+    return torch.sigmoid
+
+
+def _tanh(x: Tensor, out: Tensor) -> Tensor:
+    """tanh x, as 2 sigmoid(2x) - 1 in float32 on the CPU: torch's float tanh took 22 us for a (32, 256) block
+    here and its sigmoid 3 (these four operations together: about 10). The two agree to about 1e-7."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return torch.tanh(x, out=out)
+    return torch.sigmoid(torch.mul(x, 2, out=out), out=out).mul_(2).sub_(1)
+
+
+# -- LSTM with any activations -----------------------------------------------------------------------------
+
+
+def lstm_sequence(
+    cell: Any, xs_proj: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`rnnkit.LSTMCell`'s loop (no projection): outputs (T, B, H), the final h and c. A weight bound as
+    a :class:`rnnkit.onednn.OneDNNMatrix` has its products taken through oneDNN, as the reference loop does."""
+    w = cell.weight_hh
+    original, packed, packed_t = getattr(w, "original", w), getattr(w, "packed", None), getattr(w, "packed_t", None)
+    return _LSTM.apply(cell, xs_proj, h0, c0, original, cell.bias_hh, mask, packed, packed_t)
+
+
+def _lstm_reference(cell: Any, xs, h0, c0, w_hh, b_hh, mask) -> tuple[Tensor, Tensor, Tensor]:
+    bound = cell.bound({"weight_hh": w_hh, "bias_hh": b_hh})
+    hs, final, _ = Cell.sequence(bound, xs, type(cell.initial_state(1))(h0, c0), mask)
+    return hs, final.h, final.c
+
+
+class _LSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, cell, xs, h0, c0, w_hh, b_hh, mask, packed, packed_t):
+        T, B, G = xs.shape
+        act, gate = cell.activation, cell.recurrent_activation
+        H = G // 4
+        act_fn, gate_fn = _forward_fn(act), _forward_fn(gate)
+        gates = xs + b_hh if b_hh is not None else xs.clone()  # becomes the activated gates, step by step
+        hs, cs, phi_c = (xs.new_empty(T, B, H) for _ in range(3))  # each step's h (the output), c, and phi(c)
+        # the states after each step: the outputs themselves, unless padding holds a state
+        h_states, c_states = (hs, cs) if mask is None else (xs.new_empty(T, B, H), xs.new_empty(T, B, H))
+        w_t, h, c, packed_rows = w_hh.t(), h0, c0, packed is not None and B >= onednn.MIN_ROWS
+        for t, m in enumerate(_masks(mask, T)):
+            z = gates[t]
+            if packed_rows:
+                z.add_(torch.ops.mkldnn._linear_pointwise(h.contiguous(), packed, None, "none", [], ""))
+            else:
+                z.addmm_(h, w_t)
+            i_f, g, o = z[:, : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
+            gate_fn(i_f, out=i_f), act_fn(g, out=g), gate_fn(o, out=o)
+            torch.addcmul(torch.mul(z[:, H : 2 * H], c, out=cs[t]), z[:, :H], g, out=cs[t])
+            act_fn(cs[t], out=phi_c[t])
+            torch.mul(o, phi_c[t], out=hs[t])
+            if m is not None:
+                torch.where(m, hs[t], h, out=h_states[t]), torch.where(m, cs[t], c, out=c_states[t])
+            h, c = h_states[t], c_states[t]
+        ctx.save_for_backward(gates, h_states, c_states, phi_c, xs, h0, c0, w_hh, b_hh)
+        ctx.packed_t, ctx.names, ctx.cell, ctx.mask = packed_t, (act, gate), cell, mask
+        ctx.reference, ctx.extra = _lstm_reference, 3
+        return hs, h.clone(), c.clone()
+
+    @staticmethod
+    def backward(ctx: Any, d_hs, d_h, d_c):
+        if torch.is_grad_enabled():  # create_graph=True
+            return _differentiable_backward(ctx, (d_hs, d_h, d_c))
+        with torch.no_grad():
+            return _LSTM.gradients(ctx, d_hs, d_h, d_c)
+
+    @staticmethod
+    def gradients(ctx: Any, d_hs, d_h, d_c):
+        gates, h_states, c_states, phi_c, _, h0, c0, w_hh, b_hh = ctx.saved_tensors
+        mask = ctx.mask
+        act_back, gate_back = BACKWARDS[ctx.names[0]], BACKWARDS[ctx.names[1]]
+        T, B, G = gates.shape
+        H = G // 4
+        d_hs = torch.zeros_like(phi_c) if d_hs is None else d_hs
+        dh_next = torch.zeros_like(h0) if d_h is None else d_h
+        dc_next = torch.zeros_like(c0) if d_c is None else d_c
+        d_gates, dc, tmp = torch.empty_like(gates), torch.empty_like(c0), torch.empty_like(c0)
+        packed_t = ctx.packed_t if B >= onednn.MIN_ROWS else None
+        for t, m in reversed(list(enumerate(_masks(mask, T)))):
+            z, dz, c_prev = gates[t], d_gates[t], c_states[t - 1] if t else c0
+            i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
+            dh = d_hs[t] + (dh_next if m is None else dh_next.masked_fill(~m, 0))
+            act_back(phi_c[t], torch.mul(dh, o, out=tmp), dc)
+            dc.add_(dc_next if m is None else dc_next.masked_fill(~m, 0))
+            gate_back(i, torch.mul(dc, g, out=tmp), dz[:, :H])
+            gate_back(f, torch.mul(dc, c_prev, out=tmp), dz[:, H : 2 * H])
+            act_back(g, torch.mul(dc, i, out=tmp), dz[:, 2 * H : 3 * H])
+            gate_back(o, torch.mul(dh, phi_c[t], out=tmp), dz[:, 3 * H :])
+            if packed_t is not None:
+                back = torch.ops.mkldnn._linear_pointwise(dz, packed_t, None, "none", [], "")
+            else:
+                back = dz.mm(w_hh)
+            dh_next = back if m is None else back + dh_next.masked_fill(m, 0)
+            dc_next = dc * f if m is None else torch.addcmul(dc_next.masked_fill(m, 0), dc, f)
+        rows = d_gates.reshape(-1, G)
+        d_w = _recurrent_weight_grad(rows, h_states, h0)
+        d_b = rows.sum(0) if b_hh is not None else None
+        return None, d_gates, dh_next, dc_next, d_w, d_b, None, None, None

@@ -1,0 +1,182 @@
+"""rnnkit.bptt: backpropagation through time written by hand for Jordan and LSTM cells, against the reference
+loop autograd differentiates (float64), and the dispatch that chooses between them."""
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit import bptt, onednn
+
+JORDAN = [("tanh", "tanh"), ("relu", "softmax"), ("sigmoid", "identity"), ("tanh", "hard_sigmoid")]
+LSTM = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("tanh", "tanh"), ("identity", "sigmoid")]
+MASK = torch.arange(7).unsqueeze(1) < torch.tensor([7, 4, 1])  # (T, B): three lengths, one of a single step
+
+
+def jordan(g, act_y, dtype=torch.float64):
+    return rnnkit.JordanCell(3, 5, output_size=4, nonlinearity=g, output_activation=act_y, dtype=dtype)
+
+
+def lstm(act, gate, dtype=torch.float64):
+    return rnnkit.LSTMCell(3, 5, activation=act, recurrent_activation=gate, dtype=dtype)
+
+
+def run(cell, xs, state, mask, grad_of):
+    """Outputs, final state and the gradients of a loss that reads both, of ``grad_of``."""
+    out, final = cell.sequence(cell.project_inputs(xs), state, mask)[:2]
+    loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+    loss = loss + sum((s * s).sum() for s in final)
+    return out, final, torch.autograd.grad(loss, grad_of)
+
+
+def compare(cell, state, masked, tol):
+    torch.manual_seed(1)
+    xs = torch.randn(7, 3, 3, dtype=torch.float64, requires_grad=True)
+    mask = MASK if masked else None
+    grad_of = [xs, *state, *cell.parameters()]
+    fast = run(cell, xs, state, mask, grad_of)
+    with bptt.reference_loop():
+        ref = run(cell, xs, state, mask, grad_of)
+    torch.testing.assert_close(fast[0], ref[0], rtol=0, atol=1e-12)
+    for a, b in zip(fast[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    for a, b in zip(fast[2], ref[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)
+
+
+def tolerance(*names):
+    # torch's hardsigmoid_backward multiplies by 1/6 as a float even in float64; ours divides exactly
+    return 1e-7 if "hard_sigmoid" in names else 1e-12
+
+
+@pytest.mark.parametrize("names", JORDAN)
+@pytest.mark.parametrize("masked", [False, True])
+def test_jordan_equals_the_reference_loop(names, masked):
+    torch.manual_seed(0)
+    cell = jordan(*names)
+    state = rnnkit.JordanState(torch.rand(3, 4, dtype=torch.float64, requires_grad=True))
+    compare(cell, state, masked, tolerance(*names))
+
+
+@pytest.mark.parametrize("names", LSTM)
+@pytest.mark.parametrize("masked", [False, True])
+def test_lstm_equals_the_reference_loop(names, masked):
+    torch.manual_seed(0)
+    cell = lstm(*names)
+    h0, c0 = (torch.randn(3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    compare(cell, rnnkit.LSTMState(h0, c0), masked, tolerance(*names))
+
+
+def test_gradcheck_of_the_hand_written_backward():
+    torch.manual_seed(0)
+    cell = jordan("tanh", "softmax")
+    xs = torch.randn(4, 2, 5, dtype=torch.float64, requires_grad=True)
+    y0 = torch.rand(2, 4, dtype=torch.float64, requires_grad=True)
+    params = (cell.weight_yh, cell.weight_hy, cell.bias_hy)
+    assert torch.autograd.gradcheck(
+        lambda xs, y0, *w: bptt._Jordan.apply(cell, xs, y0, *w, MASK[:4, :2]), (xs, y0, *params)
+    )
+    cell = lstm("relu", "sigmoid")
+    xs = torch.randn(4, 2, 20, dtype=torch.float64, requires_grad=True)
+    h0, c0 = (torch.randn(2, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(
+        lambda xs, h0, c0, w, b: bptt._LSTM.apply(cell, xs, h0, c0, w, b, MASK[:4, :2], None, None),
+        (xs, h0, c0, cell.weight_hh, cell.bias_hh),
+    )
+
+
+def nodes(t):
+    """The names of every node in ``t``'s backward graph."""
+    seen, todo, names = set(), [t.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo.extend(n for n, _ in node.next_functions)
+    return names
+
+
+def test_the_layers_take_the_hand_written_path_only_where_it_applies():
+    x = torch.randn(6, 2, 3)
+    layer = rnnkit.Jordan(3, 5, 4)
+    assert "_JordanBackward" in nodes(layer(x)[0])
+    with torch.no_grad():
+        assert layer(x)[0].grad_fn is None  # nothing to differentiate: the plain loop
+    with bptt.reference_loop():
+        assert "_JordanBackward" not in nodes(layer(x)[0])
+    assert "_JordanBackward" not in nodes(layer(x, return_steps=True)[0])  # per-step states asked for
+    assert "_LSTMBackward" in nodes(rnnkit.LSTM(3, 5, fused=False)(x)[0])
+    assert "_LSTMBackward" in nodes(rnnkit.LSTM(3, 5, activation="relu")(x)[0])
+    assert "_LSTMBackward" not in nodes(rnnkit.LSTM(3, 5, activation="relu", proj_size=2)(x)[0])  # projection
+    assert "_LSTMBackward" not in nodes(rnnkit.LSTM(3, 5)(x)[0])  # torch's fused kernel, as before
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_stacked_layer_with_lengths_equals_the_reference_loop(bidirectional):
+    """Two layers, both directions, three lengths, through the layer's own plumbing; float32 with oneDNN's
+    products (batch >= onednn.MIN_ROWS), so the tolerance is float32's."""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(4, 8, num_layers=2, bidirectional=bidirectional, activation="relu", fused=False)
+    x = torch.randn(9, onednn.MIN_ROWS, 4, requires_grad=True)
+    lengths = torch.tensor([9, 5, 1, 9, 2, 7, 3, 8][: onednn.MIN_ROWS])
+
+    def grads():
+        out, (h, c) = layer(x, lengths=lengths)
+        loss = out.square().sum() + h.sum() + c.sum()
+        return [out, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+    fast = grads()
+    with bptt.reference_loop():
+        ref = grads()
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: jordan("tanh", "softmax"), lambda: lstm("relu", "sigmoid")])
+def test_gradients_of_gradients_differentiate_the_recomputed_reference_loop(make):
+    torch.manual_seed(0)
+    cell = make()
+    xs = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    state = type(cell.initial_state(3))(*(torch.rand_like(s, requires_grad=True) for s in cell.initial_state(3)))
+
+    def twice():
+        out, final = cell.sequence(cell.project_inputs(xs), state, MASK[:5])[:2]
+        loss = out.square().sum() + sum(s.sum() for s in final)
+        grads = torch.autograd.grad(loss, [xs, *state], create_graph=True)
+        return torch.autograd.grad(sum(g.square().sum() for g in grads), [xs, *state, *cell.parameters()])
+
+    fast = twice()
+    with bptt.reference_loop():
+        ref = twice()
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert torch.autograd.gradgradcheck(
+        lambda xs: cell.sequence(cell.project_inputs(xs), cell.initial_state(3), MASK[:5])[0], (xs,)
+    )
+
+
+def test_torch_func_transforms_differentiate_the_reference_loop():
+    layer = rnnkit.Jordan(3, 5, 4, dtype=torch.float64)
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    grad = torch.func.grad(lambda x: layer(x)[0].square().sum())(x)
+    x.requires_grad_(True)
+    with bptt.reference_loop():
+        (ref,) = torch.autograd.grad(layer(x)[0].square().sum(), x)
+    torch.testing.assert_close(grad, ref)
+
+
+def test_float32_tanh_through_sigmoid_is_within_float_rounding_of_torch_tanh():
+    x = torch.linspace(-12, 12, 100_001)
+    out = torch.empty_like(x)
+    bptt._tanh(x, out)
+    torch.testing.assert_close(out, torch.tanh(x), rtol=0, atol=3e-7)
+    assert bptt._tanh(x.double(), torch.empty_like(x, dtype=torch.float64)).equal(torch.tanh(x.double()))
+
+
+@pytest.mark.parametrize("rows", [onednn.MIN_ROWS - 1, 300])
+def test_weight_grad_is_grad_transposed_times_x(rows):
+    torch.manual_seed(0)
+    grad, x = torch.randn(rows, 12), torch.randn(rows, 7)
+    torch.testing.assert_close(onednn.weight_grad(grad, x), grad.t().mm(x), rtol=1e-5, atol=1e-5)
+    assert onednn.weight_grad(grad, x).shape == (12, 7)

@@ -1,0 +1,48 @@
+"""benchmarks/clockwork_waveform.py: each model and size reports the learning rate whose median over the seeds
+is lowest, among the rates run on the most seeds, and runs at several rates add up in one results file."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture
+def clockwork(tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location("clockwork_waveform", BENCHMARKS / "clockwork_waveform.py")
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, "clockwork_waveform", module)
+        spec.loader.exec_module(module)
+        mp.setattr(sys.modules["common"], "RESULTS", tmp_path)
+        mp.setattr(module, "RESULTS", tmp_path)
+        yield module
+
+
+def run(model, lr, seed, nmse):
+    return {"model": model, "target_params": 100, "params": 97, "hidden": 8, "lr": lr, "seed": seed, "nmse": nmse}
+
+
+def test_the_rate_with_the_lowest_median_over_the_most_seeds_is_reported(clockwork):
+    setting = {"iters": 10}
+    target = torch.zeros(4)
+    nmse = {(0.03, 0): 0.5, (0.03, 1): 0.6, (0.03, 2): 0.9, (0.1, 0): 0.4, (0.1, 1): 0.7, (0.1, 2): 0.8}
+    for (lr, seed), value in nmse.items():
+        sections = clockwork.record("cw", "chord", setting, target, run("rnn", lr, seed, value), torch.zeros(4))
+    sections = clockwork.record("cw", "chord", setting, target, run("rnn", 0.001, 0, 0.01), None)  # one seed only
+    (row,) = sections["chord"]["table"]
+    assert (row["lr"], row["nmse_median"], row["seeds"]) == (0.03, 0.6, [0, 1, 2])
+    assert row["lrs_tried"] == [0.001, 0.03, 0.1]
+    assert len(sections["chord"]["runs"]) == 7 and "rnn/0.1/2" in sections["chord"]["waveforms"]
+    sections = clockwork.record("cw", "chord", {"iters": 20}, target, run("rnn", 0.1, 0, 0.3), None)
+    assert len(sections["chord"]["runs"]) == 1  # another budget starts the target afresh
+
+
+def test_learning_rates_that_are_not_numbers_are_refused(clockwork):
+    with pytest.raises(SystemExit, match="--lrs 'a,b'"):
+        clockwork._rates("a,b")
