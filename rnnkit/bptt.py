@@ -12,12 +12,12 @@ loop is the textbook recurrence run from the last step to the first:
 
 The weight gradients are one large product over all T x B rows at the end, not T small ones. Every
 activation's derivative is read from its output (tanh' = 1 - y^2, sigmoid' = y (1 - y), ...), so the
-forward keeps the activations' outputs and the states, and the inputs for gradients of gradients (below); the
-reference loop keeps several tensors more a step for autograd. These paths are a dispatch: the cells take them where :func:`usable` says (a
-gradient is wanted, activations with a derivative here, no state list asked for), and
-tests/cells/test_hand_bptt.py checks outputs and gradients against the reference loop in float64. Gradients
-of gradients (``backward(create_graph=True)``) are not written by hand: that backward recomputes the
-reference loop from the saved inputs and lets autograd differentiate it.
+forward keeps the activations' outputs and the states (and the inputs, for gradients of gradients); the
+reference loop keeps several tensors more a step for autograd. These paths are a dispatch: the cells take
+them where :func:`usable` says (a gradient is wanted, activations with a derivative here, no state list
+asked for), and tests/cells/test_hand_bptt.py checks outputs and gradients against the reference loop in
+float64. Gradients of gradients (``backward(create_graph=True)``) are not written by hand: that backward
+recomputes the reference loop from the saved inputs and lets autograd differentiate it.
 """
 
 from __future__ import annotations

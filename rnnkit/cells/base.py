@@ -84,6 +84,12 @@ class Cell(nn.Module):
                 steps.append(state)
         return torch.stack(outputs), state, steps
 
+    def for_steps(self) -> Cell:
+        """This cell prepared for many ``step`` calls with the same weights (generation: rnnkit.tasks.stepping
+        calls it once per set of weights). The default is the cell itself; a cell that derives something from
+        its weights at every step returns a view that derives it once (Clockwork's masked W_H)."""
+        return self
+
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step on a raw input ``x`` (B, input_size); ``state`` defaults to zeros."""
         if state is None:

@@ -41,6 +41,7 @@ class ClockworkCell(Cell):
     """
 
     recurrent_weights = ("weight_hh",)
+    _premasked = False  # True in the view for_steps() returns: weight_hh is already masked
 
     def __init__(
         self,
@@ -89,13 +90,40 @@ class ClockworkCell(Cell):
         return F.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, x_proj: Tensor, state: ClockworkState) -> tuple[Tensor, ClockworkState]:
+        if self._premasked:  # for_steps(): W_H masked once, and only the modules that tick computed
+            t = state.t
+            if bool((t != t[0]).any()):
+                return self._step(x_proj, state, self.weight_hh)
+            h = self._tick(x_proj, state.h, int(t[0]), self.weight_hh)
+            return h, ClockworkState(h, t + 1)
         return self._step(x_proj, state, self.weight_hh * self.recurrent_mask)
+
+    def for_steps(self) -> ClockworkCell:
+        """This cell with W_H masked once (not at every step) and steps that compute only the modules that
+        tick when every row is at the same step: for generation, which steps many times with fixed weights."""
+        view = self.bound({"weight_hh": self.weight_hh * self.recurrent_mask})
+        view.__dict__["_premasked"] = True
+        return view
 
     def _step(self, x_proj: Tensor, state: ClockworkState, w_hh: Tensor) -> tuple[Tensor, ClockworkState]:
         candidate = self.g(x_proj + F.linear(state.h, w_hh))
         active = state.t.unsqueeze(1) % self.unit_period == 0  # (B, H): the modules that tick now
         h = torch.where(active, candidate, state.h)
         return h, ClockworkState(h, state.t + 1)
+
+    def _tick(self, x: Tensor, h: Tensor, t: int, w_hh: Tensor) -> Tensor:
+        """h_t from h_{t-1} when every row is at step ``t``, computing only the modules that tick. With periods
+        1, 2, 4, ... those are the first units, rows of W_H; otherwise every row (the general step)."""
+        ticks = [t % p == 0 for p in self.periods]
+        n = ticks.index(False) if False in ticks else len(ticks)  # the leading modules that tick
+        if any(ticks[n:]):  # not a prefix (periods that are not multiples of each other): every row
+            return self._step(x, ClockworkState(h, torch.full_like(h[:, 0], t, dtype=torch.long)), w_hh)[0]
+        if n == len(ticks):
+            return self.g(x + F.linear(h, w_hh))
+        if not n:
+            return h
+        rows = n * (self.hidden_size // len(self.periods))
+        return torch.cat([self.g(x[:, :rows] + F.linear(h, w_hh[:rows])), h[:, rows:]], dim=1)
 
     def sequence(
         self, xs_proj: Tensor, state: ClockworkState, mask: Tensor | None = None, keep_steps: bool = False
@@ -106,23 +134,15 @@ class ClockworkCell(Cell):
         cost about half of a full matrix product on average (the paper's point about its speed)."""
         if torch.compiler.is_compiling():  # which modules tick depends on t's value: a graph takes every step whole
             return Cell.sequence(self, xs_proj, state, mask, keep_steps)
-        w_hh = self.weight_hh * self.recurrent_mask
+        w_hh = self.weight_hh if self._premasked else self.weight_hh * self.recurrent_mask
         t = state.t
         if bool((t != t[0]).any()):  # sequences at different steps: the general step, W_H formed once
             return Cell.sequence(_Stepper(self, w_hh), xs_proj, state, mask, keep_steps)
-        t0, size, h = int(t[0]), self.hidden_size // len(self.periods), state.h
+        t0, h = int(t[0]), state.h
         masks = mask.unbind(0) if mask is not None else [None] * xs_proj.shape[0]
         hs = []
         for k, (x, m) in enumerate(zip(xs_proj.unbind(0), masks, strict=True)):
-            ticks = [(t0 + k) % p == 0 for p in self.periods]
-            n = ticks.index(False) if False in ticks else len(ticks)  # the leading modules that tick
-            if any(ticks[n:]):  # not a prefix (periods that are not multiples of each other): every row
-                new = self._step(x, ClockworkState(h, t + k), w_hh)[0]
-            elif n:
-                rows = n * size
-                new = torch.cat([self.g(x[:, :rows] + F.linear(h, w_hh[:rows])), h[:, rows:]], dim=1)
-            else:
-                new = h
+            new = self._tick(x, h, t0 + k, w_hh)
             h = new if m is None else torch.where(m.unsqueeze(-1), new, h)
             hs.append(h)
         counts = mask.long().cumsum(0) if mask is not None else None  # steps taken, held at padding

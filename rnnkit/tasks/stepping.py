@@ -93,10 +93,12 @@ def fast_layout(weight: Tensor) -> Tensor:
 
 
 def fast_cells(cells: list) -> list:
-    """``cells`` bound to copies of their weights in :func:`fast_layout` (no gradients reach the parameters)."""
+    """``cells`` prepared for stepping (:meth:`rnnkit.Cell.for_steps`) and bound to copies of their weights in
+    :func:`fast_layout` (no gradients reach the parameters)."""
+    prepared = [cell.for_steps() for cell in cells]
     return [
         cell.bound({name: fast_layout(w.detach()) for name, w in cell._parameters.items() if w is not None})
-        for cell in cells
+        for cell in prepared
     ]
 
 

@@ -73,3 +73,26 @@ def test_periods_must_be_positive_integers(periods):
 def test_hidden_size_must_split_into_modules():
     with pytest.raises(ValueError, match="does not split into 3 equal modules"):
         rnnkit.ClockworkCell(2, 4, periods=[1, 2, 4])
+
+
+@pytest.mark.parametrize("periods", [[1, 2, 4, 8], [2, 3]])
+@pytest.mark.parametrize("t0", [[0, 0], [5, 5], [3, 6]])
+def test_for_steps_equals_the_step_it_prepares(periods, t0):
+    """for_steps(): W_H masked once and only the ticking modules computed; the same numbers as step at any
+    starting steps, equal or not, and periods that are not multiples of each other."""
+    torch.manual_seed(0)
+    cell = rnnkit.ClockworkCell(3, 4 * len(periods), periods=periods, dtype=torch.float64)
+    fast = cell.for_steps()
+    assert fast is not cell and fast._premasked and not cell._premasked
+    state = fast_state = rnnkit.ClockworkState(torch.randn(2, cell.hidden_size, dtype=torch.float64), torch.tensor(t0))
+    for _ in range(9):
+        x = cell.project_inputs(torch.randn(2, 3, dtype=torch.float64))
+        y, state = cell.step(x, state)
+        y_fast, fast_state = fast.step(x, fast_state)
+        torch.testing.assert_close(y_fast, y, rtol=0, atol=1e-14)
+        assert torch.equal(fast_state.t, state.t)
+    xs = cell.project_inputs(torch.randn(6, 2, 3, dtype=torch.float64))
+    out, final, _ = fast.sequence(xs, fast_state)
+    ref, ref_final, _ = cell.sequence(xs, state)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-14)
+    assert torch.equal(final.t, ref_final.t)
