@@ -46,7 +46,7 @@ import wave
 from pathlib import Path
 
 import torch
-from common import RESULTS, machine, write_result
+from common import RESULTS, machine, results_lock, write_result
 from torch import Tensor, nn
 
 from rnnkit import Recurrent
@@ -203,6 +203,11 @@ def record(name: str, key: str, setting: dict, target: Tensor, run: dict, y: Ten
     """Add one trained network to results/<name>.json (replacing an earlier run of the same model, size,
     rate and seed), so that seeds and rates run in separate invocations add up and an interrupted run keeps
     what it did."""
+    with results_lock(name):  # another target's sweep may be writing the same file
+        return _record(name, key, setting, target, run, y)
+
+
+def _record(name: str, key: str, setting: dict, target: Tensor, run: dict, y: Tensor | None) -> dict:
     path = RESULTS / f"{name}.json"
     payload = json.loads(path.read_text()) if path.exists() else {}
     sections = payload.get("targets", {})

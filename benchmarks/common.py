@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -88,6 +90,19 @@ class RNNWithReadout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple:
         out, h = self.rnn(x)
         return torch.tanh(self.readout(out)), h
+
+
+@contextlib.contextmanager
+def results_lock(name: str):
+    """Hold an exclusive lock on results/<name>.json's lock file while a script reads, merges and writes it:
+    sweeps running side by side (one per core) then never lose each other's runs."""
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f".{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -29,7 +29,7 @@ import sys
 import time
 
 import torch
-from common import RESULTS, machine, write_result
+from common import RESULTS, machine, results_lock, write_result
 from long_range import TASKS, memoryless
 from torch import Tensor, nn
 
@@ -125,12 +125,14 @@ def load() -> dict:
 
 
 def record(run: dict) -> None:
-    """Merge one run into the results file, read again first: two sweeps (one per core) may share it."""
-    payload, key = load(), ("task", "T", "variant", "lr", "seed", "optimizer", "updates")
-    payload["runs"] = [r for r in payload["runs"] if tuple(r[k] for k in key) != tuple(run[k] for k in key)]
-    payload["runs"].append(run)
-    payload["setting"] = machine() | {"threads": torch.get_num_threads()}
-    write_result(NAME, payload)
+    """Merge one run into the results file, read again first under a lock: two sweeps (one per core) may
+    share it."""
+    with results_lock(NAME):
+        payload, key = load(), ("task", "T", "variant", "lr", "seed", "optimizer", "updates")
+        payload["runs"] = [r for r in payload["runs"] if tuple(r[k] for k in key) != tuple(run[k] for k in key)]
+        payload["runs"].append(run)
+        payload["setting"] = machine() | {"threads": torch.get_num_threads()}
+        write_result(NAME, payload)
 
 
 SETTINGS = ("optimizer", "updates", "hidden", "batch", "clip", "eval_size")
@@ -180,11 +182,12 @@ def recorded(task: str, T: int, spec: str, lr: float, seed: int, settings: dict)
 
 def choose(task: str, T: int, spec: str, lr: float, settings: dict) -> None:
     """Mark the runs at ``lr`` as the chosen ones of their row, and unmark the row's other rates."""
-    payload = load()
-    for r in payload["runs"]:
-        if _same(r, task, T, spec, settings):
-            r["chosen"] = r["lr"] == lr
-    write_result(NAME, payload)
+    with results_lock(NAME):
+        payload = load()
+        for r in payload["runs"]:
+            if _same(r, task, T, spec, settings):
+                r["chosen"] = r["lr"] == lr
+        write_result(NAME, payload)
 
 
 def _run(args, T, spec, lr, seed, settings, command) -> dict:
