@@ -234,7 +234,11 @@ def main() -> None:
     parser.add_argument("--lrs", default="3e-2", help="Adam's learning rates (cosine decay to 0): 1e-2,3e-2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds; the table reports the median")
     parser.add_argument("--name", default="clockwork_waveform", help="results/<name>.json and .png")
+    parser.add_argument("--report", action="store_true", help="only print the tables and draw the plot")
     args = parser.parse_args()
+    if args.report:
+        report(args.name)
+        return
     torch.set_num_threads(1)
     target = read_wav(args.wav, offset=args.offset) if args.wav else chord()
     key = Path(args.wav).stem if args.wav else "chord"
@@ -260,6 +264,36 @@ def main() -> None:
         summarise(section)
     plot(sections, RESULTS / f"{args.name}.png")
     print(f"written {RESULTS / args.name}.json and .png")
+
+
+def report(name: str) -> None:
+    """Each target's table (README): per model and size the chosen rate's median normalised MSE, the parameter
+    count and the rate; the mean over sizes; the rates tried; the paper's figure."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{path}: no results yet; run the benchmark first")
+    sections = json.loads(path.read_text())["targets"]
+    for section in sections.values():
+        summarise(section)
+        print(markdown(section) + "\n")
+    plot(sections, RESULTS / f"{name}.png")
+
+
+def markdown(section: dict) -> str:
+    sizes = sorted({r["target_params"] for r in section["table"]})
+    lines = [
+        f"| {section['setting']['target']} | " + " | ".join(f"~{s}" for s in sizes) + " | mean | rates tried | paper |",
+        "|---|" + "---:|" * (len(sizes) + 1) + "---|---:|",
+    ]
+    for model in MODELS:
+        rows = {r["target_params"]: r for r in section["table"] if r["model"] == model}
+        if not rows:
+            continue
+        cells = [f"{rows[s]['nmse_median']:.3g} ({rows[s]['params']}, lr {rows[s]['lr']:g})" for s in sizes]
+        tried = ", ".join(f"{v:g}" for v in sorted({lr for r in rows.values() for lr in r["lrs_tried"]}))
+        cells += [f"**{section['mean_nmse'][model]:.3g}**", tried, f"{PAPER_NMSE[model]:g}"]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _rates(text: str) -> list[float]:

@@ -276,8 +276,12 @@ def plot(payload: dict) -> None:
     import matplotlib.pyplot as plt
 
     cases = sorted({(r["task"], r["T"]) for r in payload["runs"] if r.get("chosen")})
-    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.8), squeeze=False)
-    for ax, (task, T) in zip(axes[0], cases, strict=True):
+    cols = min(3, len(cases))
+    rows = -(-len(cases) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[len(cases) :]:
+        ax.set_visible(False)
+    for ax, (task, T) in zip(axes.flat, cases, strict=False):
         metric = TASKS[task].metric
         groups = sorted(
             {(r["variant"], r["optimizer"], r["updates"]) for r in payload["runs"] if (r["task"], r["T"]) == (task, T)}
@@ -297,7 +301,7 @@ def plot(payload: dict) -> None:
             ax.set_yscale("log")
         ax.set(title=f"{task}, T = {T}", xlabel="updates", ylabel=f"test {metric} (mean; band: min-max of seeds)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5, framealpha=0.7)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
 

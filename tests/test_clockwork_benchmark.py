@@ -39,6 +39,8 @@ def test_the_rate_with_the_lowest_median_over_the_most_seeds_is_reported(clockwo
     assert (row["lr"], row["nmse_median"], row["seeds"]) == (0.03, 0.6, [0, 1, 2])
     assert row["lrs_tried"] == [0.001, 0.03, 0.1]
     assert len(sections["chord"]["runs"]) == 7 and "rnn/0.1/2" in sections["chord"]["waveforms"]
+    table = clockwork.markdown(sections["chord"] | {"setting": {"target": "chord"}})
+    assert "| rnn | 0.6 (97, lr 0.03) | **0.6** | 0.001, 0.03, 0.1 | 0.46 |" in table
     sections = clockwork.record("cw", "chord", {"iters": 20}, target, run("rnn", 0.1, 0, 0.3), None)
     assert len(sections["chord"]["runs"]) == 1  # another budget starts the target afresh
 
