@@ -38,8 +38,14 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
         ("rnnkit.Jordan", rnnkit.Jordan(H, H, H), "torch.nn.RNN + Linear", RNNWithReadout(H, H, H), None),
         ("rnnkit.Jordan (reference loop)", ReferenceLoop(rnnkit.Jordan(H, H, H)), "torch.nn.RNN", nn.RNN(H, H), None),
         ("rnnkit.LSTM (loop)", rnnkit.LSTM(H, H, fused=False), "torch.nn.LSTM", nn.LSTM(H, H), None),
-        ("rnnkit.LSTM (hard_sigmoid)", rnnkit.LSTM(H, H, recurrent_activation="hard_sigmoid"), "torch.nn.LSTM", lstm),
-        ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm),
+        (
+            "rnnkit.LSTM (hard_sigmoid)",
+            rnnkit.LSTM(H, H, recurrent_activation="hard_sigmoid"),
+            "torch.nn.LSTM",
+            lstm,
+            None,
+        ),
+        ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm, None),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),
     ]
