@@ -10,7 +10,8 @@ one thread, while another job ran) went 1.74x faster for the LSTM's (4H x H) mat
 take this path: the gate matrices of LSTM cells with any activations (the cells torch.nn.LSTM's kernel cannot
 run). On a quiet machine with 2 threads, rnnkit.LSTM(256, 256, fused=False) at B32 T100 then took 21-25 ms
 forward against 31-34 ms, and 73-74 ms forward and backward against 82-88 (torch.nn.LSTM: 43 ms): the
-backward's per-step work, not its products, is most of what remains.
+backward's per-step work, not its products, is most of what remains. (That backward is now written by hand for
+LSTM and Jordan cells, :mod:`rnnkit.bptt`, with each weight's gradient one :func:`weight_grad` product.)
 
 :class:`OneDNNMatrix` routes their products there without touching the cells' equations. It is bound in place of
 a weight (see :meth:`rnnkit.cells.Cell.bound`) and answers ``F.linear(x, w, b)`` of float32 inputs of at least
