@@ -242,7 +242,7 @@ class _LSTM(torch.autograd.Function):
         for t, m in enumerate(_masks(mask, T)):
             z = gates[t]
             if packed_rows:
-                z.add_(torch.ops.mkldnn._linear_pointwise(h.contiguous(), packed, None, "none", [], ""))
+                z.add_(onednn.linear(h.contiguous(), packed))
             else:
                 z.addmm_(h, w_t)
             i_f, g, o = z[:, : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
@@ -287,10 +287,7 @@ class _LSTM(torch.autograd.Function):
             gate_back(f, torch.mul(dc, c_prev, out=tmp), dz[:, H : 2 * H])
             act_back(g, torch.mul(dc, i, out=tmp), dz[:, 2 * H : 3 * H])
             gate_back(o, torch.mul(dh, phi_c[t], out=tmp), dz[:, 3 * H :])
-            if packed_t is not None:
-                back = torch.ops.mkldnn._linear_pointwise(dz, packed_t, None, "none", [], "")
-            else:
-                back = dz.mm(w_hh)
+            back = onednn.linear(dz, packed_t) if packed_t is not None else dz.mm(w_hh)
             dh_next = back if m is None else back + dh_next.masked_fill(m, 0)
             dc_next = dc * f if m is None else torch.addcmul(dc_next.masked_fill(m, 0), dc, f)
         rows = d_gates.reshape(-1, G)

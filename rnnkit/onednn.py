@@ -93,6 +93,12 @@ def linear_call(cls: type, func: Any, args: Any, kwargs: dict) -> tuple[Tensor, 
     return (x, weight, bias) if isinstance(weight, cls) and not isinstance(x, cls) else None
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x weight^T + bias`` through oneDNN, for a 2-D float32 ``x`` and a weight packed by
+    ``torch.ops.mkldnn._reorder_linear_weight`` or given as a plain (or strided) (out, in) tensor."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """y = x W^T + b through oneDNN; backward: dx = dy W (oneDNN, packed W^T), dW = dy^T x, db = sum dy. A
     backward that builds a graph (``create_graph=True``: gradients of gradients) uses torch's own products."""
@@ -101,7 +107,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, packed: Tensor, packed_t: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.packed_t, ctx.has_bias = packed_t, bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+        return linear(x.contiguous(), packed, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -111,7 +117,7 @@ class _OneDNNLinear(torch.autograd.Function):
             if torch.is_grad_enabled() or ctx.packed_t is None:  # differentiable (a second backward), or unpacked
                 gx = grad.mm(weight)
             else:
-                gx = torch.ops.mkldnn._linear_pointwise(grad.contiguous(), ctx.packed_t, None, "none", [], "")
+                gx = linear(grad.contiguous(), ctx.packed_t)
         if ctx.needs_input_grad[1]:
             gw = grad.t().mm(x) if torch.is_grad_enabled() else weight_grad(grad, x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -128,7 +134,7 @@ def weight_grad(grad: Tensor, x: Tensor) -> Tensor:
     :data:`MIN_ROWS` rows) and other dtypes stay with torch."""
     if grad.dtype != torch.float32 or grad.shape[0] < MIN_ROWS or grad.device.type != "cpu" or not usable():
         return grad.t().mm(x)
-    return torch.ops.mkldnn._linear_pointwise(x.t().contiguous(), grad.t(), None, "none", [], "").t()
+    return linear(x.t().contiguous(), grad.t()).t()
 
 
 def onednn_cells(cells: list[Any], rows: int, *, backward: bool = True) -> list[Any]:
