@@ -46,7 +46,7 @@ import wave
 from pathlib import Path
 
 import torch
-from common import RESULTS, machine, results_lock, write_result
+from common import RESULTS, learning_rates, machine, results_lock, write_result
 from torch import Tensor, nn
 
 from rnnkit import Recurrent
@@ -231,7 +231,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250, 500, 1000], help="target parameter counts")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--iters", type=int, default=3000, help="Adam iterations, the same for every model")
-    parser.add_argument("--lrs", default="3e-2", help="Adam's learning rates (cosine decay to 0): 1e-2,3e-2")
+    parser.add_argument(
+        "--lrs", type=learning_rates, default=[3e-2], help="Adam's learning rates (cosine decay to 0): 1e-2,3e-2"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds; the table reports the median")
     parser.add_argument("--name", default="clockwork_waveform", help="results/<name>.json and .png")
     parser.add_argument("--report", action="store_true", help="only print the tables and draw the plot")
@@ -246,7 +248,7 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/clockwork_waveform.py", *sys.argv[1:]])
     setting = machine() | {"machine": "2-core CPU", "target": source, "steps": STEPS, "iters": args.iters}
     setting |= {"optimizer": "Adam, cosine decay to 0, clip_grad_norm_ 1.0"}
-    for seed, size, model, lr in itertools.product(args.seeds, args.sizes, args.models, _rates(args.lrs)):
+    for seed, size, model, lr in itertools.product(args.seeds, args.sizes, args.models, args.lrs):
         hidden, modules = sized(model, size)
         torch.manual_seed(seed)
         net = make(model, hidden, modules)
@@ -271,7 +273,8 @@ def report(name: str) -> None:
     count and the rate; the mean over sizes; the rates tried; the paper's figure."""
     path = RESULTS / f"{name}.json"
     if not path.exists():
-        raise SystemExit(f"{path}: no results yet; run the benchmark first")
+        print(f"{path}: no results yet; run the benchmark first", file=sys.stderr)
+        raise SystemExit(2)
     sections = json.loads(path.read_text())["targets"]
     for section in sections.values():
         summarise(section)
@@ -294,13 +297,6 @@ def markdown(section: dict) -> str:
         cells += [f"**{section['mean_nmse'][model]:.3g}**", tried, f"{PAPER_NMSE[model]:g}"]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _rates(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"--lrs {text!r}: expected learning rates separated by commas, e.g. 1e-2,3e-2") from None
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
+import math
 import os
 import platform
 import statistics
@@ -90,6 +92,20 @@ class RNNWithReadout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple:
         out, h = self.rnn(x)
         return torch.tanh(self.readout(out)), h
+
+
+def learning_rates(text: str) -> list[float]:
+    """``--lrs`` as argparse's ``type``: learning rates separated by commas, each finite and above 0 (argparse then
+    exits 2 with the message)."""
+    try:
+        rates = [float(v) for v in text.split(",")]
+    except ValueError:
+        message = f"{text!r}: expected learning rates separated by commas, e.g. 1e-3,3e-3"
+        raise argparse.ArgumentTypeError(message) from None
+    bad = [r for r in rates if not math.isfinite(r) or r <= 0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: a learning rate must be finite and above 0, got {bad[0]:g}")
+    return rates
 
 
 @contextlib.contextmanager

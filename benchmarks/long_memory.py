@@ -29,7 +29,7 @@ import sys
 import time
 
 import torch
-from common import RESULTS, machine, results_lock, write_result
+from common import RESULTS, learning_rates, machine, results_lock, write_result
 from long_range import TASKS, memoryless
 from torch import Tensor, nn
 
@@ -154,7 +154,7 @@ def sweep(args: argparse.Namespace) -> None:
     for T in (int(t) for t in args.T.split(",")):
         for spec in args.variants:
             chosen, best_valid = None, None
-            for lr in (float(v) for v in args.lrs.split(",")):
+            for lr in args.lrs:
                 result = run(T, spec, lr, 0)
                 valid = {k.removeprefix("valid_"): v for k, v in result["final"].items() if k.startswith("valid_")}
                 if not result["failed"] and better(args.task, valid, best_valid):
@@ -312,7 +312,9 @@ def main() -> None:
     parser.add_argument("--T", default="150", help="one length or several: 150,200")
     parser.add_argument("--variants", nargs="+", default=["irnn", "rnn", "rnn:init=identity", "lstm:forget_bias=1"])
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    parser.add_argument("--lrs", default="1e-2,1e-3,1e-4", help="the learning rates seed 0 tries")
+    parser.add_argument(
+        "--lrs", type=learning_rates, default=[1e-2, 1e-3, 1e-4], help="the learning rates seed 0 tries: 1e-3,3e-3"
+    )
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)

@@ -45,6 +45,9 @@ def test_the_rate_with_the_lowest_median_over_the_most_seeds_is_reported(clockwo
     assert len(sections["chord"]["runs"]) == 1  # another budget starts the target afresh
 
 
-def test_learning_rates_that_are_not_numbers_are_refused(clockwork):
-    with pytest.raises(SystemExit, match="--lrs 'a,b'"):
-        clockwork._rates("a,b")
+@pytest.mark.parametrize(("text", "message"), [("a,b", "expected learning rates"), ("nan", "finite"), ("0", "above 0")])
+def test_learning_rates_that_are_not_usable_are_refused_with_exit_2(clockwork, monkeypatch, capsys, text, message):
+    monkeypatch.setattr(sys, "argv", ["clockwork_waveform.py", "--lrs", text])
+    with pytest.raises(SystemExit) as exit_:
+        clockwork.main()
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

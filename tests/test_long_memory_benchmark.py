@@ -26,7 +26,7 @@ def long_memory(tmp_path):
 
 def args(**kw):
     base = {"task": "adding", "T": "6", "variants": ["irnn", "lstm:forget_bias=chrono,t_max=8"], "optimizer": "sgd"}
-    base |= {"lrs": "0.1,0.01", "clip": 1.0, "hidden": 8, "batch": 4, "updates": 4, "eval_every": 2, "eval_size": 8}
+    base |= {"lrs": [0.1, 0.01], "clip": 1.0, "hidden": 8, "batch": 4, "updates": 4, "eval_every": 2, "eval_size": 8}
     base |= {"reuse": False}
     return argparse.Namespace(**(base | kw))
 
@@ -83,14 +83,14 @@ def test_reuse_trains_only_what_is_missing_and_moves_the_choice(long_memory, mon
                 "curve": [{"step": 0, **final}]}  # fmt: skip
 
     monkeypatch.setattr(long_memory, "train", fake_train)
-    long_memory.sweep(args(variants=["irnn"], lrs="0.1"))
+    long_memory.sweep(args(variants=["irnn"], lrs=[0.1]))
     assert trained == [(0.1, 0), (0.1, 1), (0.1, 2)]
     trained.clear()
-    long_memory.sweep(args(variants=["irnn"], lrs="0.1,0.01", reuse=True))
+    long_memory.sweep(args(variants=["irnn"], lrs=[0.1, 0.01], reuse=True))
     assert trained == [(0.01, 0), (0.01, 1), (0.01, 2)]
     runs = long_memory.load()["runs"]
     assert sorted((r["lr"], r["seed"]) for r in runs if r["chosen"]) == [(0.01, 0), (0.01, 1), (0.01, 2)]
     assert len(runs) == 6
     trained.clear()
-    long_memory.sweep(args(variants=["irnn"], lrs="0.1,0.01", reuse=True, hidden=16))  # other settings: train
+    long_memory.sweep(args(variants=["irnn"], lrs=[0.1, 0.01], reuse=True, hidden=16))  # other settings: train
     assert len(trained) == 4
