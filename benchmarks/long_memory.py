@@ -7,13 +7,19 @@
     # copy memory: an LSTM with torch's default biases, forget bias 1, and chrono (Tallec and Ollivier 2018)
     OMP_NUM_THREADS=1 python benchmarks/long_memory.py --task copy --T 100 --optimizer adam --lrs 1e-3,3e-3 \\
         --variants lstm lstm:forget_bias=1 lstm:forget_bias=chrono,t_max=120 --updates 10000
+    # copy at T = 200, one process per seed (three side by side), the rate annealed over the last third
+    for seed in 0 1 2; do OMP_NUM_THREADS=1 python benchmarks/long_memory.py --task copy --T 200 \\
+        --optimizer adam --lrs 3e-3 --anneal 0.333 --hidden 128 --batch 32 --updates 60000 --eval-every 1000 \\
+        --eval-size 500 --variants lstm:forget_bias=chrono,t_max=220 --seeds $seed & done; wait
     python benchmarks/long_memory.py --report
 
 A variant is a cell name with options (``NAME[:key=value,...]``, as ``rnnkit diagnose --cell`` takes them);
 ``--variants`` takes several, separated by spaces.
 For each variant, seed 0 trains once per learning rate; the learning rate with the best *validation* score
 at the end (lowest MSE for adding, highest recall accuracy then lowest cross-entropy for copy) is kept, and
-seeds 1 and 2 train with it. Validation and test sets are drawn apart from each other and from the training
+seeds 1 and 2 train with it. ``--seeds`` splits one sweep over processes: a process without seed 0 takes
+the rate from ``--lrs`` when it names one, or else from seed 0's runs already recorded.
+Validation and test sets are drawn apart from each other and from the training
 batches; the test set is scored along the way (for the curves) but never used to choose. A run that reaches
 a non-finite loss stops and counts as failed. Runs merge into results/long_memory.json as they finish, so
 an interrupted sweep keeps what it measured; ``--report`` prints the table and draws the curves.
@@ -73,6 +79,7 @@ def train(task_name: str, T: int, spec: str, lr: float, seed: int, args: argpars
     model = Model(spec, task.input_size, args.hidden, task.output_size)
     optimizer = torch.optim.SGD if args.optimizer == "sgd" else torch.optim.Adam
     opt = optimizer(model.parameters(), lr=lr)
+    decay = schedule(args.updates, args.anneal)
     sets = {k: held_out(task_name, T, args.eval_size, k) for k in ("valid", "test")}
     gen = torch.Generator().manual_seed(seed)
 
@@ -96,6 +103,8 @@ def train(task_name: str, T: int, spec: str, lr: float, seed: int, args: argpars
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
+        for group in opt.param_groups:
+            group["lr"] = lr * decay(step)
         if step % args.eval_every == 0 or step == args.updates:
             curve.append(evaluate(step))
     metric = task.metric
@@ -108,6 +117,17 @@ def train(task_name: str, T: int, spec: str, lr: float, seed: int, args: argpars
         "minutes": round((time.perf_counter() - start) / 60, 2),
         "curve": curve,
     }
+
+
+def schedule(updates: int, anneal: float):
+    """The rate's factor after ``step`` updates: 1, then falling linearly to 0 over the last ``anneal`` fraction
+    of the updates (constant when ``anneal`` is 0)."""
+    start = updates * (1 - anneal)
+
+    def factor(step: int) -> float:
+        return 1.0 if step <= start else max(0.0, (updates - step) / (updates - start))
+
+    return factor
 
 
 def _beats(task: str, row: dict, baseline: float) -> bool:
@@ -135,7 +155,8 @@ def record(run: dict) -> None:
         write_result(NAME, payload)
 
 
-SETTINGS = ("optimizer", "updates", "hidden", "batch", "clip", "eval_size")
+SETTINGS = ("optimizer", "updates", "hidden", "batch", "clip", "eval_size", "anneal")
+DEFAULTS = {"anneal": 0.0}  # runs recorded before a setting existed ran with its default
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -153,24 +174,38 @@ def sweep(args: argparse.Namespace) -> None:
 
     for T in (int(t) for t in args.T.split(",")):
         for spec in args.variants:
-            chosen, best_valid = None, None
-            for lr in args.lrs:
-                result = run(T, spec, lr, 0)
-                valid = {k.removeprefix("valid_"): v for k, v in result["final"].items() if k.startswith("valid_")}
-                if not result["failed"] and better(args.task, valid, best_valid):
-                    chosen, best_valid = result, valid
-            if chosen is None:
-                print(f"{spec}: every learning rate failed", flush=True)
+            lr = choose_rate(args, T, spec, settings, run)
+            if lr is None:
                 continue
-            choose(args.task, T, spec, chosen["lr"], settings)
-            for seed in SEEDS[1:]:
-                run(T, spec, chosen["lr"], seed)
-                choose(args.task, T, spec, chosen["lr"], settings)
+            choose(args.task, T, spec, lr, settings)
+            for seed in (s for s in args.seeds if s != 0):
+                run(T, spec, lr, seed)
+                choose(args.task, T, spec, lr, settings)
+
+
+def choose_rate(args: argparse.Namespace, T: int, spec: str, settings: dict, run) -> float | None:
+    """Seed 0's best rate on validation: trained here when this process has seed 0, else taken from ``--lrs``
+    (one rate) or from seed 0's recorded runs."""
+    if 0 not in args.seeds and len(args.lrs) == 1:
+        return args.lrs[0]
+    chosen, best_valid = None, None
+    for lr in args.lrs:
+        result = run(T, spec, lr, 0) if 0 in args.seeds else recorded(args.task, T, spec, lr, 0, settings)
+        if result is None:
+            sys.exit(f"long_memory.py: {spec} at T={T} lr={lr:g} has no seed-0 run recorded with these settings; "
+                     "run seed 0 first, or give one rate with --lrs")  # fmt: skip
+        valid = {k.removeprefix("valid_"): v for k, v in result["final"].items() if k.startswith("valid_")}
+        if not result["failed"] and better(args.task, valid, best_valid):
+            chosen, best_valid = result, valid
+    if chosen is None:
+        print(f"{spec}: every learning rate failed", flush=True)
+        return None
+    return chosen["lr"]
 
 
 def _same(run: dict, task: str, T: int, spec: str, settings: dict) -> bool:
     return (run["task"], run["T"], run["variant"]) == (task, T, spec) and all(
-        run.get(k) == v for k, v in settings.items()
+        run.get(k, DEFAULTS.get(k)) == v for k, v in settings.items()
     )
 
 
@@ -209,16 +244,16 @@ def _run(args, T, spec, lr, seed, settings, command) -> dict:
 
 
 def summary(payload: dict) -> list[dict]:
-    """One row per (task, T, variant, optimizer, updates) with its chosen learning rate's seeds."""
+    """One row per (task, T, variant, budget) with its chosen learning rate's seeds."""
     groups: dict[tuple, list[dict]] = {}
     for r in payload["runs"]:
         if r.get("chosen"):
-            groups.setdefault((r["task"], r["T"], r["variant"], r["optimizer"], r["updates"]), []).append(r)
+            groups.setdefault((r["task"], r["T"], r["variant"], budget(r)), []).append(r)
     rows = []
-    for (task, T, variant, optimizer, updates), runs in sorted(groups.items()):
+    for (task, T, variant, (optimizer, updates, anneal)), runs in sorted(groups.items()):
         metric = TASKS[task].metric
         values = [r["final"][f"test_{metric}"] for r in runs if not r["failed"]]
-        runs_all = _runs_of(payload, task, T, variant, optimizer, updates)
+        runs_all = _runs_of(payload, task, T, variant, (optimizer, updates, anneal))
         tried = sorted({r["lr"] for r in runs_all})
         rows.append(
             {
@@ -227,6 +262,7 @@ def summary(payload: dict) -> list[dict]:
                 "variant": variant,
                 "optimizer": optimizer,
                 "updates": updates,
+                "anneal": anneal,
                 "lrs_tried": tried,
                 "lr": runs[0]["lr"],
                 "seeds": len(runs),
@@ -241,9 +277,17 @@ def summary(payload: dict) -> list[dict]:
     return rows
 
 
-def _runs_of(payload: dict, task: str, T: int, variant: str, optimizer: str, updates: int) -> list[dict]:
-    key = (task, T, variant, optimizer, updates)
-    return [r for r in payload["runs"] if (r["task"], r["T"], r["variant"], r["optimizer"], r["updates"]) == key]
+def budget(run: dict) -> tuple[str, int, float]:
+    """What a run was given to learn: optimizer, updates, and the fraction of them its rate was annealed over."""
+    return run["optimizer"], run["updates"], run.get("anneal", DEFAULTS["anneal"])
+
+
+def budget_text(optimizer: str, updates: int, anneal: float) -> str:
+    return f"{optimizer}, {updates:,}" + (f", annealed over the last {anneal:.0%}" if anneal else "")
+
+
+def _runs_of(payload: dict, task: str, T: int, variant: str, budget_: tuple) -> list[dict]:
+    return [r for r in payload["runs"] if (r["task"], r["T"], r["variant"], budget(r)) == (task, T, variant, budget_)]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -257,7 +301,7 @@ def markdown(rows: list[dict]) -> str:
         mean, sd = r[f"test_{metric}_mean"], r[f"test_{metric}_sd"]
         tried = ", ".join(f"{v:g}" for v in r["lrs_tried"])
         fails = f" ({r['failed']} failed)" if r["failed"] else ""
-        cells = [r["task"], str(r["T"]), f"`{r['variant']}`", f"{r['optimizer']}, {r['updates']:,}",
+        cells = [r["task"], str(r["T"]), f"`{r['variant']}`", budget_text(r["optimizer"], r["updates"], r["anneal"]),
                  f"{r['lr']:g} ({tried})", f"{metric} {mean:.4f} ± {sd:.4f} ({r['seeds']}){fails}",
                  _steps(r["below_baseline_at"]), _steps(r["solved_at"]), f"{r['minutes']}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
@@ -283,17 +327,15 @@ def plot(payload: dict) -> None:
         ax.set_visible(False)
     for ax, (task, T) in zip(axes.flat, cases, strict=False):
         metric = TASKS[task].metric
-        groups = sorted(
-            {(r["variant"], r["optimizer"], r["updates"]) for r in payload["runs"] if (r["task"], r["T"]) == (task, T)}
-        )
-        for variant, optimizer, updates in groups:
-            runs = [r for r in _runs_of(payload, task, T, variant, optimizer, updates) if r.get("chosen")]
+        groups = sorted({(r["variant"], budget(r)) for r in payload["runs"] if (r["task"], r["T"]) == (task, T)})
+        for variant, budget_ in groups:
+            runs = [r for r in _runs_of(payload, task, T, variant, budget_) if r.get("chosen")]
             if not runs:
                 continue
             steps = [p["step"] for p in min(runs, key=lambda r: len(r["curve"]))["curve"]]
             values = [[p[f"test_{metric}"] for p in r["curve"][: len(steps)]] for r in runs]
             mean = [statistics.mean(v) for v in zip(*values, strict=True)]
-            line = ax.plot(steps, mean, label=f"{variant} ({optimizer} lr {runs[0]['lr']:g}, {updates:,} updates)")[0]
+            line = ax.plot(steps, mean, label=f"{variant} (lr {runs[0]['lr']:g}, {budget_text(*budget_)})")[0]
             low, high = [min(v) for v in zip(*values, strict=True)], [max(v) for v in zip(*values, strict=True)]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
         if task == "adding":
@@ -304,6 +346,25 @@ def plot(payload: dict) -> None:
         ax.legend(fontsize=6.5, framealpha=0.7)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{NAME}.png", dpi=120)
+
+
+def fraction(text: str) -> float:
+    """``--anneal`` as argparse's ``type``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction of the updates between 0 and 1, e.g. 0.333")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds`` as argparse's ``type``: some of 0, 1, 2, separated by commas."""
+    seeds = [int(v) for v in text.split(",") if v.strip().isdigit()]
+    if not seeds or len(seeds) != len(text.split(",")) or not set(seeds) <= set(SEEDS):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected some of the seeds 0,1,2 separated by commas")
+    return seeds
 
 
 def main() -> None:
@@ -319,6 +380,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--updates", type=int, default=20000)
+    parser.add_argument(
+        "--anneal", type=fraction, default=0.0, help="fall linearly to lr 0 over this last fraction of the updates"
+    )
+    parser.add_argument("--seeds", type=seed_list, default=list(SEEDS), help="the seeds this process trains: 1,2")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-size", type=int, default=1000)
     parser.add_argument("--reuse", action="store_true", help="take runs already measured with these settings")
