@@ -81,6 +81,21 @@ class ReferenceLoop(torch.nn.Module):
             return self.layer(x)
 
 
+class PythonElementwise(torch.nn.Module):
+    """``layer`` with its loop's elementwise work in torch operations from Python (:func:`rnnkit.native.disabled`),
+    for the rows that show what rnnkit.native's kernels gain."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        from rnnkit import native
+
+        with native.disabled():
+            return self.layer(x)
+
+
 class RNNWithReadout(torch.nn.Module):
     """torch.nn.RNN(H, H) and a Linear(H, O) read-out of every step: an Elman network with an output layer, the
     same multiply-adds per token as rnnkit.Jordan(H, H, O), whose output layer feeds back."""

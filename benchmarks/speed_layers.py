@@ -7,7 +7,8 @@ Each row times one forward and backward pass (sum of the outputs) of an rnnkit l
 baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
 Rows marked "loop" force rnnkit's loop (``fused=False``): the speed a custom cell gets; for LSTM and Jordan
 cells that loop backpropagates by hand (rnnkit.bptt), and the "reference loop" rows run autograd through every
-step instead (:func:`rnnkit.bptt.reference_loop`), to show what that gains.
+step instead (:func:`rnnkit.bptt.reference_loop`), to show what that gains; "Python elementwise" runs the LSTM
+loop's per-step elementwise work as torch operations instead of rnnkit.native's kernels.
 Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN. SCRN and Clockwork
 (issue 4) are reported next to torch.nn.RNN at the same hidden size.
 Writes benchmarks/results/speed_layers.json and prints a markdown table for the README.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import ReferenceLoop, RNNWithReadout, fwd_bwd, interleaved_medians, machine, write_result
+from common import PythonElementwise, ReferenceLoop, RNNWithReadout, fwd_bwd, interleaved_medians, machine, write_result
 from torch import nn
 
 import rnnkit
@@ -27,7 +28,7 @@ import rnnkit
 def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]]:
     """(rnnkit name, rnnkit layer, baseline name, baseline layer, target ratio)."""
     H = size
-    lstm = nn.LSTM(H, H)
+    lstm, lstm_loop = nn.LSTM(H, H), rnnkit.LSTM(H, H, fused=False)
     return [
         ("rnnkit.LSTM", rnnkit.LSTM(H, H), "torch.nn.LSTM", nn.LSTM(H, H), 0.9),
         ("rnnkit.GRU", rnnkit.GRU(H, H), "torch.nn.GRU", nn.GRU(H, H), 0.9),
@@ -45,6 +46,7 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
             lstm,
             None,
         ),
+        ("rnnkit.LSTM (loop, Python elementwise)", PythonElementwise(lstm_loop), "torch.nn.LSTM", lstm, None),
         ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm, None),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),

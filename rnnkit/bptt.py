@@ -18,6 +18,10 @@ them where :func:`usable` says (a gradient is wanted, activations with a derivat
 asked for), and tests/cells/test_hand_bptt.py checks outputs and gradients against the reference loop in
 float64. Gradients of gradients (``backward(create_graph=True)``) are not written by hand: that backward
 recomputes the reference loop from the saved inputs and lets autograd differentiate it.
+
+The LSTM loop's per-step elementwise work (activations, the cell update, their derivatives) is one call of
+:mod:`rnnkit.native`'s C++ kernels each way where that extension is built, and a dozen torch operations
+otherwise; the same kernels run the forward alone when no gradient is wanted (:func:`lstm_inference`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit import onednn
+from rnnkit import native, onednn
 from rnnkit.cells.base import Cell
 from rnnkit.onednn import weight_grad
 
@@ -227,34 +231,73 @@ def _lstm_reference(cell: Any, xs, h0, c0, w_hh, b_hh, mask) -> tuple[Tensor, Te
     return hs, final.h, final.c
 
 
-class _LSTM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, cell, xs, h0, c0, w_hh, b_hh, mask, packed, packed_t):
-        T, B, G = xs.shape
-        act, gate = cell.activation, cell.recurrent_activation
-        H = G // 4
-        act_fn, gate_fn = _forward_fn(act), _forward_fn(gate)
-        gates = xs + b_hh if b_hh is not None else xs.clone()  # becomes the activated gates, step by step
-        hs, cs, phi_c = (xs.new_empty(T, B, H) for _ in range(3))  # each step's h (the output), c, and phi(c)
-        # the states after each step: the outputs themselves, unless padding holds a state
-        h_states, c_states = (hs, cs) if mask is None else (xs.new_empty(T, B, H), xs.new_empty(T, B, H))
-        w_t, h, c, packed_rows = w_hh.t(), h0, c0, packed is not None and B >= onednn.MIN_ROWS
-        for t, m in enumerate(_masks(mask, T)):
-            z = gates[t]
-            if packed_rows:
-                z.add_(onednn.linear(h.contiguous(), packed))
-            else:
-                z.addmm_(h, w_t)
+def lstm_inference(cell: Any, xs_proj: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None):
+    """The forward loop alone, where no gradient is wanted: the same as the reference loop's outputs (within
+    float rounding), each step's elementwise work one call of rnnkit.native's kernel."""
+    w = cell.weight_hh
+    original, packed = getattr(w, "original", w), getattr(w, "packed", None)
+    names = cell.activation, cell.recurrent_activation
+    _, hs, _, _, _, h, c = _lstm_forward(names, xs_proj, h0, c0, original, cell.bias_hh, mask, packed)
+    return hs, h, c
+
+
+def inference_usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str) -> bool:
+    """Take :func:`lstm_inference`: no gradient wanted, no per-step states, rnnkit.native built for these
+    activations, and nothing tracing or transforming the loop."""
+    wanted = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return (
+        not torch.compiler.is_compiling()
+        and not wanted
+        and not keep_steps
+        and not _REFERENCE.get()
+        and not torch._C._are_functorch_transforms_active()
+        and tensors[0] is not None
+        and _native(tensors[0], *activations) is not None
+    )
+
+
+def _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed) -> tuple[Tensor, ...]:
+    """The forward loop: returns the activated gates, outputs, states after each step, phi(c) and the final h, c."""
+    T, B, G = xs.shape
+    act, gate = names
+    H = G // 4
+    act_fn, gate_fn = _forward_fn(act), _forward_fn(gate)
+    gates = xs + b_hh if b_hh is not None else xs.clone()  # becomes the activated gates, step by step
+    gates = gates.contiguous()  # a permuted xs gives permuted gates; every step's block must be rows
+    hs, cs, phi_c = (xs.new_empty(T, B, H) for _ in range(3))  # each step's h (the output), c, and phi(c)
+    # the states after each step: the outputs themselves, unless padding holds a state
+    h_states, c_states = (hs, cs) if mask is None else (xs.new_empty(T, B, H), xs.new_empty(T, B, H))
+    w_t, h, c, packed_rows = w_hh.t(), h0, c0.contiguous(), packed is not None and B >= onednn.MIN_ROWS
+    kernels = _native(xs, act, gate)
+    for t, m in enumerate(_masks(mask, T)):
+        z = gates[t]
+        product = onednn.linear(h.contiguous(), packed) if packed_rows else None
+        if product is None:
+            z.addmm_(h, w_t)
+        if kernels is not None:  # the same equations, in one call (rnnkit.native), the product added there
+            kernels.lstm_forward_step(z, product, c, cs[t], phi_c[t], hs[t], ACT_IDS[act], ACT_IDS[gate])
+        else:
+            if product is not None:
+                z.add_(product)
             i_f, g, o = z[:, : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
             gate_fn(i_f, out=i_f), act_fn(g, out=g), gate_fn(o, out=o)
             torch.addcmul(torch.mul(z[:, H : 2 * H], c, out=cs[t]), z[:, :H], g, out=cs[t])
             act_fn(cs[t], out=phi_c[t])
             torch.mul(o, phi_c[t], out=hs[t])
-            if m is not None:
-                torch.where(m, hs[t], h, out=h_states[t]), torch.where(m, cs[t], c, out=c_states[t])
-            h, c = h_states[t], c_states[t]
+        if m is not None:
+            torch.where(m, hs[t], h, out=h_states[t]), torch.where(m, cs[t], c, out=c_states[t])
+        h, c = h_states[t], c_states[t]
+    return gates, hs, h_states, c_states, phi_c, h, c
+
+
+class _LSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, cell, xs, h0, c0, w_hh, b_hh, mask, packed, packed_t):
+        names = cell.activation, cell.recurrent_activation
+        gates, hs, h_states, c_states, phi_c, h, c = _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed)
         ctx.save_for_backward(gates, h_states, c_states, phi_c, xs, h0, c0, w_hh, b_hh)
-        ctx.packed_t, ctx.names, ctx.cell, ctx.mask = packed_t, (act, gate), cell, mask
+        ctx.packed_t, ctx.names, ctx.cell, ctx.mask = packed_t, names, cell, mask
+        ctx.native = _native(xs, *names) is not None  # the backward takes the path the forward took
         ctx.reference, ctx.extra = _lstm_reference, 3
         return hs, h.clone(), c.clone()
 
@@ -277,6 +320,11 @@ class _LSTM(torch.autograd.Function):
         dc_next = torch.zeros_like(c0) if d_c is None else d_c
         d_gates, dc, tmp = torch.empty_like(gates), torch.empty_like(c0), torch.empty_like(c0)
         packed_t = ctx.packed_t if B >= onednn.MIN_ROWS else None
+        kernels = _native(gates, *ctx.names) if ctx.native else None
+        if kernels is not None:
+            d_hs, dh_next, dc_next = d_hs.contiguous(), dh_next.contiguous(), dc_next.clone(memory_format=CONTIGUOUS)
+            dh_next, dc_next = _native_backward(kernels, ctx, d_gates, d_hs, dh_next, dc_next, packed_t)
+            return _lstm_weight_grads(d_gates, h_states, h0, b_hh, dh_next, dc_next)
         for t, m in reversed(list(enumerate(_masks(mask, T)))):
             z, dz, c_prev = gates[t], d_gates[t], c_states[t - 1] if t else c0
             i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
@@ -290,7 +338,45 @@ class _LSTM(torch.autograd.Function):
             back = onednn.linear(dz, packed_t) if packed_t is not None else dz.mm(w_hh)
             dh_next = back if m is None else back + dh_next.masked_fill(m, 0)
             dc_next = dc * f if m is None else torch.addcmul(dc_next.masked_fill(m, 0), dc, f)
-        rows = d_gates.reshape(-1, G)
-        d_w = _recurrent_weight_grad(rows, h_states, h0)
-        d_b = rows.sum(0) if b_hh is not None else None
-        return None, d_gates, dh_next, dc_next, d_w, d_b, None, None, None
+        return _lstm_weight_grads(d_gates, h_states, h0, b_hh, dh_next, dc_next)
+
+
+def _lstm_weight_grads(d_gates, h_states, h0, b_hh, dh_next, dc_next) -> tuple[Tensor | None, ...]:
+    """What ``_LSTM.backward`` returns, given every step's gate gradients and the shares reaching the start."""
+    rows = d_gates.reshape(-1, d_gates.shape[-1])
+    d_w = _recurrent_weight_grad(rows, h_states, h0)
+    d_b = rows.sum(0) if b_hh is not None else None
+    return None, d_gates, dh_next, dc_next, d_w, d_b, None, None, None
+
+
+def _native_backward(kernels, ctx, d_gates, d_hs, dh_next, dc_next, packed_t) -> tuple[Tensor, Tensor]:
+    """The backward loop with each step's elementwise work in one call (rnnkit.native); ``dc_next`` is
+    overwritten. Returns the shares reaching h0 and c0."""
+    gates, _, c_states, phi_c, _, _, c0, w_hh, _ = ctx.saved_tensors
+    act, gate = ACT_IDS[ctx.names[0]], ACT_IDS[ctx.names[1]]
+    mask = None if ctx.mask is None else ctx.mask.contiguous()
+    carry = None if mask is None else torch.empty_like(dh_next)
+    for t in reversed(range(gates.shape[0])):
+        m = None if mask is None else mask[t]
+        c_prev = c_states[t - 1] if t else c0.contiguous()
+        kernels.lstm_backward_step(gates[t], c_prev, phi_c[t], d_hs[t], dh_next, dc_next, d_gates[t], m, carry,
+                                   act, gate)  # fmt: skip
+        dz = d_gates[t]
+        back = onednn.linear(dz, packed_t) if packed_t is not None else dz.mm(w_hh)
+        dh_next = back if m is None else back.add_(carry)
+    return dh_next, dc_next
+
+
+CONTIGUOUS = torch.contiguous_format
+
+#: the activations rnnkit.native's kernels compute (its numbering); softmax gates stay in Python
+ACT_IDS = native.ACTIVATIONS
+
+
+def _native(like: Tensor, *activations: str) -> Any:
+    """rnnkit.native's kernels where they apply (built, CPU, float32/64, activations they know), else None."""
+    if like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64) or like.numel() == 0:
+        return None  # (an empty batch: its blocks' strides are arbitrary, and there is nothing to compute)
+    if not all(a in ACT_IDS for a in activations):
+        return None
+    return native.load()

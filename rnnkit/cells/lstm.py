@@ -107,14 +107,17 @@ class LSTMCell(WeightedCell):
         self, xs_proj: Tensor, state: LSTMState, mask: Tensor | None = None, keep_steps: bool = False
     ) -> tuple[Tensor, LSTMState, list[LSTMState] | None]:
         """The reference loop, or, when a gradient is wanted and there is no projection, the same equations
-        with backpropagation through time written out (:mod:`rnnkit.bptt`; tested against this loop). This
-        is the path of the LSTMs torch's fused kernel cannot run: other activations, ``fused=False``."""
+        with backpropagation through time written out (:mod:`rnnkit.bptt`; tested against this loop), or,
+        with no gradient wanted and rnnkit.native built, that path's forward alone. This is the path of the
+        LSTMs torch's fused kernel cannot run: other activations, ``fused=False``."""
         tensors = (xs_proj, state.h, state.c, self.weight_hh, self.bias_hh)
-        if self.weight_hr is not None or not bptt.usable(
-            tensors, keep_steps, self.activation, self.recurrent_activation
-        ):
+        names = self.activation, self.recurrent_activation
+        if self.weight_hr is None and bptt.usable(tensors, keep_steps, *names):
+            hs, h, c = bptt.lstm_sequence(self, xs_proj, state.h, state.c, mask)
+        elif self.weight_hr is None and bptt.inference_usable(tensors, keep_steps, *names):
+            hs, h, c = bptt.lstm_inference(self, xs_proj, state.h, state.c, mask)  # no gradient: the forward alone
+        else:
             return super().sequence(xs_proj, state, mask, keep_steps)
-        hs, h, c = bptt.lstm_sequence(self, xs_proj, state.h, state.c, mask)
         return hs, LSTMState(h, c), None
 
     def extra_repr(self) -> str:

@@ -5,11 +5,20 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit import bptt, onednn
+from rnnkit import bptt, native, onednn
 
 JORDAN = [("tanh", "tanh"), ("relu", "softmax"), ("sigmoid", "identity"), ("tanh", "hard_sigmoid")]
 LSTM = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("tanh", "tanh"), ("identity", "sigmoid")]
 MASK = torch.arange(7).unsqueeze(1) < torch.tensor([7, 4, 1])  # (T, B): three lengths, one of a single step
+
+
+@pytest.fixture(params=["native", "python"])
+def elementwise(request, monkeypatch):
+    """The LSTM loop's elementwise work through rnnkit.native's kernels, and through torch's operations."""
+    if request.param == "native" and native.load() is None:
+        pytest.skip("rnnkit.native is not built (python -m rnnkit.native)")
+    monkeypatch.setenv("RNNKIT_NATIVE", "1" if request.param == "native" else "0")
+    return request.param
 
 
 def jordan(g, act_y, dtype=torch.float64):
@@ -59,14 +68,14 @@ def test_jordan_equals_the_reference_loop(names, masked):
 
 @pytest.mark.parametrize("names", LSTM)
 @pytest.mark.parametrize("masked", [False, True])
-def test_lstm_equals_the_reference_loop(names, masked):
+def test_lstm_equals_the_reference_loop(names, masked, elementwise):
     torch.manual_seed(0)
     cell = lstm(*names)
     h0, c0 = (torch.randn(3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
     compare(cell, rnnkit.LSTMState(h0, c0), masked, tolerance(*names))
 
 
-def test_gradcheck_of_the_hand_written_backward():
+def test_gradcheck_of_the_hand_written_backward(elementwise):
     torch.manual_seed(0)
     cell = jordan("tanh", "softmax")
     xs = torch.randn(4, 2, 5, dtype=torch.float64, requires_grad=True)
@@ -113,7 +122,7 @@ def test_the_layers_take_the_hand_written_path_only_where_it_applies():
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_a_stacked_layer_with_lengths_equals_the_reference_loop(bidirectional):
+def test_a_stacked_layer_with_lengths_equals_the_reference_loop(bidirectional, elementwise):
     """Two layers, both directions, three lengths, through the layer's own plumbing; float32 with oneDNN's
     products (batch >= onednn.MIN_ROWS), so the tolerance is float32's."""
     torch.manual_seed(0)

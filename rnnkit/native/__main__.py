@@ -1,0 +1,5 @@
+import sys
+
+from rnnkit.native import main
+
+sys.exit(main())

@@ -1,0 +1,223 @@
+// One LSTM step's elementwise work, forward and backward, in one call each: what rnnkit.bptt's Python loop
+// otherwise spends a dozen torch operations (and their Python) on, per step. The matrix products stay in Python
+// (oneDNN or MKL through torch); these kernels take the gates after the product.
+//
+// Equations (rnnkit/cells/lstm.py), gates z = [i f g o] of width H each, sigma the gate activation and phi the
+// cell activation:
+//   forward:   i, f, o = sigma(z_i, z_f, z_o);  g = phi(z_g);  c = f c_prev + i g;  h = o phi(c)
+//   backward:  dh = dh_out + dh_next;  dc = phi'(c) o dh + dc_next
+//              dz_i = sigma'(i) g dc,  dz_f = sigma'(f) c_prev dc,  dz_g = phi'(g) i dc,  dz_o = sigma'(o) phi(c) dh
+//              the next shares: f dc (and dz W_hh, taken in Python)
+// Every derivative is read from the activation's output, as rnnkit.bptt does. With a mask (padding), a row
+// whose step is padding holds its state: its incoming shares pass on unchanged and its own step adds nothing.
+//
+// float32 takes exp from a polynomial written so that the compiler vectorises it (Cephes' expf, within 2 ulp);
+// tanh is 2 sigmoid(2x) - 1 there, as in rnnkit.bptt. float64 (the tests' gradchecks) uses the C library.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <bit>
+#include <vector>
+
+namespace {
+
+enum Activation : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2, kIdentity = 3, kHardSigmoid = 4 };
+
+inline float exp_approx(float x) {
+  // x = n ln2 + r with |r| <= ln2 / 2; exp(r) by Cephes' polynomial; 2^n written into the exponent bits
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::nearbyint(x * 1.44269504088896341f);  // (floor(x + 0.5) keeps GCC from vectorising)
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+inline double exp_approx(double x) { return std::exp(x); }
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + exp_approx(-x));
+}
+
+inline float tanh_of(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f; }
+inline double tanh_of(double x) { return std::tanh(x); }
+
+// y = act(x) over n contiguous values, in place allowed
+template <typename T>
+void activate(const T* x, T* y, int64_t n, int64_t act) {
+  switch (act) {
+    case kTanh:
+      for (int64_t j = 0; j < n; ++j) y[j] = tanh_of(x[j]);
+      break;
+    case kSigmoid:
+      for (int64_t j = 0; j < n; ++j) y[j] = sigmoid(x[j]);
+      break;
+    case kRelu:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : T(0);
+      break;
+    case kIdentity:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j];
+      break;
+    case kHardSigmoid:  // relu6(x + 3) / 6, as torch's hardsigmoid
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j] + T(3), T(0)), T(6)) / T(6);
+      break;
+    default:
+      TORCH_CHECK(false, "rnnkit native: unknown activation ", act);
+  }
+}
+
+// out = act'(from its output y) * grad over n values
+template <typename T>
+void derivative(const T* y, const T* grad, T* out, int64_t n, int64_t act) {
+  switch (act) {
+    case kTanh:
+      for (int64_t j = 0; j < n; ++j) out[j] = grad[j] * (T(1) - y[j] * y[j]);
+      break;
+    case kSigmoid:
+      for (int64_t j = 0; j < n; ++j) out[j] = grad[j] * ((T(1) - y[j]) * y[j]);
+      break;
+    case kRelu:
+      for (int64_t j = 0; j < n; ++j) out[j] = y[j] > T(0) ? grad[j] : T(0);
+      break;
+    case kIdentity:
+      for (int64_t j = 0; j < n; ++j) out[j] = grad[j];
+      break;
+    case kHardSigmoid:  // slope 1/6 strictly inside (0, 1), as torch's hardsigmoid_backward
+      for (int64_t j = 0; j < n; ++j) out[j] = (y[j] > T(0) && y[j] < T(1)) ? grad[j] / T(6) : T(0);
+      break;
+    default:
+      TORCH_CHECK(false, "rnnkit native: unknown activation ", act);
+  }
+}
+
+void check_rows(const torch::Tensor& t, int64_t rows, int64_t width, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == width, "rnnkit native: ", name, " must be (",
+              rows, ", ", width, "), got ", t.sizes());
+  TORCH_CHECK(t.stride(1) == 1, "rnnkit native: ", name, " must have contiguous rows");
+  TORCH_CHECK(t.device().is_cpu(), "rnnkit native: ", name, " must be on the CPU");
+}
+
+// rows of at least this many values a thread (torch's own grain for elementwise work)
+constexpr int64_t kGrain = 32768;
+
+}  // namespace
+
+// z (B, 4H): the gates before activation (W_ih x + biases), replaced by their activations; zh, when given, is
+// added first (the recurrent product W_hh h, so that its sum takes no pass of its own). Writes c, phi(c) and h.
+void lstm_forward_step(torch::Tensor z, const c10::optional<torch::Tensor>& zh, const torch::Tensor& c_prev,
+                       torch::Tensor c, torch::Tensor phi, torch::Tensor h, int64_t act, int64_t gate) {
+  const int64_t B = z.size(0), H = z.size(1) / 4;
+  check_rows(z, B, 4 * H, "gates");
+  const bool add = zh.has_value() && zh->defined();
+  if (add) check_rows(*zh, B, 4 * H, "recurrent product");
+  for (const torch::Tensor& t : {c_prev, c, phi, h}) check_rows(t, B, H, "state");
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "lstm_forward_step", [&] {
+    using T = scalar_t;
+    T *zp = z.data_ptr<T>(), *cp = c.data_ptr<T>(), *pp = phi.data_ptr<T>(), *hp = h.data_ptr<T>();
+    const T* cprev = c_prev.data_ptr<T>();
+    const T* zhp = add ? zh->data_ptr<T>() : nullptr;
+    const int64_t zs = z.stride(0), cps = c_prev.stride(0), cs = c.stride(0), ps = phi.stride(0),
+                  hs = h.stride(0), zhs = add ? zh->stride(0) : 0;
+    at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (4 * H)), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        T* zi = zp + b * zs;
+        if (add) {
+          const T* zh_b = zhp + b * zhs;
+          for (int64_t j = 0; j < 4 * H; ++j) zi[j] += zh_b[j];
+        }
+        T *i = zi, *f = zi + H, *g = zi + 2 * H, *o = zi + 3 * H;
+        activate(i, i, 2 * H, gate);  // i and f lie side by side
+        activate(g, g, H, act);
+        activate(o, o, H, gate);
+        const T* cprev_b = cprev + b * cps;
+        T *c_b = cp + b * cs, *phi_b = pp + b * ps, *h_b = hp + b * hs;
+        for (int64_t j = 0; j < H; ++j) c_b[j] = f[j] * cprev_b[j] + i[j] * g[j];
+        activate(c_b, phi_b, H, act);
+        for (int64_t j = 0; j < H; ++j) h_b[j] = o[j] * phi_b[j];
+      }
+    });
+  });
+}
+
+// The backward of one step. z: the activated gates (B, 4H); c_prev, phi (B, H); dh_out: the gradient reaching
+// this step's output; dh_next, dc_next: the shares from the step after. Writes dz (B, 4H) and, in place of
+// dc_next, the next share f dc. mask: (B) bool, true where the step is real, or undefined (no padding); then
+// dh_carry (B, H) receives the dh share a padding row passes on unchanged (0 on real rows), to add to dz W_hh.
+void lstm_backward_step(const torch::Tensor& z, const torch::Tensor& c_prev, const torch::Tensor& phi,
+                        const torch::Tensor& dh_out, const torch::Tensor& dh_next, torch::Tensor dc_next,
+                        torch::Tensor dz, const c10::optional<torch::Tensor>& mask,
+                        const c10::optional<torch::Tensor>& dh_carry, int64_t act, int64_t gate) {
+  const int64_t B = z.size(0), H = z.size(1) / 4;
+  check_rows(z, B, 4 * H, "gates");
+  check_rows(dz, B, 4 * H, "gate gradients");
+  for (const torch::Tensor& t : {c_prev, phi, dh_out, dh_next, dc_next}) check_rows(t, B, H, "state");
+  const bool masked = mask.has_value() && mask->defined();
+  if (masked) {
+    TORCH_CHECK(mask->scalar_type() == torch::kBool && mask->numel() == B && mask->is_contiguous(),
+                "rnnkit native: the mask must be (B) bool");
+    TORCH_CHECK(dh_carry.has_value() && dh_carry->defined(), "rnnkit native: a mask needs dh_carry");
+    check_rows(*dh_carry, B, H, "dh_carry");
+  }
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "lstm_backward_step", [&] {
+    using T = scalar_t;
+    const T *zp = z.data_ptr<T>(), *cprev = c_prev.data_ptr<T>(), *pp = phi.data_ptr<T>(),
+            *dho = dh_out.data_ptr<T>(), *dhn = dh_next.data_ptr<T>();
+    T *dcn = dc_next.data_ptr<T>(), *dzp = dz.data_ptr<T>();
+    const bool* m = masked ? mask->data_ptr<bool>() : nullptr;
+    T* carry = masked ? dh_carry->data_ptr<T>() : nullptr;
+    const int64_t zs = z.stride(0), cps = c_prev.stride(0), ps = phi.stride(0), dhos = dh_out.stride(0),
+                  dhns = dh_next.stride(0), dcns = dc_next.stride(0), dzs = dz.stride(0),
+                  cas = masked ? dh_carry->stride(0) : 0;
+    at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (4 * H)), [&](int64_t begin, int64_t end) {
+      std::vector<T> dh(H), dc(H), tmp(H);
+      for (int64_t b = begin; b < end; ++b) {
+        const bool real = m == nullptr || m[b];
+        const T* zi = zp + b * zs;
+        const T *i = zi, *f = zi + H, *g = zi + 2 * H, *o = zi + 3 * H;
+        const T *cprev_b = cprev + b * cps, *phi_b = pp + b * ps, *dho_b = dho + b * dhos,
+                *dhn_b = dhn + b * dhns;
+        T *dcn_b = dcn + b * dcns, *dz_b = dzp + b * dzs;
+        // a padding row: its own step's gradient flows into its gates, the carried shares skip the step
+        for (int64_t j = 0; j < H; ++j) dh[j] = real ? dho_b[j] + dhn_b[j] : dho_b[j];
+        for (int64_t j = 0; j < H; ++j) tmp[j] = dh[j] * o[j];
+        derivative(phi_b, tmp.data(), dc.data(), H, act);
+        if (real) {
+          for (int64_t j = 0; j < H; ++j) dc[j] += dcn_b[j];
+        }
+        for (int64_t j = 0; j < H; ++j) tmp[j] = dc[j] * g[j];
+        derivative(i, tmp.data(), dz_b, H, gate);
+        for (int64_t j = 0; j < H; ++j) tmp[j] = dc[j] * cprev_b[j];
+        derivative(f, tmp.data(), dz_b + H, H, gate);
+        for (int64_t j = 0; j < H; ++j) tmp[j] = dc[j] * i[j];
+        derivative(g, tmp.data(), dz_b + 2 * H, H, act);
+        for (int64_t j = 0; j < H; ++j) tmp[j] = dh[j] * phi_b[j];
+        derivative(o, tmp.data(), dz_b + 3 * H, H, gate);
+        if (real) {
+          for (int64_t j = 0; j < H; ++j) dcn_b[j] = dc[j] * f[j];
+        } else {  // the held c's share passes on, plus this step's f dc
+          for (int64_t j = 0; j < H; ++j) dcn_b[j] += dc[j] * f[j];
+        }
+        if (carry != nullptr) {
+          T* carry_b = carry + b * cas;
+          for (int64_t j = 0; j < H; ++j) carry_b[j] = real ? T(0) : dhn_b[j];
+        }
+      }
+    });
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward_step", &lstm_forward_step, "one LSTM step's elementwise forward (rnnkit.bptt)");
+  m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
+}
