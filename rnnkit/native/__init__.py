@@ -82,6 +82,8 @@ def build(verbose: bool = False) -> Path:
     """Compile the extension into ``_build/`` (about a minute on 2 cores) and return the library's path."""
     from torch.utils import cpp_extension
 
+    # the ninja of this Python's environment (pip's package) when its bin folder is not on PATH (make's call)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     BUILD.mkdir(exist_ok=True)
     name = module_name()
     cpp_extension.load(

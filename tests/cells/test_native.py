@@ -1,6 +1,8 @@
 """rnnkit.native: the LSTM step's elementwise kernels against torch's operations, and how the extension is found."""
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +31,8 @@ def kernels(monkeypatch):
 
 def test_the_extension_is_built_where_a_compiler_is():
     """make's set-up builds it; where c++ and ninja exist, a missing build is a set-up defect, not a skip."""
-    if not (shutil.which("c++") and shutil.which("ninja")):
+    here = str(Path(sys.executable).parent)  # where pip's ninja lies, as native.build looks
+    if not (shutil.which("c++") and (shutil.which("ninja") or shutil.which("ninja", path=here))):
         pytest.skip("no C++ compiler or ninja here: rnnkit runs the Python loop")
     assert native.load() is not None, "run: python -m rnnkit.native"
 
