@@ -66,34 +66,32 @@ def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-class ReferenceLoop(torch.nn.Module):
-    """``layer`` run inside :func:`rnnkit.bptt.reference_loop`: autograd through every step, for the rows that
-    show what the hand-written backward gains."""
+class Within(torch.nn.Module):
+    """``layer`` run inside the context ``block()`` opens, for rows that time one of rnnkit's paths turned off."""
 
-    def __init__(self, layer: torch.nn.Module) -> None:
+    def __init__(self, layer: torch.nn.Module, block: Callable[[], contextlib.AbstractContextManager]) -> None:
         super().__init__()
-        self.layer = layer
+        self.layer, self.block = layer, block
 
     def forward(self, x: torch.Tensor) -> tuple:
-        from rnnkit import bptt
-
-        with bptt.reference_loop():
+        with self.block():
             return self.layer(x)
 
 
-class PythonElementwise(torch.nn.Module):
+def ReferenceLoop(layer: torch.nn.Module) -> Within:  # a class name: it reads as the class it was
+    """``layer`` inside :func:`rnnkit.bptt.reference_loop`: autograd through every step, for the rows that show
+    what the hand-written backward gains."""
+    from rnnkit import bptt
+
+    return Within(layer, bptt.reference_loop)
+
+
+def PythonElementwise(layer: torch.nn.Module) -> Within:
     """``layer`` with its loop's elementwise work in torch operations from Python (:func:`rnnkit.native.disabled`),
     for the rows that show what rnnkit.native's kernels gain."""
+    from rnnkit import native
 
-    def __init__(self, layer: torch.nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> tuple:
-        from rnnkit import native
-
-        with native.disabled():
-            return self.layer(x)
+    return Within(layer, native.disabled)
 
 
 class RNNWithReadout(torch.nn.Module):

@@ -250,7 +250,8 @@ def summary(payload: dict) -> list[dict]:
         if r.get("chosen"):
             groups.setdefault((r["task"], r["T"], r["variant"], budget(r)), []).append(r)
     rows = []
-    for (task, T, variant, (optimizer, updates, anneal)), runs in sorted(groups.items()):
+    for (task, T, variant, (optimizer, updates, anneal)), unordered in sorted(groups.items()):
+        runs = sorted(unordered, key=lambda r: r["seed"])  # seeds run side by side finish in any order
         metric = TASKS[task].metric
         values = [r["final"][f"test_{metric}"] for r in runs if not r["failed"]]
         runs_all = _runs_of(payload, task, T, variant, (optimizer, updates, anneal))
