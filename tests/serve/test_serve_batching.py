@@ -118,12 +118,15 @@ def test_concurrent_requests_are_batched_through_a_real_server(loaded, live_serv
     with live_server(app) as url, httpx.Client(base_url=url, timeout=20) as http:
 
         def ask(i: int) -> None:
-            answers[i] = http.post("/predict", json={"texts": [texts[i], "a plot"]}).json()["results"]
+            # a client of its own per thread: one httpx.Client shared by 16 threads failed now and then under
+            # load ("Bad file descriptor" on a pooled connection), so fewer requests reached the queue
+            with httpx.Client(base_url=url, timeout=20) as own:
+                answers[i] = own.post("/predict", json={"texts": [texts[i], "a plot"]}).json()["results"]
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
         for t in threads:
             t.start()
-        wait_for(lambda: http.get("/health").json()["queue"] >= 8)
+        wait_for(lambda: http.get("/health").json()["queue"] >= 8, seconds=30)
         gate.set()
         for t in threads:
             t.join(20)
