@@ -84,11 +84,19 @@ def usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str
     derivative known here, and nothing else differentiating the loop itself (torch.compile's tracing,
     torch.func's transforms, :func:`reference_loop`)."""
     return (
-        not torch.compiler.is_compiling()  # first: what follows is not for torch.compile to trace
+        _loop_is_ours(keep_steps)
         and torch.is_grad_enabled()
         and any(t is not None and t.requires_grad for t in tensors)
-        and not keep_steps
         and all(a in BACKWARDS for a in activations)
+    )
+
+
+def _loop_is_ours(keep_steps: bool) -> bool:
+    """Nothing asks for the reference loop: no per-step states, no torch.compile tracing, no torch.func
+    transform, no :func:`reference_loop` block."""
+    return (
+        not torch.compiler.is_compiling()  # first: what follows is not for torch.compile to trace
+        and not keep_steps
         and not _REFERENCE.get()
         and not torch._C._are_functorch_transforms_active()
     )
@@ -237,7 +245,7 @@ def lstm_inference(cell: Any, xs_proj: Tensor, h0: Tensor, c0: Tensor, mask: Ten
     w = cell.weight_hh
     original, packed = getattr(w, "original", w), getattr(w, "packed", None)
     names = cell.activation, cell.recurrent_activation
-    _, hs, _, _, _, h, c = _lstm_forward(names, xs_proj, h0, c0, original, cell.bias_hh, mask, packed)
+    _, hs, _, _, _, h, c, _ = _lstm_forward(names, xs_proj, h0, c0, original, cell.bias_hh, mask, packed)
     return hs, h, c
 
 
@@ -246,18 +254,16 @@ def inference_usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activa
     activations, and nothing tracing or transforming the loop."""
     wanted = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return (
-        not torch.compiler.is_compiling()
+        _loop_is_ours(keep_steps)
         and not wanted
-        and not keep_steps
-        and not _REFERENCE.get()
-        and not torch._C._are_functorch_transforms_active()
         and tensors[0] is not None
         and _native(tensors[0], *activations) is not None
     )
 
 
 def _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed) -> tuple[Tensor, ...]:
-    """The forward loop: returns the activated gates, outputs, states after each step, phi(c) and the final h, c."""
+    """The forward loop: returns the activated gates, outputs, states after each step, phi(c), the final h and c,
+    and whether rnnkit.native's kernels ran it."""
     T, B, G = xs.shape
     act, gate = names
     H = G // 4
@@ -287,17 +293,17 @@ def _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed) -> tuple[Tensor, 
         if m is not None:
             torch.where(m, hs[t], h, out=h_states[t]), torch.where(m, cs[t], c, out=c_states[t])
         h, c = h_states[t], c_states[t]
-    return gates, hs, h_states, c_states, phi_c, h, c
+    return gates, hs, h_states, c_states, phi_c, h, c, kernels is not None
 
 
 class _LSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, cell, xs, h0, c0, w_hh, b_hh, mask, packed, packed_t):
         names = cell.activation, cell.recurrent_activation
-        gates, hs, h_states, c_states, phi_c, h, c = _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed)
+        out = _lstm_forward(names, xs, h0, c0, w_hh, b_hh, mask, packed)
+        gates, hs, h_states, c_states, phi_c, h, c, ctx.native = out  # the backward takes the forward's path
         ctx.save_for_backward(gates, h_states, c_states, phi_c, xs, h0, c0, w_hh, b_hh)
         ctx.packed_t, ctx.names, ctx.cell, ctx.mask = packed_t, names, cell, mask
-        ctx.native = _native(xs, *names) is not None  # the backward takes the path the forward took
         ctx.reference, ctx.extra = _lstm_reference, 3
         return hs, h.clone(), c.clone()
 
@@ -318,13 +324,14 @@ class _LSTM(torch.autograd.Function):
         d_hs = torch.zeros_like(phi_c) if d_hs is None else d_hs
         dh_next = torch.zeros_like(h0) if d_h is None else d_h
         dc_next = torch.zeros_like(c0) if d_c is None else d_c
-        d_gates, dc, tmp = torch.empty_like(gates), torch.empty_like(c0), torch.empty_like(c0)
+        d_gates = torch.empty_like(gates)
         packed_t = ctx.packed_t if B >= onednn.MIN_ROWS else None
         kernels = _native(gates, *ctx.names) if ctx.native else None
         if kernels is not None:
             d_hs, dh_next, dc_next = d_hs.contiguous(), dh_next.contiguous(), dc_next.clone(memory_format=CONTIGUOUS)
             dh_next, dc_next = _native_backward(kernels, ctx, d_gates, d_hs, dh_next, dc_next, packed_t)
             return _lstm_weight_grads(d_gates, h_states, h0, b_hh, dh_next, dc_next)
+        dc, tmp = torch.empty_like(c0), torch.empty_like(c0)  # the Python loop's scratch
         for t, m in reversed(list(enumerate(_masks(mask, T)))):
             z, dz, c_prev = gates[t], d_gates[t], c_states[t - 1] if t else c0
             i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
