@@ -2,13 +2,14 @@
 
     python benchmarks/speed_layers.py                 # batch 32, T 100, hidden 256 (the issue's setting)
     python benchmarks/speed_layers.py --hidden 512 --repeats 21
+    python benchmarks/speed_layers.py --only SCRN Jordan      # the rows whose name contains one of these
 
 Each row times one forward and backward pass (sum of the outputs) of an rnnkit layer and of its torch.nn
 baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
-Rows marked "loop" force rnnkit's loop (``fused=False``): the speed a custom cell gets; for LSTM and Jordan
-cells that loop backpropagates by hand (rnnkit.bptt), and the "reference loop" rows run autograd through every
-step instead (:func:`rnnkit.bptt.reference_loop`), to show what that gains; "Python elementwise" runs the LSTM
-loop's per-step elementwise work as torch operations instead of rnnkit.native's kernels.
+Rows marked "loop" force rnnkit's loop (``fused=False``): the speed a custom cell gets; for Elman, SCRN, LSTM
+and Jordan cells that loop backpropagates by hand (rnnkit.bptt), and the "reference loop" rows run autograd
+through every step instead (:func:`rnnkit.bptt.reference_loop`), to show what that gains; "Python elementwise"
+runs the LSTM loop's per-step elementwise work as torch operations instead of rnnkit.native's kernels.
 Targets (foundation issue): RNN/LSTM/GRU >= 0.9x torch.nn; Jordan >= 0.5x torch.nn.RNN. SCRN and Clockwork
 (issue 4) are reported next to torch.nn.RNN at the same hidden size.
 Writes benchmarks/results/speed_layers.json and prints a markdown table for the README.
@@ -50,6 +51,14 @@ def cases(size: int) -> list[tuple[str, nn.Module, str, nn.Module, float | None]
         ("rnnkit.LSTM (reference loop)", ReferenceLoop(rnnkit.LSTM(H, H, fused=False)), "torch.nn.LSTM", lstm, None),
         ("rnnkit.GRU (loop)", rnnkit.GRU(H, H, fused=False), "torch.nn.GRU", nn.GRU(H, H), None),
         ("rnnkit.RNN (loop)", rnnkit.RNN(H, H, fused=False), "torch.nn.RNN", nn.RNN(H, H), None),
+        (
+            "rnnkit.RNN (reference loop)",
+            ReferenceLoop(rnnkit.RNN(H, H, fused=False)),
+            "torch.nn.RNN",
+            nn.RNN(H, H),
+            None,
+        ),
+        ("rnnkit.SCRN (reference loop)", ReferenceLoop(rnnkit.SCRN(H, H)), "torch.nn.RNN", nn.RNN(H, H), None),
     ]
 
 
@@ -59,12 +68,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the layers whose name contains one of these")
     args = parser.parse_args()
     torch.manual_seed(0)
     B, T, H = args.batch, args.steps, args.hidden
     x = torch.randn(T, B, H)
     rows = []
     for name, layer, base_name, base, target in cases(H):
+        if args.only and not any(text in name for text in args.only):
+            continue
         med = interleaved_medians({"rnnkit": fwd_bwd(layer, x), "torch": fwd_bwd(base, x)}, args.repeats)
         tok = {k: B * T / v for k, v in med.items()}
         ratio = tok["rnnkit"] / tok["torch"]

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from rnnkit import native, onednn
+from rnnkit.activations import get_activation
 from rnnkit.cells.base import Cell
 from rnnkit.onednn import weight_grad
 
@@ -110,8 +111,8 @@ def _masks(mask: Tensor | None, T: int) -> list[Tensor | None]:
 def _differentiable_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
     """The gradients as a graph (``backward(create_graph=True)``, for gradients of gradients): the reference
     loop recomputed from the saved inputs and differentiated by autograd. Returns one entry per input of
-    ``apply``: None for the cell, the five tensors', None for the rest (``ctx.extra`` of them)."""
-    inputs = ctx.saved_tensors[-5:]
+    ``apply``: None for the cell, the ``ctx.n`` tensors', None for the rest (``ctx.extra`` of them)."""
+    inputs = ctx.saved_tensors[-ctx.n :]
     with torch.enable_grad():
         outputs = ctx.reference(ctx.cell, *inputs, ctx.mask)
     wanted = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
@@ -119,10 +120,71 @@ def _differentiable_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> tupl
     got = torch.autograd.grad(
         [o for o, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs], create_graph=True, allow_unused=True
     )
-    result: list[Tensor | None] = [None] * 5
+    result: list[Tensor | None] = [None] * ctx.n
     for i, g in zip(wanted, got, strict=True):
         result[i] = g
     return (None, *result) + (None,) * ctx.extra
+
+
+# -- Elman: h_t = g(u_t + W h_{t-1}) ----------------------------------------------------------------------
+
+
+def elman_sequence(us: Tensor, h0: Tensor, w_hh: Tensor, activation: str, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The loop h_t = g(u_t + W_hh h_{t-1}) over ``us`` (T, B, H), the inputs' share with every bias already
+    in it: each step's output (T, B, H; as the reference loop, a padding step computes one, and the state is
+    held) and the final h. The Elman cell's loop, and the SCRN's once its context is taken out (its
+    u_t = P s_t + A x_t + b)."""
+    return _Elman.apply(activation, us, h0, getattr(w_hh, "original", w_hh), mask)
+
+
+def _elman_reference(activation: str, us, h0, w_hh, mask) -> tuple[Tensor, Tensor]:
+    """The same loop with autograd recording every step (for gradients of gradients, and the tests)."""
+    g, h, hs = get_activation(activation), h0, []
+    for t, u in enumerate(us.unbind(0)):
+        hs.append(g(torch.addmm(u, h, w_hh.t())))
+        h = hs[-1] if mask is None else torch.where(mask[t].unsqueeze(-1), hs[-1], h)
+    return torch.stack(hs), h
+
+
+class _Elman(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, activation, us, h0, w_hh, mask) -> tuple[Tensor, Tensor]:
+        T = us.shape[0]
+        g = _forward_fn(activation)
+        news = torch.empty_like(us, memory_format=CONTIGUOUS)  # each step's g(...), the outputs
+        states = news if mask is None else torch.empty_like(news)  # h after each step (padding holds it)
+        w_t, h = w_hh.t(), h0
+        for t, (u, m) in enumerate(zip(us.unbind(0), _masks(mask, T), strict=True)):
+            g(torch.addmm(u, h, w_t), out=news[t])
+            if m is not None:
+                torch.where(m, news[t], h, out=states[t])
+            h = states[t]
+        ctx.save_for_backward(states, news, us, h0, w_hh)
+        ctx.cell, ctx.mask, ctx.reference, ctx.extra, ctx.n = activation, mask, _elman_reference, 1, 3
+        return news, h.clone()
+
+    @staticmethod
+    def backward(ctx: Any, d_news: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True
+            return _differentiable_backward(ctx, (d_news, d_final))
+        with torch.no_grad():
+            return _Elman.gradients(ctx, d_news, d_final)
+
+    @staticmethod
+    def gradients(ctx: Any, d_news: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
+        states, news, _, h0, w_hh = ctx.saved_tensors
+        g_back, T = BACKWARDS[ctx.cell], news.shape[0]
+        carry = torch.zeros_like(h0) if d_final is None else d_final  # dL/dh_t from the steps after t
+        dz = torch.empty_like(news)
+        masks = _masks(ctx.mask, T)
+        for t in range(T - 1, -1, -1):
+            m = masks[t]
+            share = carry if m is None else carry.masked_fill(~m, 0)  # padding: h_t is h_{t-1}
+            g_back(news[t], share if d_news is None else d_news[t] + share, dz[t])
+            back = dz[t].mm(w_hh)
+            carry = back if m is None else back + carry.masked_fill(m, 0)
+        d_w = _recurrent_weight_grad(dz.reshape(-1, dz.shape[-1]), states, h0)
+        return None, dz, carry, d_w, None
 
 
 # -- Jordan -----------------------------------------------------------------------------------------------
@@ -156,7 +218,8 @@ class _Jordan(torch.autograd.Function):
                 torch.where(m, ys[t], y, out=states[t])
             y = states[t]
         ctx.save_for_backward(states, hs, ys, xs, y0, w_yh, w_hy, b_hy)
-        ctx.names, ctx.cell, ctx.mask, ctx.reference, ctx.extra = (g, act_y), cell, mask, _jordan_reference, 1
+        ctx.names, ctx.cell, ctx.mask, ctx.reference = (g, act_y), cell, mask, _jordan_reference
+        ctx.extra, ctx.n = 1, 5
         return ys, y.clone()
 
     @staticmethod
@@ -249,6 +312,27 @@ def lstm_inference(cell: Any, xs_proj: Tensor, h0: Tensor, c0: Tensor, mask: Ten
     return hs, h, c
 
 
+def lstm_step(kernels: Any, z: Tensor, c_prev: Tensor, *activations: str) -> tuple[Tensor, Tensor] | None:
+    """One LSTM step's equations after the product (``z`` (B, 4H), the gates before activation, replaced by
+    their activations) in one call of ``kernels`` (:func:`step_kernels`, looked up once per set of weights:
+    every Python line here runs after a product has streamed megabytes through the caches, and costs more
+    there than it seems): (h, c), or None where they do not apply (no kernels, a gradient wanted,
+    torch.compile tracing), and the caller runs the equations itself."""
+    if kernels is None or (torch.is_grad_enabled() and (z.requires_grad or c_prev.requires_grad)):
+        return None
+    if torch.compiler.is_compiling() or not z.numel():
+        return None
+    c_prev = c_prev.contiguous()
+    c, phi, h = torch.empty_like(c_prev), torch.empty_like(c_prev), torch.empty_like(c_prev)
+    kernels.lstm_forward_step(z, None, c_prev, c, phi, h, ACT_IDS[activations[0]], ACT_IDS[activations[1]])
+    return h, c
+
+
+def step_kernels(like: Tensor, *activations: str) -> Any:
+    """rnnkit.native's kernels for steps on tensors like ``like`` with these activations, or None."""
+    return _native(like, *activations)
+
+
 def inference_usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str) -> bool:
     """Take :func:`lstm_inference`: no gradient wanted, no per-step states, rnnkit.native built for these
     activations, and nothing tracing or transforming the loop."""
@@ -304,7 +388,7 @@ class _LSTM(torch.autograd.Function):
         gates, hs, h_states, c_states, phi_c, h, c, ctx.native = out  # the backward takes the forward's path
         ctx.save_for_backward(gates, h_states, c_states, phi_c, xs, h0, c0, w_hh, b_hh)
         ctx.packed_t, ctx.names, ctx.cell, ctx.mask = packed_t, names, cell, mask
-        ctx.reference, ctx.extra = _lstm_reference, 3
+        ctx.reference, ctx.extra, ctx.n = _lstm_reference, 3, 5
         return hs, h.clone(), c.clone()
 
     @staticmethod

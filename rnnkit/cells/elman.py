@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit import bptt
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
 
@@ -56,6 +57,19 @@ class ElmanCell(WeightedCell):
     def step(self, x_proj: Tensor, state: ElmanState) -> tuple[Tensor, ElmanState]:
         h = self.g(x_proj + F.linear(state.h, self.weight_hh, self.bias_hh))
         return h, ElmanState(h)
+
+    def sequence(
+        self, xs_proj: Tensor, state: ElmanState, mask: Tensor | None = None, keep_steps: bool = False
+    ) -> tuple[Tensor, ElmanState, list[ElmanState] | None]:
+        """The reference loop, or, when a gradient is wanted, the same equations with backpropagation through
+        time written out (:func:`rnnkit.bptt.elman_sequence`; tested against this loop): the path of the
+        activations torch's fused kernel does not have (identity, sigmoid, ...) and of ``fused=False``."""
+        tensors = (xs_proj, state.h, self.weight_hh, self.bias_hh)
+        if not bptt.usable(tensors, keep_steps, self.nonlinearity):
+            return super().sequence(xs_proj, state, mask, keep_steps)
+        us = xs_proj if self.bias_hh is None else xs_proj + self.bias_hh
+        hs, h = bptt.elman_sequence(us, state.h, self.weight_hh, self.nonlinearity, mask)
+        return hs, ElmanState(h), None
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}, init={self.init!r}"

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit import bptt
 from rnnkit.cells.base import Cell, _check_sizes, last_step_index
 from rnnkit.scan import scan_gated
 
@@ -86,18 +87,22 @@ class SCRNCell(Cell):
     ) -> tuple[Tensor, SCRNState, list[SCRNState] | None]:
         """The same equations with the loop made smaller: the context reads only the inputs, so every
         s_t is one linear scan, and P s_t + A x_t + b one matrix product for all steps; the loop over
-        time is left with R h_{t-1} and the sigmoid, an Elman step."""
+        time is left with R h_{t-1} and the sigmoid, an Elman step, backpropagated by hand where a gradient is
+        wanted (:func:`rnnkit.bptt.elman_sequence`)."""
         bx, ax = xs_proj.split([self.context_size, self.hidden_size], dim=-1)
         alpha = self.alpha
         ss = scan_gated(lambda b: (torch.full_like(b, alpha), (1 - alpha) * b), bx, state.s)  # (T, B, S)
         us = ax + F.linear(ss, self.weight_sh, self.bias)  # P s_t + b + A x_t, every step at once
-        hs, h = [], state.h
-        masks = mask.unbind(0) if mask is not None else [None] * ss.shape[0]
-        for u, m in zip(us.unbind(0), masks, strict=True):
-            new = torch.sigmoid(torch.addmm(u, h, self.weight_hh.t()))
-            h = new if m is None else torch.where(m.unsqueeze(-1), new, h)
-            hs.append(h)
-        h_all = torch.stack(hs)
+        if bptt.usable((us, state.h, self.weight_hh), keep_steps, "sigmoid"):  # backpropagated by hand
+            h_all, h = bptt.elman_sequence(us, state.h, self.weight_hh, "sigmoid", mask)
+        else:
+            outputs, hs, h = [], [], state.h  # (a padding step computes an output, as the reference loop's)
+            masks = mask.unbind(0) if mask is not None else [None] * ss.shape[0]
+            for u, m in zip(us.unbind(0), masks, strict=True):
+                outputs.append(torch.sigmoid(torch.addmm(u, h, self.weight_hh.t())))
+                h = outputs[-1] if m is None else torch.where(m.unsqueeze(-1), outputs[-1], h)
+                hs.append(h)
+            h_all = torch.stack(outputs)
         s_final = ss[-1] if mask is None else ss.gather(0, last_step_index(mask, ss.shape[-1])).squeeze(0)
         steps = None
         if keep_steps:  # the context held at padding, as the reference loop holds it

@@ -8,20 +8,23 @@ in memory transposed (Linear(512, 10000): 1.6-2.2 ms as stored, 0.7-0.8 ms pre-t
 
 :class:`Stepper` does exactly the model's eval-mode forward (embedding -> recurrent layers -> output layer;
 dropout is off in eval) through each cell's own ``project_inputs`` and ``step`` (the equations of
-:mod:`rnnkit.cells`, for every cell), with every weight matrix copied once into a layout for few rows: the
-transposed one, and for the large matrices also column blocks whose products run on all of torch's threads
-(:class:`ParallelMatrix`: a matrix-vector product is memory-bound, and torch computes it on one core). On 2 cores
-a 2 x 512 LSTM with 10,000 words samples about 900 tokens/s this way, against about 250 through the model's
-forward and 250 for torch.nn.LSTM stepped by hand (benchmarks/generation_speed.py; README). It takes
-and returns the model's own state (what ``model(x, state)`` does), so either path can continue the other's
-state, and the two give the same numbers within float rounding: tests/tasks/test_stepping.py checks every cell
-and that sampling under a seed draws the same tokens whichever path runs. The copies are made once per set of
-weights: :func:`stepper` keeps one per model and makes a new one when a weight has changed (a training step,
-dynamic evaluation, ``load_state_dict``).
+:mod:`rnnkit.cells`, for every cell), each cell first prepared for many steps (:meth:`rnnkit.Cell.for_steps`:
+the LSTM takes one product of [W_ih W_hh] and [x; h] a step, Clockwork masks its W_H once), with every weight
+matrix copied once into a layout for few rows: the transposed one, and, where this machine runs them faster
+(:func:`blocks_pay`), for the large matrices also column blocks whose products run on all of torch's threads
+(:class:`ParallelMatrix`). benchmarks/generation_speed.py measures it against the model's forward and
+torch.nn.LSTM stepped by hand (README). It takes and returns the model's own state (what ``model(x, state)``
+does), so either path can continue the other's state, and the two give the same numbers within float rounding:
+tests/tasks/test_stepping.py checks every cell and that sampling under a seed draws the same tokens whichever
+path runs. The copies are made once per set of weights: :func:`stepper` keeps one per model and makes a new one
+when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``).
 """
 
 from __future__ import annotations
 
+import functools
+import statistics
+import time
 from typing import Any
 
 import torch
@@ -37,11 +40,13 @@ from rnnkit.onednn import linear_call
 class ParallelMatrix(Tensor):
     """A weight matrix whose ``F.linear`` at a few rows runs on every torch thread.
 
-    torch computes a matrix-vector product on one thread (measured: the same time at 1 and 2 threads), so a
-    step's products use one core's memory bandwidth, and a 2 x 512 LSTM with 10,000 words reads 37 MB per token.
-    Here the matrix is also kept as ``parts`` column blocks, (parts, in, out / parts), and ``F.linear(x, w, b)``
-    becomes one ``torch.bmm`` over the blocks, which torch spreads over its threads (measured on 2 cores:
-    Linear(512, 10000) at batch 1 in 0.21 ms against 0.51 ms). Each output is still the dot product of x and one
+    On some machines torch computes a matrix-vector product on one thread (measured on an AMD EPYC: the same time
+    at 1 and 2 threads), so a step's products use one core's memory bandwidth, and a 2 x 512 LSTM with 10,000
+    words reads 37 MB per token. Here the matrix is also kept as ``parts`` column blocks, (parts, in, out /
+    parts), and ``F.linear(x, w, b)`` becomes one ``torch.bmm`` over the blocks, which torch spreads over its
+    threads (measured there on 2 cores: Linear(512, 10000) at batch 1 in 0.21 ms against 0.51 ms; where torch
+    uses every thread itself the blocks only cost, and :func:`fast_layout` does not make them). Each output is
+    still the dot product of x and one
     row of the matrix: the same numbers up to float rounding. Every other operation, and ``F.linear`` of many
     rows, sees the plain matrix (in the transposed layout), so the cells' equations run unchanged.
     """
@@ -85,11 +90,31 @@ PARALLEL_MIN_SIZE = 1 << 17
 
 def fast_layout(weight: Tensor) -> Tensor:
     """``weight`` laid out for products at a few rows: a :class:`ParallelMatrix` over torch's threads when it
-    is large enough and there is more than one thread, else :func:`transposed_layout`."""
+    is large enough, there is more than one thread and the blocks are faster on this machine
+    (:func:`blocks_pay`), else :func:`transposed_layout`."""
     parts = torch.get_num_threads()
-    if weight.dim() == 2 and parts > 1 and weight.numel() >= PARALLEL_MIN_SIZE and weight.device.type == "cpu":
+    large = weight.dim() == 2 and weight.numel() >= PARALLEL_MIN_SIZE and weight.device.type == "cpu"
+    if large and parts > 1 and blocks_pay(*weight.shape, weight.dtype, parts):
         return ParallelMatrix(weight, parts)
     return transposed_layout(weight)
+
+
+@functools.cache
+def blocks_pay(out: int, inp: int, dtype: torch.dtype, parts: int) -> bool:
+    """Whether a :class:`ParallelMatrix` of this shape multiplies one row at least 10% faster than the plain
+    transposed matrix: measured once per process and shape (20-60 ms), because machines differ. On an AMD
+    EPYC torch ran a matrix-vector product on one thread, and the blocks took Linear(512, 10000) from 0.51 to
+    0.21 ms; on an Intel Xeon torch used both threads itself (0.45 ms), and the blocks were 15-30% slower."""
+    w = torch.ones(inp, out, dtype=dtype).t()  # already transposed; the values do not change the time
+    plain, blocks, x = w, ParallelMatrix(w, parts), torch.ones(1, inp, dtype=dtype)
+    times: dict[str, list[float]] = {"plain": [], "blocks": []}
+    with torch.no_grad():
+        for _ in range(7):  # interleaved, so that drift hits both
+            for name, m in (("plain", plain), ("blocks", blocks)):
+                start = time.perf_counter()
+                F.linear(x, m)
+                times[name].append(time.perf_counter() - start)
+    return statistics.median(times["blocks"]) < 0.9 * statistics.median(times["plain"])
 
 
 def fast_cells(cells: list) -> list:
@@ -141,7 +166,13 @@ class _LayerSteps:
                 y, final, _ = cell.sequence(cell.project_inputs(x), s)
             x = y + x if self.residual and k > 0 else y
             finals.append(final)
+        if len(finals) == 1:  # what S.stack gives, as views: one operation fewer a field and step
+            return x, self.layer._state_out(S.map_state(_unsqueeze, final))
         return x, self.layer._state_out(S.stack(finals))
+
+
+def _unsqueeze(t: Tensor) -> Tensor:
+    return t.unsqueeze(0)
 
 
 class Stepper:

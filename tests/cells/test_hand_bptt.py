@@ -1,4 +1,4 @@
-"""rnnkit.bptt: backpropagation through time written by hand for Jordan and LSTM cells, against the reference
+"""rnnkit.bptt: backpropagation through time written by hand for Elman, SCRN, Jordan and LSTM cells, against the
 loop autograd differentiates (float64), and the dispatch that chooses between them."""
 
 import pytest
@@ -9,6 +9,7 @@ from rnnkit import bptt, native, onednn
 
 JORDAN = [("tanh", "tanh"), ("relu", "softmax"), ("sigmoid", "identity"), ("tanh", "hard_sigmoid")]
 LSTM = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("tanh", "tanh"), ("identity", "sigmoid")]
+ELMAN = ["tanh", "relu", "identity", "sigmoid", "hard_sigmoid"]
 MASK = torch.arange(7).unsqueeze(1) < torch.tensor([7, 4, 1])  # (T, B): three lengths, one of a single step
 
 
@@ -66,6 +67,24 @@ def test_jordan_equals_the_reference_loop(names, masked):
     compare(cell, state, masked, tolerance(*names))
 
 
+@pytest.mark.parametrize("g", ELMAN)
+@pytest.mark.parametrize("masked", [False, True])
+def test_elman_equals_the_reference_loop(g, masked):
+    torch.manual_seed(0)
+    cell = rnnkit.ElmanCell(3, 5, nonlinearity=g, dtype=torch.float64)
+    state = rnnkit.ElmanState(torch.rand(3, 5, dtype=torch.float64, requires_grad=True))
+    compare(cell, state, masked, tolerance(g))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_scrn_equals_the_reference_loop(masked):
+    """The SCRN's loop once its context is scanned is an Elman loop with sigmoid (bptt.elman_sequence)."""
+    torch.manual_seed(0)
+    cell = rnnkit.SCRNCell(3, 5, context_size=2, dtype=torch.float64)
+    h0, s0 = torch.rand(3, 5, dtype=torch.float64), torch.rand(3, 2, dtype=torch.float64)
+    compare(cell, rnnkit.SCRNState(h0.requires_grad_(), s0.requires_grad_()), masked, 1e-12)
+
+
 @pytest.mark.parametrize("names", LSTM)
 @pytest.mark.parametrize("masked", [False, True])
 def test_lstm_equals_the_reference_loop(names, masked, elementwise):
@@ -84,6 +103,11 @@ def test_gradcheck_of_the_hand_written_backward(elementwise):
     assert torch.autograd.gradcheck(
         lambda xs, y0, *w: bptt._Jordan.apply(cell, xs, y0, *w, MASK[:4, :2]), (xs, y0, *params)
     )
+    w = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
+    for g in ("tanh", "relu"):
+        assert torch.autograd.gradcheck(
+            lambda xs, h0, w, g=g: bptt._Elman.apply(g, xs, h0, w, MASK[:4, :2]), (xs, y0[:, :1].repeat(1, 5), w)
+        )
     cell = lstm("relu", "sigmoid")
     xs = torch.randn(4, 2, 20, dtype=torch.float64, requires_grad=True)
     h0, c0 = (torch.randn(2, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
@@ -119,6 +143,12 @@ def test_the_layers_take_the_hand_written_path_only_where_it_applies():
     assert "_LSTMBackward" in nodes(rnnkit.LSTM(3, 5, activation="relu")(x)[0])
     assert "_LSTMBackward" not in nodes(rnnkit.LSTM(3, 5, activation="relu", proj_size=2)(x)[0])  # projection
     assert "_LSTMBackward" not in nodes(rnnkit.LSTM(3, 5)(x)[0])  # torch's fused kernel, as before
+    assert "_ElmanBackward" in nodes(rnnkit.SCRN(3, 5)(x)[0])
+    assert "_ElmanBackward" in nodes(rnnkit.RNN(3, 5, nonlinearity="identity")(x)[0])
+    assert "_ElmanBackward" in nodes(rnnkit.RNN(3, 5, fused=False)(x)[0])
+    assert "_ElmanBackward" not in nodes(rnnkit.RNN(3, 5)(x)[0])  # torch's fused kernel
+    with bptt.reference_loop():
+        assert "_ElmanBackward" not in nodes(rnnkit.SCRN(3, 5)(x)[0])
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -142,7 +172,15 @@ def test_a_stacked_layer_with_lengths_equals_the_reference_loop(bidirectional, e
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: jordan("tanh", "softmax"), lambda: lstm("relu", "sigmoid")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jordan("tanh", "softmax"),
+        lambda: lstm("relu", "sigmoid"),
+        lambda: rnnkit.ElmanCell(3, 4, nonlinearity="sigmoid", dtype=torch.float64),
+    ],  # (not the SCRN: its context's scan, rnnkit.scan, is differentiable once)
+    ids=["jordan", "lstm", "elman"],
+)
 def test_gradients_of_gradients_differentiate_the_recomputed_reference_loop(make):
     torch.manual_seed(0)
     cell = make()

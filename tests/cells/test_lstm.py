@@ -104,3 +104,50 @@ def test_proj_parameters_follow_torch():
     state = cell.initial_state(3)
     assert state.h.shape == (3, 2) and state.c.shape == (3, 5)
     assert not state.h.any() and not state.c.any()
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "python"])
+@pytest.mark.parametrize(
+    "config",
+    [*CONFIGS.values(), {"bias": False}, {"activation": "relu", "recurrent_activation": "sigmoid"}],
+    ids=[*CONFIGS.keys(), "no-bias", "relu"],
+)
+def test_for_steps_merges_the_products_and_equals_the_step(config, native_on):
+    """for_steps(): one product of [W_ih W_hh] and [x; h] a step (rnnkit.native's kernel after it where built and
+    no gradient is wanted): the same h and c as step, and sequence, within float64 rounding."""
+    from rnnkit import native
+
+    torch.manual_seed(0)
+    cell = rnnkit.LSTMCell(3, 5, dtype=torch.float64, **config)
+    with native.disabled() if not native_on else torch.no_grad():
+        fast = cell.for_steps()
+    assert fast._merged and not cell._merged and fast is not cell
+    assert set(fast._parameters) == {"weight_xh", "bias_xh", "weight_hr"}
+    assert fast.weight_xh.shape == (20, 3 + cell.output_size)
+    assert (fast._kernels is not None) == (native_on and native.load() is not None)
+    xs = torch.randn(6, 2, 3, dtype=torch.float64)
+    state = cell.initial_state(2, dtype=torch.float64)
+    state = type(state)(*(torch.randn_like(t) for t in state))
+    with torch.no_grad():
+        want_y, want = cell.step(cell.project_inputs(xs[0]), state)
+        got_y, got = fast.step(fast.project_inputs(xs[0]), state)
+        torch.testing.assert_close(got_y, want_y, rtol=0, atol=1e-12)
+        torch.testing.assert_close(tuple(got), tuple(want), rtol=0, atol=1e-12)
+        want_ys, want_final, _ = cell.sequence(cell.project_inputs(xs), state)
+        got_ys, got_final, _ = fast.sequence(fast.project_inputs(xs), state)
+        torch.testing.assert_close(got_ys, want_ys, rtol=0, atol=1e-12)
+        torch.testing.assert_close(tuple(got_final), tuple(want_final), rtol=0, atol=1e-12)
+
+
+def test_for_steps_with_a_gradient_runs_the_equations_and_reaches_the_weights():
+    """Where a gradient is wanted the merged step runs its equations in torch (not the kernel), and the weights'
+    gradients through the concatenated matrix equal those of the plain step."""
+    torch.manual_seed(0)
+    cell = rnnkit.LSTMCell(3, 4, dtype=torch.float64)
+    x, state = torch.randn(2, 3, dtype=torch.float64), cell.initial_state(2, dtype=torch.float64)
+    grads = []
+    for prepared in (cell, cell.for_steps()):
+        h, new = prepared.step(prepared.project_inputs(x), state)
+        grads.append(torch.autograd.grad((h.sum() + new.c.square().sum()), [cell.weight_ih, cell.weight_hh]))
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)

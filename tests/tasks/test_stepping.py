@@ -11,7 +11,7 @@ from torch import nn
 import rnnkit
 from rnnkit.cells import CELLS
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks import sampling
+from rnnkit.tasks import sampling, stepping
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.music import MusicConfig, MusicModel
 from rnnkit.tasks.stepping import ParallelMatrix, Stepper, fast_layout, transposed_layout
@@ -119,11 +119,29 @@ def test_transposed_layout_keeps_values_and_changes_strides():
 
 
 @pytest.fixture
-def two_threads():
+def two_threads(monkeypatch):
+    """Two torch threads, and the column blocks taken wherever they may be (not only where they are faster)."""
+    monkeypatch.setattr(stepping, "blocks_pay", lambda *shape: True)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+def test_the_blocks_are_taken_where_measured_faster(monkeypatch):
+    """fast_layout asks blocks_pay, which measures once per shape, dtype and thread count and caches the answer."""
+    assert stepping.blocks_pay(256, 512, torch.float32, 2) in (True, False)
+    before = stepping.blocks_pay.cache_info()
+    stepping.blocks_pay(256, 512, torch.float32, 2)
+    assert stepping.blocks_pay.cache_info().hits == before.hits + 1 and stepping.blocks_pay.cache_info().misses == (
+        before.misses
+    )
+    w = torch.randn(1000, 300)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for pays in (True, False):
+        monkeypatch.setattr(stepping, "blocks_pay", lambda *shape, pays=pays: pays)
+        assert (type(fast_layout(w)) is ParallelMatrix) == pays
+        assert fast_layout(w).stride() == (1, 1000)  # transposed either way
 
 
 def test_parallel_matrix_products_equal_plain_ones_and_other_ops_see_the_matrix(two_threads):
