@@ -25,6 +25,9 @@ outputs and gradients against the plain loop's, and which products take the path
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -128,13 +131,32 @@ class _OneDNNLinear(torch.autograd.Function):
 def weight_grad(grad: Tensor, x: Tensor) -> Tensor:
     """``grad^T x`` for (N, out) and (N, in) float32 rows: a weight's gradient summed over N rows.
 
-    MKL's product with a transposed left operand, (1024 x 3200) . (3200 x 256), took 19-20 ms on one thread of
-    this project's machine (about 90 GFLOP/s). oneDNN's, asked for ``(x^T grad)^T`` with ``grad^T`` as a strided
-    view (the weight operand; only x, the narrower, is copied), took 9.6 ms. Small products (fewer than
-    :data:`MIN_ROWS` rows) and other dtypes stay with torch."""
+    On an AMD EPYC (Zen 5), MKL's product with a transposed left operand, (1024 x 3200) . (3200 x 256), took
+    19-20 ms on one thread (about 90 GFLOP/s). oneDNN's, asked for ``(x^T grad)^T`` with ``grad^T`` as a strided
+    view (the weight operand; only x, the narrower, is copied), took 9.6 ms. On an Intel Xeon MKL's took 11.7 ms
+    against oneDNN's 11.9 on one thread, and 5.6 against 6.5 on two; for (256 x 3168) . (3168 x 256), an
+    Elman or SCRN loop's, 1.4 against 2.3 ms on two. So MKL takes it on Intel CPUs (:func:`mkl_is_fast`), oneDNN
+    elsewhere: a rule fixed per machine, not a measurement per run, so that a resumed training computes as the
+    run it continues. Small products (fewer than :data:`MIN_ROWS` rows) and other dtypes stay with torch."""
     if grad.dtype != torch.float32 or grad.shape[0] < MIN_ROWS or grad.device.type != "cpu" or not usable():
         return grad.t().mm(x)
+    if mkl_is_fast():
+        return grad.t().mm(x)
     return linear(x.t().contiguous(), grad.t()).t()
+
+
+@functools.cache
+def mkl_is_fast() -> bool:
+    """Whether this CPU is Intel's, where MKL's products are as fast as oneDNN's or faster (:func:`weight_grad`);
+    ``RNNKIT_WEIGHT_GRAD=onednn`` or ``=mkl`` overrides it."""
+    forced = os.environ.get("RNNKIT_WEIGHT_GRAD", "").lower()
+    if forced in ("mkl", "onednn"):
+        return forced == "mkl"
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "GenuineIntel" in info
 
 
 def onednn_cells(cells: list[Any], rows: int, *, backward: bool = True) -> list[Any]:

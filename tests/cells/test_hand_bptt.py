@@ -1,6 +1,8 @@
 """rnnkit.bptt: backpropagation through time written by hand for Elman, SCRN, Jordan and LSTM cells, against the
 loop autograd differentiates (float64), and the dispatch that chooses between them."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -221,9 +223,27 @@ def test_float32_tanh_through_sigmoid_is_within_float_rounding_of_torch_tanh():
     assert bptt._tanh(x.double(), torch.empty_like(x, dtype=torch.float64)).equal(torch.tanh(x.double()))
 
 
+@pytest.mark.parametrize("mkl", [True, False], ids=["mkl", "onednn"])
 @pytest.mark.parametrize("rows", [onednn.MIN_ROWS - 1, 300])
-def test_weight_grad_is_grad_transposed_times_x(rows):
+def test_weight_grad_is_grad_transposed_times_x(rows, mkl, monkeypatch):
+    monkeypatch.setattr(onednn, "mkl_is_fast", lambda: mkl)
     torch.manual_seed(0)
     grad, x = torch.randn(rows, 12), torch.randn(rows, 7)
     torch.testing.assert_close(onednn.weight_grad(grad, x), grad.t().mm(x), rtol=1e-5, atol=1e-5)
     assert onednn.weight_grad(grad, x).shape == (12, 7)
+
+
+def test_the_weight_gradients_library_follows_the_cpu_or_the_override(monkeypatch):
+    """MKL on Intel CPUs, oneDNN elsewhere (measured: onednn.weight_grad's docstring), fixed per machine;
+    RNNKIT_WEIGHT_GRAD names one."""
+    for forced, want in [("mkl", True), ("onednn", False), ("MKL", True)]:
+        monkeypatch.setenv("RNNKIT_WEIGHT_GRAD", forced)
+        onednn.mkl_is_fast.cache_clear()
+        assert onednn.mkl_is_fast() is want
+    monkeypatch.delenv("RNNKIT_WEIGHT_GRAD")
+    onednn.mkl_is_fast.cache_clear()
+    try:
+        intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        intel = False
+    assert onednn.mkl_is_fast() is intel
