@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint format bench clean
 
-$(STAMP): pyproject.toml rnnkit/native/lstm_steps.cpp
+$(STAMP): pyproject.toml rnnkit/native/gated_steps.cpp
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: on this machine 2.13.0 is a local CPU wheel; unpinned would fetch CUDA builds
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0

@@ -328,6 +328,20 @@ def lstm_step(kernels: Any, z: Tensor, c_prev: Tensor, *activations: str) -> tup
     return h, c
 
 
+def gru_step(kernels: Any, x: Tensor, hh: Tensor, h_prev: Tensor, *activations: str) -> Tensor | None:
+    """One GRU step's equations after its two products (``x`` and ``hh`` (B, 3H), the input's and the state's
+    shares, reset after the product) in one call of ``kernels``: the new h, or None where they do not apply, as
+    :func:`lstm_step`."""
+    if torch.is_grad_enabled() and (x.requires_grad or hh.requires_grad or h_prev.requires_grad):
+        return None
+    if torch.compiler.is_compiling() or not x.numel():
+        return None
+    h_prev = h_prev.contiguous()
+    h = torch.empty_like(h_prev)
+    kernels.gru_forward_step(x.contiguous(), hh, h_prev, h, ACT_IDS[activations[0]], ACT_IDS[activations[1]])
+    return h
+
+
 def step_kernels(like: Tensor, *activations: str) -> Any:
     """rnnkit.native's kernels for steps on tensors like ``like`` with these activations, or None."""
     return _native(like, *activations)

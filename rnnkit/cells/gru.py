@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit import bptt
 from rnnkit.activations import get_activation
 from rnnkit.cells.base import WeightedCell
 from rnnkit.init import check_forget_bias, init_gate_bias
@@ -74,8 +75,15 @@ class GRUCell(WeightedCell):
     def initial_state(self, batch_size: int, *, device: Any = None, dtype: Any = None) -> GRUState:
         return GRUState(self._zeros(batch_size, self.hidden_size, device, dtype))
 
+    _kernels: Any = None  # rnnkit.native, in the view for_steps() returns where it applies
+
     def step(self, x_proj: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
         h = state.h
+        if self._kernels is not None and self.reset_after:
+            hh = F.linear(h, self.weight_hh, self.bias_hh)
+            fast = bptt.gru_step(self._kernels, x_proj, hh, h, self.activation, self.recurrent_activation)
+            if fast is not None:  # the same equations in one call (rnnkit.native), where no gradient is wanted
+                return fast, GRUState(fast)
         x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
         if self.reset_after:
             h_r, h_z, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=-1)
@@ -90,6 +98,18 @@ class GRUCell(WeightedCell):
             n = self.act(x_n + F.linear(r * h, w_n, b_n))
         h = n + z * (h - n)  # = (1 - z) * n + z * h, one op fewer
         return h, GRUState(h)
+
+    def for_steps(self) -> GRUCell:
+        """This cell with each step's equations after its products in one rnnkit.native call where no gradient is
+        wanted (generation, rnnkit.tasks.stepping): about ten torch operations fewer a step, each of which costs
+        more there than it seems, after a product that streamed the weights through the caches. The same
+        numbers within float rounding (tests/cells/test_gru.py)."""
+        kernels = bptt.step_kernels(self.weight_hh, self.activation, self.recurrent_activation)
+        if kernels is None or not self.reset_after:
+            return self
+        view = self.bound({})
+        view.__dict__["_kernels"] = kernels
+        return view
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, reset_after={self.reset_after}, init={self.init!r}"

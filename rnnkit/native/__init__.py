@@ -1,9 +1,10 @@
-"""rnnkit's small C++ extension: one LSTM step's elementwise work in one call (``lstm_steps.cpp``).
+"""rnnkit's small C++ extension: one step's elementwise work of the gated cells in one call (``gated_steps.cpp``).
 
 :mod:`rnnkit.bptt` runs the LSTM loop of the cells torch's fused kernel cannot run (other activations,
 ``fused=False``). Per step that loop is a matrix product and a dozen elementwise operations on (B, H) blocks,
 each a torch call from Python: at batch 32, hidden 256 those calls, not the arithmetic, were most of the
-distance to torch.nn.LSTM. The extension does a step's elementwise forward, and its backward, in one call each.
+distance to torch.nn.LSTM. The extension does a step's elementwise forward, and its backward, in one call each;
+and, for generation (:meth:`rnnkit.GRUCell.for_steps`), a GRU step's elementwise forward.
 
 It is compiled once, at install time (``make`` runs ``python -m rnnkit.native``), with the machine's own
 compiler and instruction set, into ``_build/`` beside this file; a name carrying a hash of the source means a
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).with_name("lstm_steps.cpp")
+SOURCE = Path(__file__).with_name("gated_steps.cpp")
 BUILD = Path(__file__).with_name("_build")
 
 #: the activations the kernels compute, by the number they pass them as

@@ -76,3 +76,38 @@ def test_gru_custom_activations():
     n = gi[:, 2 * H :] + r * gh[:, 2 * H :]
     y, _ = cell(x, rnnkit.GRUState(h))
     torch.testing.assert_close(y, (1 - z) * n + z * h)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"bias": False}, {"activation": "relu", "recurrent_activation": "hard_sigmoid"}, {"reset_after": False}],
+    ids=["default", "no-bias", "relu-hard_sigmoid", "reset-before"],
+)
+def test_for_steps_runs_the_step_in_one_native_call_with_the_same_numbers(config):
+    """for_steps(): each step's equations after its products in one rnnkit.native call where no gradient is
+    wanted (reset after the product); the same h as step within float64 rounding, and the plain step where a
+    gradient is wanted or the reset comes before the product."""
+    from rnnkit import native
+
+    torch.manual_seed(0)
+    cell = rnnkit.GRUCell(3, 5, dtype=torch.float64, **config)
+    fast = cell.for_steps()
+    built = native.load() is not None
+    assert (fast is not cell) == (built and config.get("reset_after", True))
+    xs = torch.randn(4, 2, 3, dtype=torch.float64)
+    h0 = rnnkit.GRUState(torch.randn(2, 5, dtype=torch.float64))
+    with torch.no_grad():
+        want = cell.step(cell.project_inputs(xs[0]), h0)
+        got = fast.step(fast.project_inputs(xs[0]), h0)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(got[1].h, want[1].h, rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            fast.sequence(fast.project_inputs(xs), h0)[0],
+            cell.sequence(cell.project_inputs(xs), h0)[0],
+            rtol=0,
+            atol=1e-12,
+        )
+    x = xs[0].clone().requires_grad_()
+    (g_fast,) = torch.autograd.grad(fast.step(fast.project_inputs(x), h0)[0].sum(), x)
+    (g_ref,) = torch.autograd.grad(cell.step(cell.project_inputs(x), h0)[0].sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-12)

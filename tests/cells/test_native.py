@@ -41,7 +41,7 @@ def test_off_switch_and_a_changed_source_are_never_loaded(monkeypatch, tmp_path)
     monkeypatch.setenv("RNNKIT_NATIVE", "0")
     assert native.load() is None
     monkeypatch.setenv("RNNKIT_NATIVE", "1")
-    changed = tmp_path / "lstm_steps.cpp"
+    changed = tmp_path / "gated_steps.cpp"
     changed.write_text(native.SOURCE.read_text() + "\n// changed\n")
     monkeypatch.setattr(native, "SOURCE", changed)
     native._load.cache_clear()

@@ -1,15 +1,18 @@
-// One LSTM step's elementwise work, forward and backward, in one call each: what rnnkit.bptt's Python loop
-// otherwise spends a dozen torch operations (and their Python) on, per step. The matrix products stay in Python
-// (oneDNN or MKL through torch); these kernels take the gates after the product.
+// One step's elementwise work of the gated cells, in one call each: what rnnkit.bptt's Python loop otherwise spends
+// a dozen torch operations (and their Python) on, per step; and generation's GRU step (rnnkit.tasks.stepping).
+// The matrix products stay in Python (oneDNN or MKL through torch); these kernels take the gates after the product.
 //
-// Equations (rnnkit/cells/lstm.py), gates z = [i f g o] of width H each, sigma the gate activation and phi the
-// cell activation:
+// LSTM equations (rnnkit/cells/lstm.py), gates z = [i f g o] of width H each, sigma the gate activation and phi
+// the cell activation:
 //   forward:   i, f, o = sigma(z_i, z_f, z_o);  g = phi(z_g);  c = f c_prev + i g;  h = o phi(c)
 //   backward:  dh = dh_out + dh_next;  dc = phi'(c) o dh + dc_next
 //              dz_i = sigma'(i) g dc,  dz_f = sigma'(f) c_prev dc,  dz_g = phi'(g) i dc,  dz_o = sigma'(o) phi(c) dh
 //              the next shares: f dc (and dz W_hh, taken in Python)
 // Every derivative is read from the activation's output, as rnnkit.bptt does. With a mask (padding), a row
 // whose step is padding holds its state: its incoming shares pass on unchanged and its own step adds nothing.
+//
+// GRU (rnnkit/cells/gru.py, reset after the product), x = W_ih x + b_ih and g = W_hh h + b_hh, each [r z n]:
+//   r, z = sigma(x_r + g_r, x_z + g_z);  n = phi(x_n + r g_n);  h = n + z (h_prev - n)
 //
 // float32 takes exp from a polynomial written so that the compiler vectorises it (Cephes' expf, within 2 ulp);
 // tanh is 2 sigmoid(2x) - 1 there, as in rnnkit.bptt. float64 (the tests' gradchecks) uses the C library.
@@ -217,7 +220,37 @@ void lstm_backward_step(const torch::Tensor& z, const torch::Tensor& c_prev, con
   });
 }
 
+// One GRU step forward (reset after the product): x, g (B, 3H) the input's and the state's shares, h_prev (B, H);
+// writes h (B, H). For generation, where no gradient is wanted: nothing is kept for a backward.
+void gru_forward_step(const torch::Tensor& x, const torch::Tensor& g, const torch::Tensor& h_prev, torch::Tensor h,
+                      int64_t act, int64_t gate) {
+  const int64_t B = x.size(0), H = x.size(1) / 3;
+  check_rows(x, B, 3 * H, "input share");
+  check_rows(g, B, 3 * H, "state share");
+  for (const torch::Tensor& t : {h_prev, h}) check_rows(t, B, H, "state");
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward_step", [&] {
+    using T = scalar_t;
+    const T *xp = x.data_ptr<T>(), *gp = g.data_ptr<T>(), *hpp = h_prev.data_ptr<T>();
+    T* hp = h.data_ptr<T>();
+    const int64_t xs = x.stride(0), gs = g.stride(0), hps = h_prev.stride(0), hs = h.stride(0);
+    at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (3 * H)), [&](int64_t begin, int64_t end) {
+      std::vector<T> rz(2 * H);
+      for (int64_t b = begin; b < end; ++b) {
+        const T *x_b = xp + b * xs, *g_b = gp + b * gs, *hprev_b = hpp + b * hps;
+        T* h_b = hp + b * hs;
+        for (int64_t j = 0; j < 2 * H; ++j) rz[j] = x_b[j] + g_b[j];
+        activate(rz.data(), rz.data(), 2 * H, gate);  // r and z lie side by side
+        const T *r = rz.data(), *z = rz.data() + H;
+        for (int64_t j = 0; j < H; ++j) h_b[j] = x_b[2 * H + j] + r[j] * g_b[2 * H + j];
+        activate(h_b, h_b, H, act);  // n
+        for (int64_t j = 0; j < H; ++j) h_b[j] = h_b[j] + z[j] * (hprev_b[j] - h_b[j]);
+      }
+    });
+  });
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gru_forward_step", &gru_forward_step, "one GRU step forward, reset after the product (generation)");
   m.def("lstm_forward_step", &lstm_forward_step, "one LSTM step's elementwise forward (rnnkit.bptt)");
   m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
 }
