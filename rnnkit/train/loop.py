@@ -111,12 +111,15 @@ class Trainer:
         return self.world / total.clamp(min=1)
 
     def _clip_and_check(self, loss: Tensor) -> tuple[bool, float]:
-        """Clip the gradient; the step is good when the loss and the clipped gradient are finite everywhere."""
+        """Clip the gradient; the step is good when the loss and the gradient are finite everywhere: when their
+        norm is (a NaN or an infinity anywhere makes it so), which clipping computes anyway. Checking every
+        gradient's entries instead took 9 ms a step of the PTB small model on an Intel Xeon (four passes over
+        4.6 million numbers), a third of the trainer's time over a plain PyTorch loop."""
         cfg, params = self.cfg, [p for p in self.task.parameters() if p.grad is not None]
         norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
         if cfg.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-        finite = math.isfinite(loss.item()) and bool(torch.stack([p.grad.isfinite().all() for p in params]).all())
+        finite = math.isfinite(loss.item()) and math.isfinite(norm)
         bad = dist.all_reduce(torch.tensor(float(not finite)), op="max")
         if not bad:
             self._bad_streak = 0
