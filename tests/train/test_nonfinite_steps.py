@@ -33,7 +33,7 @@ class Recorder:
     """Installed in the next Trainer: makes the loss of the chosen (1-based) steps NaN, and records the
     weights at the start of every training step and each step's (summed loss, count)."""
 
-    def __init__(self, monkeypatch, nan_steps, on_first_nan=None):
+    def __init__(self, monkeypatch, nan_steps, on_first_nan=None, gradient_only=False):
         self.nan_steps, self.on_first_nan = set(nan_steps), on_first_nan
         self.weights: dict[int, list[torch.Tensor]] = {}  # step s -> weights before step s
         self.losses: dict[int, tuple[float, int]] = {}
@@ -55,6 +55,9 @@ class Recorder:
                     if step in recorder.nan_steps:
                         if recorder.on_first_nan is not None and step == min(recorder.nan_steps):
                             recorder.on_first_nan()
+                        if gradient_only:  # a finite loss whose gradient is NaN: sqrt'(0) = inf, times 0
+                            zero = sum(p.sum() for p in self.task.parameters()) * 0
+                            return LossOutput(out.loss + torch.sqrt(zero), out.count, out.state)
                         return LossOutput(out.loss * float("nan"), out.count, out.state)
                     return out
 
@@ -92,6 +95,16 @@ def test_nonfinite_steps_are_skipped_reported_and_counted(tmp_path, monkeypatch,
     trainer_state = load_file(str(out / "checkpoint" / "trainer.safetensors"))
     assert float(trainer_state["optimizer.0.step"]) == 8
     assert json.loads((out / "checkpoint" / "trainer.json").read_text())["step"] == 11
+
+
+def test_a_finite_loss_with_a_nan_gradient_is_skipped_too(tmp_path, monkeypatch, capsys):
+    """The check reads the gradient (through its norm), not only the loss."""
+    out = tmp_path / "run"
+    rec = Recorder(monkeypatch, nan_steps={3}, gradient_only=True)
+    assert rnnkit.cli.main(train_argv(tmp_path, out, "--max-steps", "5")) == 0
+    assert math.isfinite(rec.losses[3][0])
+    assert "step 3: non-finite loss or gradient; the step is skipped" in capsys.readouterr().err
+    assert not rec.changed(3) and rec.changed(2) and rec.changed(4)
 
 
 def test_skipped_steps_do_not_poison_the_logged_loss(tmp_path, monkeypatch):
