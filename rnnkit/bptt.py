@@ -108,6 +108,15 @@ def _masks(mask: Tensor | None, T: int) -> list[Tensor | None]:
     return [None] * T if mask is None else list(mask.unsqueeze(-1).unbind(0))
 
 
+def _backward(ctx: Any, grads: tuple[Tensor | None, ...], gradients: Callable[..., Any]) -> tuple[Tensor | None, ...]:
+    """A loop's backward: its hand-written ``gradients``, or, for gradients of gradients (``create_graph=True``),
+    :func:`_differentiable_backward`."""
+    if torch.is_grad_enabled():
+        return _differentiable_backward(ctx, grads)
+    with torch.no_grad():
+        return gradients(ctx, *grads)
+
+
 def _differentiable_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
     """The gradients as a graph (``backward(create_graph=True)``, for gradients of gradients): the reference
     loop recomputed from the saved inputs and differentiated by autograd. Returns one entry per input of
@@ -165,10 +174,7 @@ class _Elman(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_news: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
-        if torch.is_grad_enabled():  # create_graph=True
-            return _differentiable_backward(ctx, (d_news, d_final))
-        with torch.no_grad():
-            return _Elman.gradients(ctx, d_news, d_final)
+        return _backward(ctx, (d_news, d_final), _Elman.gradients)
 
     @staticmethod
     def gradients(ctx: Any, d_news: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -224,10 +230,7 @@ class _Jordan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_ys: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
-        if torch.is_grad_enabled():  # create_graph=True
-            return _differentiable_backward(ctx, (d_ys, d_final))
-        with torch.no_grad():
-            return _Jordan.gradients(ctx, d_ys, d_final)
+        return _backward(ctx, (d_ys, d_final), _Jordan.gradients)
 
     @staticmethod
     def gradients(ctx: Any, d_ys: Tensor | None, d_final: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -407,10 +410,7 @@ class _LSTM(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_hs, d_h, d_c):
-        if torch.is_grad_enabled():  # create_graph=True
-            return _differentiable_backward(ctx, (d_hs, d_h, d_c))
-        with torch.no_grad():
-            return _LSTM.gradients(ctx, d_hs, d_h, d_c)
+        return _backward(ctx, (d_hs, d_h, d_c), _LSTM.gradients)
 
     @staticmethod
     def gradients(ctx: Any, d_hs, d_h, d_c):
