@@ -126,10 +126,12 @@ def test_concurrent_requests_are_batched_through_a_real_server(loaded, live_serv
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
         for t in threads:
             t.start()
-        wait_for(lambda: http.get("/health").json()["queue"] >= 8, seconds=30)
-        gate.set()
-        for t in threads:
-            t.join(20)
+        try:
+            wait_for(lambda: http.get("/health").json()["queue"] >= 8, seconds=30)
+        finally:  # the held requests finish before the server stops, whatever failed
+            gate.set()
+            for t in threads:
+                t.join(20)
         stats = http.get("/health").json()["batches"]["predict"]
     assert stats["requests"] == 16 and stats["max_batch"] > 1 and stats["batches"] < 16
     for i in range(16):  # each request got its own texts' results back, in order
@@ -144,12 +146,14 @@ def test_a_full_queue_answers_503_with_retry_after(client):
                for _ in range(3)]  # fmt: skip
     for t in threads:
         t.start()
-    wait_for(lambda: c.get("/health").json()["queue"] == 2)  # one at the model, two waiting: full
-    busy = c.post("/predict", json={"texts": ["a"]})
+    try:  # (30 s: on a loaded machine 10 were not always enough for the three requests to arrive)
+        wait_for(lambda: c.get("/health").json()["queue"] == 2, seconds=30)  # one at the model, two waiting: full
+        busy = c.post("/predict", json={"texts": ["a"]})
+    finally:  # whatever failed above, the held requests finish before the client closes (or the run hangs)
+        gate.set()
+        for t in threads:
+            t.join(20)
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
-    gate.set()
-    for t in threads:
-        t.join(20)
     assert codes == [200, 200, 200]
 
 
