@@ -85,14 +85,14 @@ def usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str
     derivative known here, and nothing else differentiating the loop itself (torch.compile's tracing,
     torch.func's transforms, :func:`reference_loop`)."""
     return (
-        _loop_is_ours(keep_steps)
+        loop_is_ours(keep_steps)
         and torch.is_grad_enabled()
         and any(t is not None and t.requires_grad for t in tensors)
         and all(a in BACKWARDS for a in activations)
     )
 
 
-def _loop_is_ours(keep_steps: bool) -> bool:
+def loop_is_ours(keep_steps: bool) -> bool:
     """Nothing asks for the reference loop: no per-step states, no torch.compile tracing, no torch.func
     transform, no :func:`reference_loop` block."""
     return (
@@ -355,7 +355,7 @@ def inference_usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activa
     activations, and nothing tracing or transforming the loop."""
     wanted = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return (
-        _loop_is_ours(keep_steps)
+        loop_is_ours(keep_steps)
         and not wanted
         and tensors[0] is not None
         and _native(tensors[0], *activations) is not None

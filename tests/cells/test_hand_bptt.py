@@ -247,3 +247,17 @@ def test_the_weight_gradients_library_follows_the_cpu_or_the_override(monkeypatc
     except OSError:
         intel = False
     assert onednn.mkl_is_fast() is intel
+
+
+def test_scrn_without_a_gradient_runs_the_hand_loops_forward_with_the_same_numbers():
+    torch.manual_seed(0)
+    cell = rnnkit.SCRNCell(3, 5, context_size=2, dtype=torch.float64)
+    xs = torch.randn(7, 3, 3, dtype=torch.float64)
+    state = rnnkit.SCRNState(torch.rand(3, 5, dtype=torch.float64), torch.rand(3, 2, dtype=torch.float64))
+    with torch.no_grad():
+        fast = cell.sequence(cell.project_inputs(xs), state, MASK)
+        with bptt.reference_loop():
+            ref = cell.sequence(cell.project_inputs(xs), state, MASK)
+    torch.testing.assert_close(fast[0], ref[0], rtol=0, atol=1e-12)
+    for a, b in zip(fast[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
