@@ -11,6 +11,20 @@ from rnnkit.onednn import OneDNNMatrix
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch was built without oneDNN")
 
 
+@pytest.fixture(autouse=True)
+def onednn_wherever_wide(monkeypatch):
+    """The oneDNN path as on a CPU where it is the faster library (on Intel's, small matrices stay with MKL)."""
+    monkeypatch.setattr(onednn, "mkl_is_fast", lambda: False)
+
+
+def test_where_mkl_is_faster_only_matrices_of_512_inputs_or_more_take_onednn(monkeypatch, calls):
+    monkeypatch.setattr(onednn, "mkl_is_fast", lambda: True)
+    rnnkit.LSTM(16, 16, fused=False)(torch.randn(5, 10, 16))
+    assert calls[0] == 0
+    w = torch.randn(4 * onednn.MKL_MIN_INPUTS, onednn.MKL_MIN_INPUTS)
+    assert onednn._wide(w) and not onednn._wide(w[:, :-1][: 4 * (onednn.MKL_MIN_INPUTS - 1)])
+
+
 @pytest.fixture
 def calls(monkeypatch):
     """How many products went through oneDNN."""

@@ -235,12 +235,12 @@ def test_weight_grad_is_grad_transposed_times_x(rows, mkl, monkeypatch):
 
 def test_the_weight_gradients_library_follows_the_cpu_or_the_override(monkeypatch):
     """MKL on Intel CPUs, oneDNN elsewhere (measured: onednn.weight_grad's docstring), fixed per machine;
-    RNNKIT_WEIGHT_GRAD names one."""
+    RNNKIT_PRODUCTS names one."""
     for forced, want in [("mkl", True), ("onednn", False), ("MKL", True)]:
-        monkeypatch.setenv("RNNKIT_WEIGHT_GRAD", forced)
+        monkeypatch.setenv("RNNKIT_PRODUCTS", forced)
         onednn.mkl_is_fast.cache_clear()
         assert onednn.mkl_is_fast() is want
-    monkeypatch.delenv("RNNKIT_WEIGHT_GRAD")
+    monkeypatch.delenv("RNNKIT_PRODUCTS")
     onednn.mkl_is_fast.cache_clear()
     try:
         intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
