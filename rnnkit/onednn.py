@@ -13,6 +13,9 @@ forward against 31-34 ms, and 73-74 ms forward and backward against 82-88 (torch
 backward's per-step work, not its products, is most of what remains. (That backward is now written by hand for
 LSTM and Jordan cells, :mod:`rnnkit.bptt`, with each weight's gradient one :func:`weight_grad` product.)
 
+On an Intel Xeon the balance is the other way below 512 inputs (:data:`MKL_MIN_INPUTS`), and for weight gradients
+(:func:`weight_grad`): there MKL's products are the faster, and these paths follow :func:`mkl_is_fast`.
+
 :class:`OneDNNMatrix` routes their products there without touching the cells' equations. It is bound in place of
 a weight (see :meth:`rnnkit.cells.Cell.bound`) and answers ``F.linear(x, w, b)`` of float32 inputs of at least
 :data:`MIN_ROWS` rows with oneDNN's product on a weight packed once per layer call. Every other operation, and
