@@ -84,12 +84,12 @@ def usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str
     reference loop records nothing and costs the same), no per-step states wanted, every activation's
     derivative known here, and nothing else differentiating the loop itself (torch.compile's tracing,
     torch.func's transforms, :func:`reference_loop`)."""
-    return (
-        loop_is_ours(keep_steps)
-        and torch.is_grad_enabled()
-        and any(t is not None and t.requires_grad for t in tensors)
-        and all(a in BACKWARDS for a in activations)
-    )
+    return loop_is_ours(keep_steps) and _gradient_wanted(*tensors) and all(a in BACKWARDS for a in activations)
+
+
+def _gradient_wanted(*tensors: Tensor | None) -> bool:
+    """Autograd records, and one of ``tensors`` takes part in the graph."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def loop_is_ours(keep_steps: bool) -> bool:
@@ -321,9 +321,7 @@ def lstm_step(kernels: Any, z: Tensor, c_prev: Tensor, *activations: str) -> tup
     every Python line here runs after a product has streamed megabytes through the caches, and costs more
     there than it seems): (h, c), or None where they do not apply (no kernels, a gradient wanted,
     torch.compile tracing), and the caller runs the equations itself."""
-    if kernels is None or (torch.is_grad_enabled() and (z.requires_grad or c_prev.requires_grad)):
-        return None
-    if torch.compiler.is_compiling() or not z.numel():
+    if kernels is None or _gradient_wanted(z, c_prev) or torch.compiler.is_compiling() or not z.numel():
         return None
     c_prev = c_prev.contiguous()
     c, phi, h = torch.empty_like(c_prev), torch.empty_like(c_prev), torch.empty_like(c_prev)
@@ -335,9 +333,7 @@ def gru_step(kernels: Any, x: Tensor, hh: Tensor, h_prev: Tensor, *activations: 
     """One GRU step's equations after its two products (``x`` and ``hh`` (B, 3H), the input's and the state's
     shares, reset after the product) in one call of ``kernels``: the new h, or None where they do not apply, as
     :func:`lstm_step`."""
-    if torch.is_grad_enabled() and (x.requires_grad or hh.requires_grad or h_prev.requires_grad):
-        return None
-    if torch.compiler.is_compiling() or not x.numel():
+    if kernels is None or _gradient_wanted(x, hh, h_prev) or torch.compiler.is_compiling() or not x.numel():
         return None
     h_prev = h_prev.contiguous()
     h = torch.empty_like(h_prev)
@@ -353,10 +349,9 @@ def step_kernels(like: Tensor, *activations: str) -> Any:
 def inference_usable(tensors: Sequence[Tensor | None], keep_steps: bool, *activations: str) -> bool:
     """Take :func:`lstm_inference`: no gradient wanted, no per-step states, rnnkit.native built for these
     activations, and nothing tracing or transforming the loop."""
-    wanted = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     return (
         loop_is_ours(keep_steps)
-        and not wanted
+        and not _gradient_wanted(*tensors)
         and tensors[0] is not None
         and _native(tensors[0], *activations) is not None
     )

@@ -147,9 +147,7 @@ def weight_grad(grad: Tensor, x: Tensor) -> Tensor:
     run it continues. Small products (fewer than :data:`MIN_ROWS` rows) and other dtypes stay with torch."""
     if grad.dtype != torch.float32 or grad.shape[0] < MIN_ROWS or grad.device.type != "cpu" or not usable():
         return grad.t().mm(x)
-    if mkl_is_fast():
-        return grad.t().mm(x)
-    return linear(x.t().contiguous(), grad.t()).t()
+    return grad.t().mm(x) if mkl_is_fast() else linear(x.t().contiguous(), grad.t()).t()
 
 
 @functools.cache

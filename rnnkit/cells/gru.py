@@ -79,14 +79,14 @@ class GRUCell(WeightedCell):
 
     def step(self, x_proj: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
         h = state.h
-        if self._kernels is not None and self.reset_after:
-            hh = F.linear(h, self.weight_hh, self.bias_hh)
-            fast = bptt.gru_step(self._kernels, x_proj, hh, h, self.activation, self.recurrent_activation)
-            if fast is not None:  # the same equations in one call (rnnkit.native), where no gradient is wanted
-                return fast, GRUState(fast)
         x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
         if self.reset_after:
-            h_r, h_z, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=-1)
+            hh = F.linear(h, self.weight_hh, self.bias_hh)
+            if self._kernels is not None:  # for_steps(): the same equations in one call, where no gradient is wanted
+                fast = bptt.gru_step(self._kernels, x_proj, hh, h, self.activation, self.recurrent_activation)
+                if fast is not None:
+                    return fast, GRUState(fast)
+            h_r, h_z, h_n = hh.chunk(3, dim=-1)
             r, z = self.gate(x_r + h_r), self.gate(x_z + h_z)
             n = self.act(x_n + r * h_n)
         else:
