@@ -2,7 +2,8 @@
 
     python benchmarks/speed_layers.py                 # batch 32, T 100, hidden 256 (the setting)
     python benchmarks/speed_layers.py --hidden 512 --repeats 21
-    python benchmarks/speed_layers.py --only SCRN Jordan      # the rows whose name contains one of these
+    python benchmarks/speed_layers.py --only SCRN Jordan      # the rows whose name contains one of these (printed,
+                                                              # results/speed_layers.json left as it was)
 
 Each row times one forward and backward pass (sum of the outputs) of an rnnkit layer and of its torch.nn
 baseline, interleaved, and reports median tokens/s (batch * T / time) and the ratio rnnkit / torch.
@@ -70,6 +71,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the layers whose name contains one of these")
     args = parser.parse_args()
+    names = list(dict.fromkeys(name for name, *_ in cases(args.hidden)))
+    if args.only and not any(text in name for name in names for text in args.only):
+        known = ", ".join(names)
+        parser.exit(2, f"speed_layers.py: --only {' '.join(args.only)} names no layer; the layers: {known}\n")
     torch.manual_seed(0)
     B, T, H = args.batch, args.steps, args.hidden
     x = torch.randn(T, B, H)
@@ -93,8 +98,11 @@ def main() -> None:
         )
         print(f"{name:20s} {tok['rnnkit']:9.0f} tok/s   {base_name:14s} {tok['torch']:9.0f} tok/s   {ratio:.2f}x")
     info = machine() | {"batch": B, "steps": T, "hidden": H, "repeats": args.repeats}
-    path = write_result("speed_layers", {"setting": info, "rows": rows})
-    print(f"\nwritten {path}\n")
+    if args.only:  # a subset does not replace the full table's results
+        print("\n(--only: benchmarks/results/speed_layers.json left as it was)\n")
+    else:
+        path = write_result("speed_layers", {"setting": info, "rows": rows})
+        print(f"\nwritten {path}\n")
     print(
         f"Forward+backward, batch {B}, T {T}, hidden {H}, {info['cpu']}, {info['torch_threads']} threads, "
         f"torch {info['torch']}, {info['date']}; median of {args.repeats} interleaved runs.\n"
