@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,9 @@ def mkl_is_fast() -> bool:
     forced = os.environ.get("RNNKIT_PRODUCTS", "").lower()
     if forced in ("mkl", "onednn"):
         return forced == "mkl"
+    if forced:
+        message = f"RNNKIT_PRODUCTS={forced!r} is neither 'mkl' nor 'onednn': ignored, the CPU decides"
+        warnings.warn(message, stacklevel=2)
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -240,13 +240,17 @@ def test_the_weight_gradients_library_follows_the_cpu_or_the_override(monkeypatc
         monkeypatch.setenv("RNNKIT_PRODUCTS", forced)
         onednn.mkl_is_fast.cache_clear()
         assert onednn.mkl_is_fast() is want
+    monkeypatch.setenv("RNNKIT_PRODUCTS", "mlk")
+    onednn.mkl_is_fast.cache_clear()
+    with pytest.warns(UserWarning, match="RNNKIT_PRODUCTS='mlk' is neither 'mkl' nor 'onednn': ignored"):
+        typo = onednn.mkl_is_fast()
     monkeypatch.delenv("RNNKIT_PRODUCTS")
     onednn.mkl_is_fast.cache_clear()
     try:
         intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
     except OSError:
         intel = False
-    assert onednn.mkl_is_fast() is intel
+    assert onednn.mkl_is_fast() is intel and typo is intel
 
 
 def test_scrn_without_a_gradient_runs_the_hand_loops_forward_with_the_same_numbers():
