@@ -3,6 +3,8 @@
     python benchmarks/classify_sst2.py
     python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_attn.toml --threads 1
     python benchmarks/classify_sst2.py --pretrain-minutes 10   # embeddings from a word LM on PTB + SST-2 train text
+    python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_lm.toml --pretrained  # ULMFiT's way:
+        # the encoder from the forward and backward LMs of benchmarks/pretrain_lm.py (run it first)
 
 6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
 accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
@@ -19,7 +21,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from common import machine, run_task, write_result
+from common import machine, pretrained_encoders, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -51,6 +53,9 @@ def main() -> None:
     parser.add_argument(
         "--pretrain-minutes", type=float, default=0, help="first pretrain a word LM this long (see pretrain())"
     )
+    parser.add_argument(
+        "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem
@@ -58,6 +63,8 @@ def main() -> None:
         embed = tomllib.loads(Path(args.config).read_text())["model"]["embed"]
         args.extra = [*args.extra, "--embeddings", str(pretrain(args, embed))]
         name += "_pretrained"
+    if args.pretrained:
+        args.extra = [*pretrained_encoders(), *args.extra]
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "stsa.binary.train", Path(args.data) / "stsa.binary.dev"
     result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)

@@ -144,6 +144,18 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
+def pretrained_encoders() -> list[str]:
+    """The flags that start a task's encoder from the LMs of ``benchmarks/pretrain_lm.py`` (forward and backward);
+    exits with a one-line message where they have not been trained."""
+    runs = [
+        Path(__file__).resolve().parent.parent / "runs" / "bench" / f"pretrain_lm_{d}" for d in ("forward", "backward")
+    ]
+    for run, direction in zip(runs, ("forward", "backward"), strict=True):
+        if not (run / "best.safetensors").exists():
+            sys.exit(f"{run} has no trained LM: first run python benchmarks/pretrain_lm.py --direction {direction}")
+    return ["--encoder", str(runs[0]), "--encoder-backward", str(runs[1])]
+
+
 def run_task(
     task: str,
     train: Path,

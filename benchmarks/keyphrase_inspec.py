@@ -2,6 +2,7 @@
 
     python benchmarks/keyphrase_inspec.py                        # tfidf, tag and classify
     python benchmarks/keyphrase_inspec.py --methods tag --threads 1
+    python benchmarks/keyphrase_inspec.py --methods tag --pretrained   # the encoder from the LMs of pretrain_lm.py
 
 - ``tfidf``: the unsupervised floor, :class:`rnnkit.tasks.keyphrase.TfIdf` (document frequencies from the 1,000
   training abstracts; candidates are runs of content words, as no part-of-speech model can be downloaded here).
@@ -24,7 +25,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import machine, run_task, write_result
+from common import machine, pretrained_encoders, run_task, write_result
 
 from rnnkit.data.formats import read_inspec
 from rnnkit.tasks.keyphrase import TfIdf, keyphrase_scores, tokenize
@@ -58,14 +59,21 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="tag: configs/tag/inspec_bilstm_crf_lm.toml, its encoder from benchmarks/pretrain_lm.py's two LMs",
+    )
     args = parser.parse_args()
     train, valid = Path(args.data) / "train.jsonl", Path(args.data) / "valid.jsonl"
     for method in args.methods:
+        pretrained = args.pretrained and method == "tag"
         if method in ("tfidf", "ceiling"):
             result = {"tfidf": tfidf, "ceiling": ceiling}[method](train, valid)
         else:
-            out = ROOT / "runs" / "bench" / f"inspec_{method}"
-            flags = ["--config", str(ROOT / CONFIGS[method])]
+            out = ROOT / "runs" / "bench" / f"inspec_{method}{'_lm' * pretrained}"
+            config = CONFIGS[method].replace(".toml", "_lm.toml") if pretrained else CONFIGS[method]
+            flags = ["--config", str(ROOT / config), *(pretrained_encoders() if pretrained else [])]
             result = run_task(method, train, valid, out, flags, threads=args.threads)
         metrics = result["metrics"]
         for bulky in ("per_class", "confusion", "labels", "unknown_labels"):  # 514 labels: the file would be 270 kB
@@ -79,7 +87,7 @@ def main() -> None:
         if method == "tag":
             summary["span f1 (protocol 1)"] = round(metrics["f1"], 4)
         payload = {"setting": machine(), "method": method, "valid": summary} | result
-        path = write_result(f"keyphrase_inspec_{method}", payload)
+        path = write_result(f"keyphrase_inspec_{method}{'_lm' * pretrained}", payload)
         print(json.dumps({"method": method} | summary), flush=True)
         print(f"written {path}")
 

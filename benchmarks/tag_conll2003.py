@@ -2,6 +2,8 @@
 
     python benchmarks/tag_conll2003.py
     python benchmarks/tag_conll2003.py --config configs/tag/conll2003_bilstm_crf.toml --threads 1
+    python benchmarks/tag_conll2003.py --config configs/tag/conll2003_bilstm_crf_lm.toml --pretrained  # the encoder
+        # from the forward and backward LMs of benchmarks/pretrain_lm.py (run it first)
 
 No pretrained embeddings (none can be downloaded here). Lample et al. 2016 report test F1 83.63 with random
 embeddings and characters, 90.94 with pretrained ones. eng.testa is the validation split; eng.testb (test) is
@@ -14,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import machine, run_task, write_result
+from common import machine, pretrained_encoders, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "conll2003"
@@ -25,9 +27,14 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs/tag/conll2003_bilstm_crf.toml"))
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument(
+        "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem
+    if args.pretrained:
+        args.extra = [*pretrained_encoders(), *args.extra]
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "eng.train", Path(args.data) / "eng.testa"
     result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)

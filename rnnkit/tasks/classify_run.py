@@ -36,7 +36,7 @@ from rnnkit.tasks.classify import (
     single_label_metrics,
 )
 from rnnkit.tasks.keyphrase import keyphrase_scores, tokenize
-from rnnkit.tasks.pretrained import init_embedding
+from rnnkit.tasks.pretrained import EMBEDDINGS_HELP, ENCODER_BACKWARD_HELP, ENCODER_HELP, start_from
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -57,11 +57,9 @@ class ClassifyDataConfig:
     min_label_count: int = option(
         1, "labels on fewer training texts are not learned (several labels: dropped from the texts, counted)", ge=1
     )
-    embeddings: str | None = option(
-        None,
-        "pretrained word vectors for the word embedding when a run starts: a text file of 'word v1 .. vd' lines "
-        "(GloVe, word2vec text) or an rnnkit lm run folder (self-supervised pretraining)",
-    )
+    embeddings: str | None = option(None, EMBEDDINGS_HELP)
+    encoder: str | None = option(None, ENCODER_HELP)
+    encoder_backward: str | None = option(None, ENCODER_BACKWARD_HELP)
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (specials included)", ge=4)
     lowercase: bool = option(False, "lowercase every word (training, eval and predict alike)")
@@ -355,8 +353,9 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"training a {model_cfg.layers}-layer {direction}{model_cfg.cell} classifier ({model_cfg.pooling} pooling): "
         f"{len(labels)} labels, vocabulary {len(vocab)}, {params:,} parameters, {len(train.sequences):,} texts"
     )
-    if data.embeddings is not None and run_dir is None:  # a resumed run's embedding is in its checkpoint
-        summary += "; " + init_embedding(model.embedding.weight, vocab, data.embeddings, lowercase=data.lowercase)
+    if run_dir is None:  # a resumed run's weights are in its checkpoint
+        started = start_from(model.embedding.weight, model.rnn, vocab, data, model_cfg.cell)
+        summary += "; " * bool(started) + started
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
     files = {"vocab.json": vocab.save, "labels.json": labels.save} | ({"chars.json": chars.save} if chars else {})
     return Prepared(model, batches, valid, files, summary)

@@ -8,14 +8,17 @@ lower-cased, the exact form winning ("good" over "Good").
 
 The second source is self-supervised pretraining with rnnkit itself: train ``rnnkit lm train`` on any text you
 have, then pass its run folder; its input embedding (``embedding.weight``, row per token of its vocab.json) is read.
+``--encoder RUN`` (and ``--encoder-backward RUN``) go further: :func:`init_encoder` starts the recurrent layers from
+the LM's too, as ULMFiT does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnkit.data.text import read_text
 from rnnkit.data.vocab import Vocabulary
@@ -85,10 +88,142 @@ def _from_text(path: Path, wanted: set[str], lowercase: bool) -> dict[str, list[
 
 def _from_run(path: Path, wanted: set[str]) -> dict[str, list[float]]:
     """The input embedding of an rnnkit language-model run, one row per token of its vocabulary."""
+    run = _lm_run(path, "a vectors file or ")
+    weight = run.model.embedding.weight.detach()
+    return {token: weight[i].tolist() for i, token in enumerate(run.vocab.tokens) if token in wanted}
+
+
+def init_encoder(
+    embedding: Tensor,
+    rnn: nn.Module,
+    vocab: Vocabulary,
+    forward: str | Path | None = None,
+    backward: str | Path | None = None,
+    *,
+    cell: str,
+    lowercase: bool = False,
+) -> str:
+    """Start a task's encoder from rnnkit LM runs (ULMFiT's transfer, Howard and Ruder 2018): the word embedding
+    and the recurrent layers of ``cell``, not just the embedding. Return one line saying what was copied.
+
+    ``forward`` is an LM of the text as it reads; ``backward`` one trained on each line's words reversed (see
+    ``benchmarks/pretrain_lm.py``), for the backward direction of a bidirectional ``rnn``. Each run gives E columns
+    of ``embedding`` (V, E x runs): the forward run's vectors the first E, the backward run's the next. Its layer i
+    becomes the encoder's layer i in its direction; layer 0's input weights fill the columns of that run's block
+    and are zero on the other run's, so each direction starts computing exactly what its LM computed; input
+    columns beyond the embedding (character features) keep their random start. A bidirectional encoder's upper
+    layers read both directions, which no LM did, so they keep theirs. Words the LM lacks keep their random
+    vectors (with ``lowercase`` a word also matches lower-cased).
+
+    For example, with two 256-unit LSTM LMs (``rnnkit lm train --layers 1 --hidden 256 ...``, one of them on
+    reversed lines), a BiLSTM classifier starts from both::
+
+        rnnkit classify train ... --bidirectional --hidden 256 --embed 512 --encoder runs/lm_fwd \\
+            --encoder-backward runs/lm_bwd
+    """
+    sources = [(path, suffix) for path, suffix in ((forward, ""), (backward, "_reverse")) if path is not None]
+    params = dict(rnn.named_parameters())
+    if backward is not None and not any(name.endswith("_reverse") for name in params):
+        raise RnnkitError("--encoder-backward starts a backward direction: add --bidirectional")
+    runs = [_lm_run(Path(path)) for path, _ in sources]
+    for (path, _), run in zip(sources, runs, strict=True):
+        if run.model_config.cell != cell:
+            raise RnnkitError(
+                f"{path} is a {run.model_config.cell} LM and the encoder {cell}: pass --cell {run.model_config.cell}"
+            )
+    E = runs[0].model.embedding.weight.shape[1]
+    width = embedding.shape[1]
+    if width != E * len(runs) or any(run.model.embedding.weight.shape[1] != E for run in runs):
+        sizes = " and ".join(str(run.model.embedding.weight.shape[1]) for run in runs)
+        raise RnnkitError(
+            f"the LM runs have {sizes}-dimensional embeddings but the word embedding has {width}: pass --embed "
+            f"{sum(run.model.embedding.weight.shape[1] for run in runs)} (the runs' vectors side by side)"
+        )
+    said = []
+    with torch.no_grad():
+        for k, ((path, suffix), run) in enumerate(zip(sources, runs, strict=True)):
+            block = slice(k * E, (k + 1) * E)
+            found = _copy_rows(embedding, block, vocab, run, lowercase)
+            layers = _copy_layers(params, run, Path(path), suffix, width, block)
+            said.append(
+                f"{Path(path).name} ({found:,} of {len(vocab) - len(Vocabulary.SPECIALS):,} words, "
+                f"{layers} of {len(run.model.layers)} layer(s){' backward' * bool(suffix)})"
+            )
+    return "encoder from " + " and ".join(said)
+
+
+def _lm_run(path: Path, alternative: str = "") -> Any:
     from rnnkit.tasks import registry
 
     if registry.task_of(path).name != "lm":
-        raise RnnkitError(f"{path} is not an rnnkit lm run: give a vectors file or a folder of rnnkit lm train")
-    run = registry.load_run(path)
-    weight = run.model.embedding.weight.detach()
-    return {token: weight[i].tolist() for i, token in enumerate(run.vocab.tokens) if token in wanted}
+        raise RnnkitError(f"{path} is not an rnnkit lm run: give {alternative}a folder of rnnkit lm train")
+    return registry.load_run(path)
+
+
+def _copy_rows(embedding: Tensor, block: slice, vocab: Vocabulary, run: Any, lowercase: bool) -> int:
+    """The LM's vector of each word of ``vocab`` (specials excluded) into its row's ``block`` columns."""
+    index = {token: i for i, token in enumerate(run.vocab.tokens)}
+    source = run.model.embedding.weight.detach()
+    found = 0
+    for row, word in enumerate(vocab.tokens):
+        if row < len(Vocabulary.SPECIALS):
+            continue
+        i = index.get(word, index.get(word.lower()) if lowercase else None)
+        if i is not None:
+            embedding[row, block] = source[i].to(embedding.dtype)
+            found += 1
+    return found
+
+
+def _copy_layers(params: dict[str, Tensor], run: Any, path: Path, suffix: str, width: int, block: slice) -> int:
+    """The LM's layers into the encoder's ``{name}_l{i}{suffix}`` parameters; returns how many layers."""
+    bidirectional = any(name.endswith("_reverse") for name in params)
+    for i, layer in enumerate(run.model.layers):
+        pairs = [
+            (name, value.detach(), params.get(f"{name.removesuffix('_l0')}_l{i}{suffix}"))
+            for name, value in layer.named_parameters()
+        ]
+        if any(target is None or not name.endswith("_l0") for name, _, target in pairs):
+            if i == 0:  # (the cells are checked equal: a difference in options, a Jordan's output size)
+                raise RnnkitError(
+                    f"{path}: the encoder lacks the LM's {', '.join(n for n, _, t in pairs if t is None)}"
+                )
+            return i  # the encoder has fewer layers
+        if i > 0 and bidirectional:
+            return i  # a bidirectional encoder's upper layers read both directions, which no LM did
+        for name, value, target in pairs:
+            if i == 0 and name.startswith("weight_ih") and target.shape[0] == value.shape[0]:
+                target[:, :width] = 0.0  # this direction reads only its own run's block of the embedding
+                target[:, block] = value.to(target.dtype)  # (columns after ``width``: character features)
+            elif target.shape == value.shape:
+                target.copy_(value)
+            else:
+                raise RnnkitError(
+                    f"{path}: layer {i}'s {name} is {tuple(value.shape)} but the encoder's is {tuple(target.shape)}: "
+                    f"give the encoder the LM's --hidden {run.model_config.hidden}"
+                )
+    return len(run.model.layers)
+
+
+#: the help of the data options that start a run from pretrained weights (tag and classify)
+EMBEDDINGS_HELP = (
+    "pretrained word vectors for the word embedding when a run starts: a text file of 'word v1 .. vd' lines "
+    "(GloVe, word2vec text) or an rnnkit lm run folder (self-supervised pretraining)"
+)
+ENCODER_HELP = "an rnnkit lm run whose embedding and recurrent layers start the encoder's (its forward direction)"
+ENCODER_BACKWARD_HELP = "an rnnkit lm run of reversed lines: starts the backward direction (with --bidirectional)"
+
+
+def start_from(embedding: Tensor, rnn: nn.Module | None, vocab: Vocabulary, data: Any, cell: str) -> str:
+    """What a new run's ``data.embeddings`` / ``data.encoder`` / ``data.encoder_backward`` ask for, done; the line
+    saying so ("" when none is set). A resumed run never calls this: its checkpoint holds the trained weights."""
+    encoders = data.encoder is not None or data.encoder_backward is not None
+    if data.embeddings is not None and encoders:
+        raise RnnkitError("--encoder brings the LM's embedding too: give --embeddings or --encoder, not both")
+    if data.embeddings is not None:
+        return init_embedding(embedding, vocab, data.embeddings, lowercase=data.lowercase)
+    if not encoders:
+        return ""
+    if rnn is None:
+        raise RnnkitError("--encoder starts recurrent layers: this model has none (--cell none)")
+    return init_encoder(embedding, rnn, vocab, data.encoder, data.encoder_backward, cell=cell, lowercase=data.lowercase)

@@ -29,7 +29,7 @@ from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.keyphrase import keyphrase_scores, rank_spans
-from rnnkit.tasks.pretrained import init_embedding
+from rnnkit.tasks.pretrained import EMBEDDINGS_HELP, ENCODER_BACKWARD_HELP, ENCODER_HELP, start_from
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
@@ -46,11 +46,9 @@ class TagDataConfig:
     token_column: int = option(0, "CoNLL: the column of the token (negative counts from the end)")
     tag_column: int = option(-1, "CoNLL: the column of the tag (default: the last)")
     scheme: str = option("auto", "the files' tag scheme, read as BIO (auto: detect it)", choices=("auto", *SCHEMES))
-    embeddings: str | None = option(
-        None,
-        "pretrained word vectors for the word embedding when a run starts: a text file of 'word v1 .. vd' lines "
-        "(GloVe, word2vec text) or an rnnkit lm run folder (self-supervised pretraining)",
-    )
+    embeddings: str | None = option(None, EMBEDDINGS_HELP)
+    encoder: str | None = option(None, ENCODER_HELP)
+    encoder_backward: str | None = option(None, ENCODER_BACKWARD_HELP)
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (the 4 specials included)", ge=5)
     lowercase: bool = option(False, "lowercase words for the word vocabulary (characters keep their case)")
@@ -314,10 +312,12 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"training a {model_cfg.layers}-layer {model_cfg.cell} tagger{' + CRF' * model_cfg.crf}: {len(vocabs.tags)} "
         f"tags, vocabulary {len(vocabs.words)}, {params:,} parameters, {len(sentences):,} sentences ({words:,} words)"
     )
-    if data.embeddings is not None and run_dir is None:  # a resumed run's embedding is in its checkpoint
-        summary += "; " + init_embedding(
-            model.embedding.weight, vocabs.words, data.embeddings, lowercase=data.lowercase
-        )
+    if run_dir is None:  # a resumed run's weights are in its checkpoint
+        if model_cfg.window and (data.encoder or data.encoder_backward):
+            raise RnnkitError("--encoder starts layers that read one word at a time: leave out --window")
+        rnn = None if model_cfg.feedforward else model.encoder
+        started = start_from(model.embedding.weight, rnn, vocabs.words, data, model_cfg.cell)
+        summary += "; " * bool(started) + started
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 

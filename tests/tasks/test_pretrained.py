@@ -71,3 +71,122 @@ def test_an_lm_run_is_a_source_and_training_starts_from_its_vectors(tmp_path, cl
     code, _, err = cli(*bad, "--embeddings", run, "--no-progress")
     assert code == 2 and "is not an rnnkit lm run" in err
     assert not (tmp_path / "bad").exists()
+
+
+# --encoder / --encoder-backward: the LM's recurrent layers too (ULMFiT's transfer)
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory, train_cli):
+    """Two 1-layer LSTM LMs of 6 units on tiny text, one of it reversed line by line, and the text's words."""
+    folder = tmp_path_factory.mktemp("lms")
+    lines = ["a good film and a dull plot", "the plot is good", "a dull film"] * 10
+    runs = []
+    for name, text in (("fwd", lines), ("bwd", [" ".join(reversed(line.split())) for line in lines])):
+        (folder / f"{name}.txt").write_text("\n".join(text) + "\n")
+        argv = ["lm", "train", "--train", folder / f"{name}.txt", "--out", folder / name, "--level", "word"]
+        train_cli(*argv, "--layers", "1", "--hidden", "6", "--max-steps", "3", "--batch-size", "2", "--no-progress")
+        runs.append(folder / name)
+    return runs
+
+
+def _lm_layer_output(run_path, words):
+    from rnnkit.tasks import registry
+
+    run = registry.load_run(run_path)
+    ids = torch.tensor([run.vocab.index(w) for w in words]).unsqueeze(1)  # (T, 1)
+    return run.model.layers[0](run.model.embedding(ids))[0].squeeze(1)  # (T, 6)
+
+
+def test_each_direction_starts_computing_exactly_what_its_lm_computed(lms):
+    """The encoder's forward half equals the forward LM's layer; its backward half, read right to left, the
+    backward LM's; character columns keep their random start; words the LMs lack keep their vectors."""
+    from rnnkit.compat import make_layer
+    from rnnkit.tasks.pretrained import init_encoder
+
+    vocab = Vocabulary.build(["good", "film", "plot", "dull", "unseen"])
+    embedding = torch.nn.Embedding(len(vocab), 12)
+    unseen = embedding.weight[vocab.index("unseen")].detach().clone()
+    rnn = make_layer("lstm", 12 + 4, 6, bidirectional=True, batch_first=True)  # 4 character-feature columns
+    chars = (rnn.weight_ih_l0[:, 12:].detach().clone(), rnn.weight_ih_l0_reverse[:, 12:].detach().clone())
+    said = init_encoder(embedding.weight, rnn, vocab, lms[0], lms[1], cell="lstm")
+    assert said == "encoder from fwd (4 of 5 words, 1 of 1 layer(s)) and bwd (4 of 5 words, 1 of 1 layer(s) backward)"
+    assert torch.equal(embedding.weight[vocab.index("unseen")], unseen)
+    assert torch.equal(rnn.weight_ih_l0[:, 12:], chars[0]) and torch.equal(rnn.weight_ih_l0_reverse[:, 12:], chars[1])
+    words = ["good", "dull", "plot"]
+    x = torch.cat([embedding(torch.tensor([[vocab.index(w) for w in words]])), torch.zeros(1, 3, 4)], dim=-1)
+    with torch.no_grad():
+        out = rnn(x)[0][0]  # (T, 12)
+        torch.testing.assert_close(out[:, :6], _lm_layer_output(lms[0], words), rtol=0, atol=1e-6)
+        backward = _lm_layer_output(lms[1], list(reversed(words)))
+        torch.testing.assert_close(out[:, 6:], backward.flip(0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("cell", "hidden", "embed", "bidirectional", "backward", "message"),
+    [
+        ("gru", 6, 6, False, False, "fwd is a lstm LM and the encoder gru: pass --cell lstm"),
+        (
+            "lstm",
+            8,
+            6,
+            False,
+            False,
+            "layer 0's weight_ih_l0 is (24, 6) but the encoder's is (32, 6): give the encoder the LM's --hidden 6",
+        ),
+        ("lstm", 6, 6, True, True, "the word embedding has 6: pass --embed 12 (the runs' vectors side by side)"),
+        ("lstm", 6, 12, False, True, "--encoder-backward starts a backward direction: add --bidirectional"),
+    ],
+)
+def test_encoders_that_do_not_fit_are_one_line(lms, cell, hidden, embed, bidirectional, backward, message):
+    from rnnkit.compat import make_layer
+    from rnnkit.tasks.pretrained import init_encoder
+
+    vocab = Vocabulary.build(["good"])
+    rnn = make_layer(cell, embed, hidden, bidirectional=bidirectional)
+    with pytest.raises(RnnkitError) as error:
+        init_encoder(torch.zeros(len(vocab), embed), rnn, vocab, lms[0], lms[1] if backward else None, cell=cell)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_upper_layers_of_a_bidirectional_encoder_keep_their_start(lms, tmp_path, train_cli):
+    from rnnkit.compat import make_layer
+    from rnnkit.tasks.pretrained import init_encoder
+
+    vocab = Vocabulary.build(["good"])
+    rnn = make_layer("lstm", 6, 6, num_layers=2, bidirectional=True)
+    upper = rnn.weight_hh_l1.detach().clone()
+    assert init_encoder(torch.zeros(len(vocab), 6), rnn, vocab, lms[0], cell="lstm").endswith("1 of 1 layer(s))")
+    assert torch.equal(rnn.weight_hh_l1, upper)
+    deep = tmp_path / "deep"  # a 2-layer LM into a 2-layer unidirectional encoder: both layers
+    argv = ["lm", "train", "--train", lms[0].parent / "fwd.txt", "--out", deep, "--level", "word", "--hidden", "6"]
+    train_cli(*argv, "--layers", "2", "--max-steps", "1", "--batch-size", "2", "--no-progress")
+    rnn = make_layer("lstm", 6, 6, num_layers=2)
+    assert init_encoder(torch.zeros(len(vocab), 6), rnn, vocab, deep, cell="lstm").endswith("2 of 2 layer(s))")
+    from rnnkit.tasks import registry
+
+    torch.testing.assert_close(rnn.weight_hh_l1, registry.load_run(deep).model.layers[1].weight_hh_l0)
+
+
+def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
+    """As a user runs it; the one-line errors of the options' combinations; nothing written on error."""
+    (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tcold film\n")
+    run = tmp_path / "cls"
+    argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "12", "--hidden", "6", "--epochs", "1"]
+    argv += ["--bidirectional", "--encoder", lms[0], "--encoder-backward", lms[1], "--no-progress"]
+    code, _, err = cli(*argv, "--out", run)
+    assert code == 0 and "encoder from fwd (5 of 6 words, 1 of 1 layer(s)) and bwd" in err, err
+    assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress")[0] == 0
+    code, _, err = cli(*argv, "--out", tmp_path / "bad", "--embeddings", lms[0])
+    assert code == 2 and "give --embeddings or --encoder, not both" in err and not (tmp_path / "bad").exists()
+    (tmp_path / "train.conll").write_text("good B-X\nfilm O\n\ndull O\nplot B-X\n")
+    tag = ["tag", "train", "--train", tmp_path / "train.conll", "--embed", "6", "--hidden", "6", "--epochs", "1"]
+    tag += ["--encoder", lms[0], "--no-progress", "--char"]
+    code, _, err = cli(*tag, "--out", tmp_path / "tag")
+    assert code == 0 and "encoder from fwd (4 of 4 words, 1 of 1 layer(s))" in err, err
+    code, _, err = cli(*tag, "--out", tmp_path / "window", "--window", "1")
+    assert code == 2 and "leave out --window" in err
+    code, _, err = cli(*tag, "--out", tmp_path / "ff", "--cell", "none")
+    assert code == 2 and "this model has none (--cell none)" in err
+    code, _, err = cli(*tag, "--out", tmp_path / "notlm", "--encoder", run)
+    assert code == 2 and "is not an rnnkit lm run: give a folder of rnnkit lm train" in err

@@ -1,0 +1,88 @@
+"""Self-supervised pretraining on the text the project has: a word LM, forward or backward, for the task encoders.
+
+    python benchmarks/pretrain_lm.py --direction forward --minutes 55 --threads 1
+    python benchmarks/pretrain_lm.py --direction backward --minutes 55 --threads 1
+
+The corpus is the **training** splits only, lower-cased, one sentence a line: PTB (WSJ news), SST-2's sentences (labels
+dropped), Multi30k's English captions, CoNLL-2003's English sentences and Inspec's abstracts (about 1.9M words).
+No validation or test text is read, so the tasks' validation scores stay fair. ``backward`` reverses each line's
+words: an LM of that text reads right to left, as the backward half of a bidirectional encoder does.
+
+The LM is one tied LSTM layer (``--hidden`` units, embedding of the same size), so a classifier or tagger of one
+layer of that size per direction can start from it whole (``--encoder RUN`` of ``rnnkit classify train``), not
+just from its embedding. The runs go to runs/bench/pretrain_lm_<direction>; each is an ordinary ``rnnkit lm`` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+def sentences(data: Path) -> list[str]:
+    """Every training sentence of the five corpora, lower-cased, words separated by single spaces."""
+    lines = (data / "ptb" / "ptb.train.txt").read_text().splitlines()
+    lines += [line.split(" ", 1)[1] for line in (data / "sst2" / "stsa.binary.train").read_text().splitlines()]
+    lines += (data / "multi30k" / "tok" / "train.lc.norm.tok.en").read_text().splitlines()
+    words: list[str] = []
+    for line in (data / "conll2003" / "eng.train").read_text().splitlines():
+        if line.startswith("-DOCSTART-"):
+            continue
+        if line.strip():
+            words.append(line.split(" ", 1)[0])
+        elif words:
+            lines.append(" ".join(words))
+            words = []
+    for line in (data / "inspec" / "train.jsonl").read_text().splitlines():
+        lines.append(" ".join(json.loads(line)["tokens"]))
+    return [" ".join(line.lower().split()) for line in lines if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--direction", choices=("forward", "backward"), default="forward")
+    parser.add_argument("--minutes", type=float, default=55, help="training time (--max-minutes)")
+    parser.add_argument("--hidden", type=int, default=256, help="LSTM units = embedding size (tied)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--resume", action="store_true", help="continue the run for --minutes more")
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit lm train, after --")
+    args = parser.parse_args()
+    bench = ROOT / "runs" / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    corpus, valid = bench / f"pretrain_{args.direction}.txt", bench / f"pretrain_{args.direction}_valid.txt"
+    lines = sentences(Path(args.data))
+    if args.direction == "backward":
+        lines = [" ".join(reversed(line.split())) for line in lines]
+    # PTB's validation text only watches the LM's perplexity (no task is tuned on it)
+    ptb_valid = [
+        " ".join(line.split()) for line in (Path(args.data) / "ptb" / "ptb.valid.txt").read_text().splitlines()
+    ]
+    if args.direction == "backward":
+        ptb_valid = [" ".join(reversed(line.split())) for line in ptb_valid]
+    corpus.write_text("\n".join(lines) + "\n")
+    valid.write_text("\n".join(line for line in ptb_valid if line) + "\n")
+    print(f"{corpus}: {len(lines):,} sentences, {sum(len(line.split()) for line in lines):,} words", flush=True)
+    out = bench / f"pretrain_lm_{args.direction}"
+    command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out)]
+    if args.resume:
+        command += ["--resume", "--max-minutes", str(args.minutes)]
+    else:
+        command += ["--train", str(corpus), "--valid", str(valid), "--force", "--level", "word", "--min-freq", "2"]
+        command += ["--layers", "1", "--hidden", str(args.hidden), "--embed", str(args.hidden), "--tie-weights"]
+        command += ["--dropout", "0.1", "--batch-size", "64", "--bptt", "48", "--lr", "0.002", "--clip-norm", "1.0"]
+        command += ["--max-minutes", str(args.minutes), "--epochs", "100", "--no-progress", *args.extra]
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True, env=env)
+
+
+if __name__ == "__main__":
+    main()
