@@ -36,7 +36,13 @@ from rnnkit.tasks.classify import (
     single_label_metrics,
 )
 from rnnkit.tasks.keyphrase import keyphrase_scores, tokenize
-from rnnkit.tasks.pretrained import EMBEDDINGS_HELP, ENCODER_BACKWARD_HELP, ENCODER_HELP, start_from
+from rnnkit.tasks.pretrained import (
+    EMBEDDINGS_HELP,
+    ENCODER_BACKWARD_HELP,
+    ENCODER_HELP,
+    encoder_vocabulary,
+    start_from,
+)
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -324,6 +330,7 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         vocab = Vocabulary.build(
             (t for e in examples for t in e.tokens), min_freq=data.min_freq, max_size=data.max_vocab
         )
+        vocab = encoder_vocabulary(vocab, data)
         labels = _labels(data.train, examples, model_cfg.multi_label, data.min_label_count)
         chars = Vocabulary.build(c for e in examples for t in e.tokens for c in t) if model_cfg.char else None
     multi = model_cfg.multi_label

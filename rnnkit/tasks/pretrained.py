@@ -152,12 +152,34 @@ def init_encoder(
     return "encoder from " + " and ".join(said)
 
 
-def _lm_run(path: Path, alternative: str = "") -> Any:
+def encoder_vocabulary(vocab: Vocabulary, data: Any) -> Vocabulary:
+    """``vocab`` (a new run's, from its training text) with the words of the ``--encoder`` LMs' vocabularies added
+    after its own (lower-cased with ``data.lowercase``), so that a word the training text lacks still reads as the
+    LM's vector at eval and predict time, not as <unk>. Without an encoder, ``vocab`` itself.
+
+    (Only the encoder's LMs: a GloVe file of ``--embeddings`` can hold millions of words.)
+    """
+    paths = [path for path in (data.encoder, data.encoder_backward) if path is not None]
+    if not paths or data.embeddings is not None:
+        return vocab  # (both given: start_from says so)
+    tokens, counts, seen = list(vocab.tokens), list(vocab.counts), set(vocab.tokens)
+    for path in paths:
+        for word in _lm_run(Path(path), load=False).tokens[len(Vocabulary.SPECIALS) :]:
+            word = word.lower() if data.lowercase else word
+            if word not in seen:
+                seen.add(word)
+                tokens.append(word)
+                counts.append(0)
+    return Vocabulary(tokens, counts)
+
+
+def _lm_run(path: Path, alternative: str = "", *, load: bool = True) -> Any:
+    """The LM run in ``path`` loaded, or with ``load=False`` its vocabulary alone."""
     from rnnkit.tasks import registry
 
     if registry.task_of(path).name != "lm":
         raise RnnkitError(f"{path} is not an rnnkit lm run: give {alternative}a folder of rnnkit lm train")
-    return registry.load_run(path)
+    return registry.load_run(path) if load else Vocabulary.load(path / "vocab.json")
 
 
 def _copy_rows(embedding: Tensor, block: slice, vocab: Vocabulary, run: Any, lowercase: bool) -> int:

@@ -29,7 +29,13 @@ from rnnkit.resources import check_model_memory
 from rnnkit.tasks import runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.keyphrase import keyphrase_scores, rank_spans
-from rnnkit.tasks.pretrained import EMBEDDINGS_HELP, ENCODER_BACKWARD_HELP, ENCODER_HELP, start_from
+from rnnkit.tasks.pretrained import (
+    EMBEDDINGS_HELP,
+    ENCODER_BACKWARD_HELP,
+    ENCODER_HELP,
+    encoder_vocabulary,
+    start_from,
+)
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
@@ -222,7 +228,7 @@ def read(path: str | Path, data: TagDataConfig) -> list[TaggedSentence]:
 def build_vocabs(sentences: list[TaggedSentence], data: TagDataConfig, model: TagConfig) -> Vocabs:
     """Words (lowercased with ``lowercase``), tags ("O" first), intents and characters of training sentences."""
     tokens = [w.lower() if data.lowercase else w for s in sentences for w in s.tokens]
-    words = Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab)
+    words = encoder_vocabulary(Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab), data)
     all_tags = {t for s in sentences for t in s.tags}
     tags = Labels.build(all_tags, first=("O",) if "O" in all_tags else ())
     intents = Labels.build(s.intent for s in sentences) if model.intent else None

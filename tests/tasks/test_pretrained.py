@@ -175,7 +175,9 @@ def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
     argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "12", "--hidden", "6", "--epochs", "1"]
     argv += ["--bidirectional", "--encoder", lms[0], "--encoder-backward", lms[1], "--no-progress"]
     code, _, err = cli(*argv, "--out", run)
-    assert code == 0 and "encoder from fwd (5 of 6 words, 1 of 1 layer(s)) and bwd" in err, err
+    assert code == 0 and "encoder from fwd (8 of 9 words, 1 of 1 layer(s)) and bwd" in err, err
+    vocab = json.loads((run / "vocab.json").read_text())["tokens"]
+    assert vocab[4:] == ["good", "film", "plot", "dull", "a", "cold", "and", "the", "is"]  # the LMs' words after
     assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress")[0] == 0
     code, _, err = cli(*argv, "--out", tmp_path / "bad", "--embeddings", lms[0])
     assert code == 2 and "give --embeddings or --encoder, not both" in err and not (tmp_path / "bad").exists()
@@ -183,7 +185,7 @@ def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
     tag = ["tag", "train", "--train", tmp_path / "train.conll", "--embed", "6", "--hidden", "6", "--epochs", "1"]
     tag += ["--encoder", lms[0], "--no-progress", "--char"]
     code, _, err = cli(*tag, "--out", tmp_path / "tag")
-    assert code == 0 and "encoder from fwd (4 of 4 words, 1 of 1 layer(s))" in err, err
+    assert code == 0 and "encoder from fwd (8 of 8 words, 1 of 1 layer(s))" in err, err
     code, _, err = cli(*tag, "--out", tmp_path / "window", "--window", "1")
     assert code == 2 and "leave out --window" in err
     code, _, err = cli(*tag, "--out", tmp_path / "ff", "--cell", "none")
