@@ -1,7 +1,7 @@
 """Self-supervised pretraining on the text the project has: a word LM, forward or backward, for the task encoders.
 
-    python benchmarks/pretrain_lm.py --direction forward --minutes 55 --threads 1
-    python benchmarks/pretrain_lm.py --direction backward --minutes 55 --threads 1
+    python benchmarks/pretrain_lm.py --direction forward --minutes 48 --threads 1
+    python benchmarks/pretrain_lm.py --direction backward --minutes 48 --threads 1
 
 The corpus is the **training** splits only, lower-cased, one sentence a line: PTB (WSJ news), SST-2's sentences (labels
 dropped), Multi30k's English captions, CoNLL-2003's English sentences and Inspec's abstracts (about 1.9M words).
@@ -48,7 +48,7 @@ def sentences(data: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--direction", choices=("forward", "backward"), default="forward")
-    parser.add_argument("--minutes", type=float, default=55, help="training time (--max-minutes)")
+    parser.add_argument("--minutes", type=float, default=48, help="training time (--max-minutes)")
     parser.add_argument("--hidden", type=int, default=256, help="LSTM units = embedding size (tied)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))

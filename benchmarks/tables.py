@@ -63,7 +63,9 @@ def single(prefix: str, metric_names: dict[str, str], unit: str) -> list[str]:
     for path in sorted(RESULTS.glob(f"{prefix}*.json")):
         r = json.loads(path.read_text())
         name = Path(r["setting"].get("config", path.stem)).name
-        name += " + LM-pretrained embeddings" if "--embeddings" in r["setting"].get("extra", []) else ""
+        extra = r["setting"].get("extra", [])
+        name += " + LM-pretrained embeddings" if "--embeddings" in extra else ""
+        name += " + encoder from the forward and backward LMs" if "--encoder" in extra else ""
         lines.append(row(name, *training(r), *(pct(r["metrics"].get(k)) for k in metric_names)))
     return lines
 
@@ -72,6 +74,7 @@ def inspec() -> list[str]:
     names = {
         "tfidf": "TF-IDF (unsupervised)",
         "tag": "BIO tagging: BiLSTM-CRF + characters",
+        "tag_lm": "BIO tagging: BiLSTM-CRF + characters, encoder from the forward and backward LMs",
         "classify": "many-to-one: attention over a keyphrase vocabulary",
         "ceiling": "many-to-one at best: its vocabulary's gold keyphrases exactly",
     }

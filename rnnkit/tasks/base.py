@@ -37,6 +37,11 @@ class Task(nn.Module):
     def loss(self, batch: Any, state: Any = None) -> LossOutput:
         raise NotImplementedError
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: one, of every parameter. A task may split them; a group's
+        ``lr_scale`` multiplies the learning rate the schedule sets (discriminative fine-tuning)."""
+        return [{"params": list(self.parameters())}]
+
     def metrics(self, mean_loss: float) -> dict[str, float]:
         """Metrics of a mean loss per item (the task adds perplexity, bits per character, ...)."""
         return {"loss": mean_loss}
@@ -93,3 +98,18 @@ def perplexity(mean_nats: float) -> float:
 
 def bits(mean_nats: float) -> float:
     return mean_nats / math.log(2)
+
+
+def scaled_groups(model: nn.Module, parts: list[nn.Module], scale: float) -> list[dict[str, Any]]:
+    """Parameter groups: ``model``'s parameters outside ``parts``, then those of ``parts`` with ``lr_scale`` =
+    ``scale`` (one group of all where ``scale`` is 1).
+
+    >>> model = nn.Sequential(nn.Embedding(5, 2), nn.Linear(2, 3))
+    >>> [(len(g["params"]), g.get("lr_scale", 1.0)) for g in scaled_groups(model, [model[0]], 0.1)]
+    [(2, 1.0), (1, 0.1)]
+    """
+    if scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    inner = {id(p) for part in parts for p in part.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in inner]
+    return [{"params": rest}, {"params": [p for part in parts for p in part.parameters()], "lr_scale": scale}]

@@ -39,7 +39,7 @@ from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch, pad_unique
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
-from rnnkit.tasks.base import LossOutput, Task
+from rnnkit.tasks.base import LossOutput, Task, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.pooling import POOLINGS, Pooling
 
@@ -69,6 +69,13 @@ class ClassifyConfig:
     )
     char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
     char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1, le=MAX_WIDTH)
+    encoder_lr: float = option(
+        1.0,
+        "learning-rate multiplier of the word embedding and recurrent layers, below 1 to keep more of what an "
+        "--encoder brought (ULMFiT's discriminative fine-tuning)",
+        gt=0,
+        le=1,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -214,6 +221,11 @@ class SequenceClassifier(Task):
         outputs, _ = self.rnn(x, lengths=lengths)  # (B, T, D*H), zero at padding
         pooled, weights = self.pooling(outputs, lengths)  # (B, D*H), (B, T) or None
         return self.head(self.drop(pooled)), weights
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """With ``encoder_lr`` below 1: the word embedding and recurrent layers in a group of their own, their
+        learning rate scaled by it (the rest first: the metrics log shows the first group's rate)."""
+        return scaled_groups(self, [self.embedding, self.rnn], self.config.encoder_lr)
 
     def loss(self, batch: ClassifyBatch, state: Any = None) -> LossOutput:
         """Summed cross-entropy (one label) or binary cross-entropy over every label (several); count = texts."""

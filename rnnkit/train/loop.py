@@ -39,7 +39,7 @@ class Trainer:
         self.task, self.train_data, self.valid, self.cfg, self.run_dir = task, train, valid, cfg, Path(run_dir)
         self.rank, self.world = dist.rank_world()
         self.model = dist.wrap(_Loss(task))  # DDP must see the forward to synchronise gradients
-        self.optimizer = make_optimizer(task.parameters(), cfg)
+        self.optimizer = make_optimizer(task.param_groups(), cfg)
         self.step = self.epoch = self.position = self.tokens = self.bad_epochs = self.plateau_wait = 0
         self.best, self.plateau_scale = math.inf, 1.0
         self.carry: Any = None

@@ -10,7 +10,8 @@ from torch import nn
 from rnnkit.train.config import TrainConfig
 
 
-def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter] | Iterable[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over ``params``: parameters, or groups of them (dicts, as torch.optim takes)."""
     params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -32,5 +33,6 @@ def scheduled_lr(cfg: TrainConfig, epoch: int, plateau_scale: float = 1.0) -> fl
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's learning rate to ``lr``, times the group's ``lr_scale`` where it has one."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -173,7 +173,16 @@ def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
     (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tcold film\n")
     run = tmp_path / "cls"
     argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "12", "--hidden", "6", "--epochs", "1"]
-    argv += ["--bidirectional", "--encoder", lms[0], "--encoder-backward", lms[1], "--no-progress"]
+    argv += [
+        "--bidirectional",
+        "--encoder",
+        lms[0],
+        "--encoder-backward",
+        lms[1],
+        "--no-progress",
+        "--encoder-lr",
+        "0.5",
+    ]
     code, _, err = cli(*argv, "--out", run)
     assert code == 0 and "encoder from fwd (8 of 9 words, 1 of 1 layer(s)) and bwd" in err, err
     vocab = json.loads((run / "vocab.json").read_text())["tokens"]
@@ -192,3 +201,37 @@ def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
     assert code == 2 and "this model has none (--cell none)" in err
     code, _, err = cli(*tag, "--out", tmp_path / "notlm", "--encoder", run)
     assert code == 2 and "is not an rnnkit lm run: give a folder of rnnkit lm train" in err
+
+
+@pytest.mark.parametrize("task", ["classify", "tag"])
+def test_encoder_lr_scales_the_embedding_and_recurrent_steps_only(task):
+    """One SGD step: the encoder's parameters move by encoder_lr times what they move at 1; the rest alike."""
+    from rnnkit.tasks.classify import ClassifyConfig, SequenceClassifier, make_batch
+    from rnnkit.tasks.tag import SequenceTagger, TagConfig, collate
+    from rnnkit.train.config import TrainConfig
+    from rnnkit.train.optim import make_optimizer, set_lr
+
+    def model(scale):
+        torch.manual_seed(0)
+        if task == "classify":
+            return SequenceClassifier(20, 3, ClassifyConfig(hidden=4, embed=5, mlp=6, encoder_lr=scale))
+        return SequenceTagger(20, ["O", "B-X", "I-X"], TagConfig(hidden=4, embed=5, crf=True, encoder_lr=scale))
+
+    def step(scale):
+        m = model(scale)
+        before = {name: p.detach().clone() for name, p in m.named_parameters()}
+        optimizer = make_optimizer(m.param_groups(), TrainConfig(optimizer="sgd", lr=0.5))
+        set_lr(optimizer, 0.5)
+        if task == "classify":
+            batch = make_batch([[4, 5, 6], [7, 8]], [2, 0])
+        else:
+            batch = collate([[4, 5, 6], [7, 8]], [[0, 1, 2], [1, 0]])
+        m.loss(batch).loss.backward()
+        optimizer.step()
+        return {name: p.detach() - before[name] for name, p in m.named_parameters()}
+
+    full, scaled = step(1.0), step(0.25)
+    for name, delta in full.items():
+        factor = 0.25 if name.startswith(("embedding.", "rnn.", "encoder.")) else 1.0
+        torch.testing.assert_close(scaled[name], factor * delta, rtol=1e-5, atol=1e-7, msg=name)
+    assert sum(full[name].abs().sum() for name in full if name.startswith("embedding.")) > 0
