@@ -1,7 +1,7 @@
 """Self-supervised pretraining on the text the project has: a word LM, forward or backward, for the task encoders.
 
-    python benchmarks/pretrain_lm.py --direction forward --minutes 48 --threads 1
-    python benchmarks/pretrain_lm.py --direction backward --minutes 48 --threads 1
+    python benchmarks/pretrain_lm.py --direction forward --threads 1    # 3 epochs, about 55 minutes on one thread
+    python benchmarks/pretrain_lm.py --direction backward --threads 1   # (the two side by side on the 2 cores)
 
 The corpus is the **training** splits only, lower-cased, one sentence a line: PTB (WSJ news), SST-2's sentences (labels
 dropped), Multi30k's English captions, CoNLL-2003's English sentences and Inspec's abstracts (about 1.9M words).
@@ -48,11 +48,12 @@ def sentences(data: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--direction", choices=("forward", "backward"), default="forward")
-    parser.add_argument("--minutes", type=float, default=48, help="training time (--max-minutes)")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the corpus")
+    parser.add_argument("--minutes", type=float, default=None, help="stop earlier, after this long (--max-minutes)")
     parser.add_argument("--hidden", type=int, default=256, help="LSTM units = embedding size (tied)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--resume", action="store_true", help="continue the run for --minutes more")
+    parser.add_argument("--resume", action="store_true", help="continue the run (exactly as if never stopped)")
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit lm train, after --")
     args = parser.parse_args()
     bench = ROOT / "runs" / "bench"
@@ -72,13 +73,14 @@ def main() -> None:
     print(f"{corpus}: {len(lines):,} sentences, {sum(len(line.split()) for line in lines):,} words", flush=True)
     out = bench / f"pretrain_lm_{args.direction}"
     command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out)]
+    command += ["--epochs", str(args.epochs)] + (["--max-minutes", str(args.minutes)] if args.minutes else [])
     if args.resume:
-        command += ["--resume", "--max-minutes", str(args.minutes)]
+        command += ["--resume", *args.extra]
     else:
         command += ["--train", str(corpus), "--valid", str(valid), "--force", "--level", "word", "--min-freq", "2"]
         command += ["--layers", "1", "--hidden", str(args.hidden), "--embed", str(args.hidden), "--tie-weights"]
         command += ["--dropout", "0.1", "--batch-size", "64", "--bptt", "48", "--lr", "0.002", "--clip-norm", "1.0"]
-        command += ["--max-minutes", str(args.minutes), "--epochs", "100", "--no-progress", *args.extra]
+        command += ["--no-progress", *args.extra]
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, env=env)

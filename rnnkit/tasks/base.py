@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import state as S
+from rnnkit.config import option
 
 
 class LossOutput(NamedTuple):
@@ -113,3 +114,14 @@ def scaled_groups(model: nn.Module, parts: list[nn.Module], scale: float) -> lis
     inner = {id(p) for part in parts for p in part.parameters()}
     rest = [p for p in model.parameters() if id(p) not in inner]
     return [{"params": rest}, {"params": [p for part in parts for p in part.parameters()], "lr_scale": scale}]
+
+
+def encoder_lr_option() -> Any:
+    """The ``encoder_lr`` field of the tasks whose encoder can start from LMs (tag and classify)."""
+    return option(
+        1.0,
+        "learning-rate multiplier of the word embedding and recurrent layers, below 1 to keep more of what an "
+        "--encoder brought (ULMFiT's discriminative fine-tuning)",
+        gt=0,
+        le=1,
+    )

@@ -39,7 +39,7 @@ from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch, pad_unique
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
-from rnnkit.tasks.base import LossOutput, Task, scaled_groups
+from rnnkit.tasks.base import LossOutput, Task, encoder_lr_option, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.pooling import POOLINGS, Pooling
 
@@ -69,13 +69,7 @@ class ClassifyConfig:
     )
     char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
     char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1, le=MAX_WIDTH)
-    encoder_lr: float = option(
-        1.0,
-        "learning-rate multiplier of the word embedding and recurrent layers, below 1 to keep more of what an "
-        "--encoder brought (ULMFiT's discriminative fine-tuning)",
-        gt=0,
-        le=1,
-    )
+    encoder_lr: float = encoder_lr_option()
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -207,9 +207,8 @@ def _copy_layers(params: dict[str, Tensor], run: Any, path: Path, suffix: str, w
         ]
         if any(target is None or not name.endswith("_l0") for name, _, target in pairs):
             if i == 0:  # (the cells are checked equal: a difference in options, a Jordan's output size)
-                raise RnnkitError(
-                    f"{path}: the encoder lacks the LM's {', '.join(n for n, _, t in pairs if t is None)}"
-                )
+                lacks = ", ".join(name for name, _, target in pairs if target is None)
+                raise RnnkitError(f"{path}: the encoder lacks the LM's {lacks}: give it the LM's cell options")
             return i  # the encoder has fewer layers
         if i > 0 and bidirectional:
             return i  # a bidirectional encoder's upper layers read both directions, which no LM did

@@ -32,7 +32,7 @@ from rnnkit.data.batching import pad_batch, pad_unique
 from rnnkit.data.tags import is_span_tag
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import count_params
-from rnnkit.tasks.base import LossOutput, Task, scaled_groups
+from rnnkit.tasks.base import LossOutput, Task, encoder_lr_option, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.crf import CRF, bio_constraints
 
@@ -57,13 +57,7 @@ class TagConfig:
     char: bool = option(False, "add a character BiLSTM feature to each word (Lample et al. 2016)")
     char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
     char_hidden: int = option(25, "character LSTM units per direction (with --char)", ge=1, le=MAX_WIDTH)
-    encoder_lr: float = option(
-        1.0,
-        "learning-rate multiplier of the word embedding and recurrent layers, below 1 to keep more of what an "
-        "--encoder brought (ULMFiT's discriminative fine-tuning)",
-        gt=0,
-        le=1,
-    )
+    encoder_lr: float = encoder_lr_option()
     window: int = option(0, "context window k: each word's input is words t-k..t+k (Mesnil et al. 2015)", ge=0, le=50)
     intent: bool = option(False, "also predict each sentence's intent (the ATIS label) from the pooled outputs")
     pool: str = option(
