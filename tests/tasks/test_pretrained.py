@@ -1,6 +1,7 @@
 """--embeddings: GloVe / word2vec text files and rnnkit LM runs into a tagger's or classifier's word embedding."""
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -172,22 +173,21 @@ def test_classify_and_tag_train_start_from_lm_encoders(lms, tmp_path, cli):
     """As a user runs it; the one-line errors of the options' combinations; nothing written on error."""
     (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tcold film\n")
     run = tmp_path / "cls"
+    copies = [tmp_path / "fwd", tmp_path / "bwd"]  # deleted after training: the run no longer needs them
+    for source, copy in zip(lms, copies, strict=True):
+        shutil.copytree(source, copy)
     argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "12", "--hidden", "6", "--epochs", "1"]
-    argv += [
-        "--bidirectional",
-        "--encoder",
-        lms[0],
-        "--encoder-backward",
-        lms[1],
-        "--no-progress",
-        "--encoder-lr",
-        "0.5",
-    ]
-    code, _, err = cli(*argv, "--out", run)
+    argv += ["--bidirectional", "--encoder", copies[0], "--encoder-backward", copies[1], "--no-progress"]
+    code, _, err = cli(*argv, "--out", run, "--encoder-lr", "0.5")
     assert code == 0 and "encoder from fwd (8 of 9 words, 1 of 1 layer(s)) and bwd" in err, err
     vocab = json.loads((run / "vocab.json").read_text())["tokens"]
     assert vocab[4:] == ["good", "film", "plot", "dull", "a", "cold", "and", "the", "is"]  # the LMs' words after
+    for copy in copies:
+        shutil.rmtree(copy)
     assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress")[0] == 0
+    code, out, _ = cli("classify", "eval", run, "--data", tmp_path / "train.tsv", "--json")
+    assert code == 0 and json.loads(out)["count"] == 4
+    argv[argv.index(copies[0])], argv[argv.index(copies[1])] = lms[0], lms[1]
     code, _, err = cli(*argv, "--out", tmp_path / "bad", "--embeddings", lms[0])
     assert code == 2 and "give --embeddings or --encoder, not both" in err and not (tmp_path / "bad").exists()
     (tmp_path / "train.conll").write_text("good B-X\nfilm O\n\ndull O\nplot B-X\n")
