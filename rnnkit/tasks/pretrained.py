@@ -47,14 +47,21 @@ def init_embedding(weight: Tensor, vocab: Vocabulary, source: str | Path, *, low
         raise RnnkitError(
             f"{source} has {dim}-dimensional vectors but the word embedding has {weight.shape[1]}: pass --embed {dim}"
         )
+    found = _fill(weight, vocab, vectors)
+    return f"pretrained vectors for {found:,} of {len(wanted):,} words from {source.name}"
+
+
+def _fill(weight: Tensor, vocab: Vocabulary, vectors: dict[str, Any]) -> int:
+    """Each word of ``vocab`` (specials excluded) that ``vectors`` has gets its vector as its row of ``weight`` (a
+    view of some columns will do); returns how many did."""
     found = 0
     with torch.no_grad():
-        for word in wanted:
+        for word in vocab.tokens[len(Vocabulary.SPECIALS) :]:
             vector = vectors.get(word)
             if vector is not None:
                 weight[vocab.index(word)] = torch.as_tensor(vector, dtype=weight.dtype)
                 found += 1
-    return f"pretrained vectors for {found:,} of {len(wanted):,} words from {source.name}"
+    return found
 
 
 def _from_text(path: Path, wanted: set[str], lowercase: bool) -> dict[str, list[float]]:
@@ -86,11 +93,15 @@ def _from_text(path: Path, wanted: set[str], lowercase: bool) -> dict[str, list[
     return vectors
 
 
-def _from_run(path: Path, wanted: set[str]) -> dict[str, list[float]]:
+def _from_run(path: Path, wanted: set[str]) -> dict[str, Tensor]:
     """The input embedding of an rnnkit language-model run, one row per token of its vocabulary."""
-    run = _lm_run(path, "a vectors file or ")
+    return _run_vectors(_lm_run(path, "a vectors file or "), wanted)
+
+
+def _run_vectors(run: Any, wanted: set[str]) -> dict[str, Tensor]:
+    """The rows of a loaded LM run's input embedding for the tokens in ``wanted``."""
     weight = run.model.embedding.weight.detach()
-    return {token: weight[i].tolist() for i, token in enumerate(run.vocab.tokens) if token in wanted}
+    return {token: weight[i] for i, token in enumerate(run.vocab.tokens) if token in wanted}
 
 
 def init_encoder(
@@ -101,7 +112,6 @@ def init_encoder(
     backward: str | Path | None = None,
     *,
     cell: str,
-    lowercase: bool = False,
 ) -> str:
     """Start a task's encoder from rnnkit LM runs (ULMFiT's transfer, Howard and Ruder 2018): the word embedding
     and the recurrent layers of ``cell``, not just the embedding. Return one line saying what was copied.
@@ -113,7 +123,7 @@ def init_encoder(
     and are zero on the other run's, so each direction starts computing exactly what its LM computed; input
     columns beyond the embedding (character features) keep their random start. A bidirectional encoder's upper
     layers read both directions, which no LM did, so they keep theirs. Words the LM lacks keep their random
-    vectors (with ``lowercase`` a word also matches lower-cased).
+    vectors.
 
     For example, with two 256-unit LSTM LMs (``rnnkit lm train --layers 1 --hidden 256 ...``, one of them on
     reversed lines), a BiLSTM classifier starts from both::
@@ -143,7 +153,7 @@ def init_encoder(
     with torch.no_grad():
         for k, ((path, suffix), run) in enumerate(zip(sources, runs, strict=True)):
             block = slice(k * E, (k + 1) * E)
-            found = _copy_rows(embedding, block, vocab, run, lowercase)
+            found = _fill(embedding[:, block], vocab, _run_vectors(run, set(vocab.tokens)))
             layers = _copy_layers(params, run, Path(path), suffix, width, block)
             said.append(
                 f"{Path(path).name} ({found:,} of {len(vocab) - len(Vocabulary.SPECIALS):,} words, "
@@ -180,21 +190,6 @@ def _lm_run(path: Path, alternative: str = "", *, load: bool = True) -> Any:
     if registry.task_of(path).name != "lm":
         raise RnnkitError(f"{path} is not an rnnkit lm run: give {alternative}a folder of rnnkit lm train")
     return registry.load_run(path) if load else Vocabulary.load(path / "vocab.json")
-
-
-def _copy_rows(embedding: Tensor, block: slice, vocab: Vocabulary, run: Any, lowercase: bool) -> int:
-    """The LM's vector of each word of ``vocab`` (specials excluded) into its row's ``block`` columns."""
-    index = {token: i for i, token in enumerate(run.vocab.tokens)}
-    source = run.model.embedding.weight.detach()
-    found = 0
-    for row, word in enumerate(vocab.tokens):
-        if row < len(Vocabulary.SPECIALS):
-            continue
-        i = index.get(word, index.get(word.lower()) if lowercase else None)
-        if i is not None:
-            embedding[row, block] = source[i].to(embedding.dtype)
-            found += 1
-    return found
 
 
 def _copy_layers(params: dict[str, Tensor], run: Any, path: Path, suffix: str, width: int, block: slice) -> int:
@@ -247,4 +242,4 @@ def start_from(embedding: Tensor, rnn: nn.Module | None, vocab: Vocabulary, data
         return ""
     if rnn is None:
         raise RnnkitError("--encoder starts recurrent layers: this model has none (--cell none)")
-    return init_encoder(embedding, rnn, vocab, data.encoder, data.encoder_backward, cell=cell, lowercase=data.lowercase)
+    return init_encoder(embedding, rnn, vocab, data.encoder, data.encoder_backward, cell=cell)
