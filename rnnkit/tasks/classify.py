@@ -42,6 +42,7 @@ from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task, encoder_lr_option, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.pooling import POOLINGS, Pooling
+from rnnkit.tasks.regularization import RareWordDropout, rare_word_dropout_option
 
 #: the thresholds tried when choosing a multi-label threshold on validation data
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -55,6 +56,7 @@ class ClassifyConfig:
     embed: int | None = option(None, "word embedding size (default: --hidden)", ge=1, le=MAX_WIDTH)
     bidirectional: bool = option(False, "read each text in both directions")
     dropout: float = option(0.0, "dropout on the embeddings, between layers and on the pooled vector", ge=0, lt=1)
+    rare_word_dropout: float = rare_word_dropout_option()
     pooling: str = option("last", "how the outputs become one vector", choices=POOLINGS)
     attention_size: int | None = option(
         None, "attention pooling's hidden size (default: the outputs' size)", ge=1, le=MAX_WIDTH
@@ -154,13 +156,23 @@ class SequenceClassifier(Task):
     """
 
     def __init__(
-        self, vocab_size: int, num_labels: int, config: ClassifyConfig, *, pad_id: int = 0, num_chars: int = 0
+        self,
+        vocab_size: int,
+        num_labels: int,
+        config: ClassifyConfig,
+        *,
+        pad_id: int = 0,
+        num_chars: int = 0,
+        unk_id: int = 1,
+        word_counts: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
         self.selection = ("micro_f1", "max") if config.multi_label else ("accuracy", "max")
         E, H, L = config.embed or config.hidden, config.hidden, config.layers
         self.embedding = nn.Embedding(vocab_size, E, padding_idx=pad_id)
+        counts = [1] * vocab_size if word_counts is None else word_counts  # without counts: every word seen once
+        self.rare_words = RareWordDropout(counts, config.rare_word_dropout, unk_id=unk_id, pad_id=pad_id)
         if config.char and num_chars < 1:
             raise ValueError("char=True needs a character vocabulary (num_chars >= 1)")
         self.chars = CharEncoder(num_chars, config.char_embed, config.char_hidden) if config.char else None
@@ -189,7 +201,7 @@ class SequenceClassifier(Task):
     ) -> Tensor:
         """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings, with ``char`` each token's
         character feature (B, T, 2H_c) concatenated (``chars`` as in :class:`ClassifyBatch`); dropped out."""
-        x = self.embedding(ids)
+        x = self.embedding(self.rare_words(ids))  # in training a rare word reads as <unk> at times
         if self.chars is not None:
             if chars is None:
                 raise ValueError(

@@ -305,7 +305,8 @@ def new_model(
     vocab: Vocabulary, labels: Labels, config: ClassifyConfig, chars: Vocabulary | None = None
 ) -> SequenceClassifier:
     num_chars = len(chars) if chars is not None else 0
-    return SequenceClassifier(len(vocab), len(labels), config, pad_id=vocab.pad_id, num_chars=num_chars)
+    ids = {"pad_id": vocab.pad_id, "unk_id": vocab.unk_id, "word_counts": vocab.counts}
+    return SequenceClassifier(len(vocab), len(labels), config, num_chars=num_chars, **ids)
 
 
 def _open(path: Path, cfg: dict[str, Any], weights: str) -> ClassifyRun:

@@ -7,16 +7,21 @@
   batch, shared by every step), by calling it on dropped copies of its ``weight_hh_l*`` weights, so torch's
   fused kernels still run.
 - :func:`activation_penalty`: activation regularisation (AR) and temporal activation regularisation (TAR).
+- :class:`RareWordDropout`: replaces rare training words by ``<unk>`` now and then (Kiperwasser and Goldberg
+  2016), so that a model learns what to do with a word it does not know.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from rnnkit.config import option
 from rnnkit.errors import RnnkitError
 
 
@@ -84,3 +89,48 @@ def activation_penalty(dropped: Tensor, raw: Tensor, ar: float, tar: float) -> T
     if tar and raw.shape[0] > 1:
         penalty = penalty + tar * (raw[1:] - raw[:-1]).pow(2).mean()
     return penalty
+
+
+class RareWordDropout(nn.Module):
+    """While training, each word id becomes ``unk_id`` with chance alpha / (alpha + c), c the word's count in
+    the training data (Kiperwasser and Goldberg 2016): a word seen once with alpha = 0.25 is hidden 20% of the
+    time, one seen 100 times 0.25%. In training every word is known (the vocabulary is built from it), so
+    without this the ``<unk>`` row is never trained and a test word the run never saw reads as a vector the
+    rest of the model has never met. Padding and ``<unk>`` stay; a word with no count (0, e.g. one added
+    from pretrained vectors) never occurs in training. In eval mode, or with alpha = 0, ids pass unchanged.
+
+    >>> drop = RareWordDropout([0, 0, 1, 1000], alpha=1.0, unk_id=1, pad_id=0)
+    >>> [round(p, 4) for p in drop.chance.tolist()]       # pad and <unk> never; alpha / (alpha + c) else
+    [0.0, 0.0, 0.5, 0.001]
+    >>> drop.eval()(torch.tensor([[2, 3, 0]])).tolist()
+    [[2, 3, 0]]
+    """
+
+    def __init__(self, counts: Sequence[int], alpha: float, *, unk_id: int, pad_id: int | None = None) -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"alpha must be at least 0, got {alpha}")
+        self.alpha, self.unk_id = alpha, unk_id
+        counts = torch.as_tensor(list(counts), dtype=torch.float64)
+        chance = alpha / (alpha + counts) if alpha > 0 else torch.zeros_like(counts)
+        for special in (unk_id, pad_id):
+            if special is not None and 0 <= special < len(chance):
+                chance[special] = 0.0
+        self.register_buffer("chance", chance.float(), persistent=False)  # from the vocabulary: not saved
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if not self.training or self.alpha == 0:
+            return ids
+        hide = torch.rand(ids.shape, device=ids.device) < self.chance.to(ids.device)[ids]
+        return ids.masked_fill(hide, self.unk_id)
+
+
+def rare_word_dropout_option() -> Any:
+    """The ``rare_word_dropout`` field of a task's model config (:class:`RareWordDropout`'s alpha)."""
+    return option(
+        0.0,
+        "while training, replace a word by <unk> with chance A / (A + its training count), so the model learns "
+        "unknown words (Kiperwasser and Goldberg 2016; 0.25 is usual; 0: never)",
+        ge=0,
+        le=1000,
+    )

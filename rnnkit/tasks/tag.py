@@ -35,6 +35,7 @@ from rnnkit.resources import count_params
 from rnnkit.tasks.base import LossOutput, Task, encoder_lr_option, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
 from rnnkit.tasks.crf import CRF, bio_constraints
+from rnnkit.tasks.regularization import RareWordDropout, rare_word_dropout_option
 
 __all__ = ["SequenceTagger", "TagBatch", "TagConfig", "collate", "context_window", "tagging_scores"]
 
@@ -53,6 +54,7 @@ class TagConfig:
     embed: int = option(100, "word embedding size", ge=1, le=MAX_WIDTH)
     bidirectional: bool = option(False, "also read each sentence backwards (--cell lstm: a BiLSTM tagger)")
     dropout: float = option(0.0, "dropout on the word features and on each layer's output", ge=0, lt=1)
+    rare_word_dropout: float = rare_word_dropout_option()
     crf: bool = option(False, "a CRF output layer (Viterbi decoding, BIO constraints) instead of a softmax per word")
     char: bool = option(False, "add a character BiLSTM feature to each word (Lample et al. 2016)")
     char_embed: int = option(25, "character embedding size (with --char)", ge=1, le=MAX_WIDTH)
@@ -175,6 +177,7 @@ class SequenceTagger(Task):
         intent_names: Sequence[str] = (),
         pad_id: int = 0,
         unk_id: int | None = 1,
+        word_counts: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.config, self.tag_names, self.intent_names = config, tuple(tag_names), tuple(intent_names)
@@ -189,6 +192,10 @@ class SequenceTagger(Task):
         if unk_id is not None and 0 <= unk_id < vocab_size:
             with torch.no_grad():  # words unseen in training read as <unk>: a zero vector, not a random one
                 self.embedding.weight[unk_id] = 0.0
+        if config.rare_word_dropout and unk_id is None:
+            raise RnnkitError("--rare-word-dropout replaces words by <unk>: give the vocabulary's unk_id")
+        counts = [1] * vocab_size if word_counts is None else word_counts  # without counts: every word seen once
+        self.rare_words = RareWordDropout(counts, config.rare_word_dropout, unk_id=unk_id or 0, pad_id=pad_id)
         self.chars = CharEncoder(num_chars, config.char_embed, config.char_hidden) if config.char else None
         size = (2 * config.window + 1) * (config.embed + (self.chars.output_size if self.chars else 0))
         self.drop = nn.Dropout(config.dropout)
@@ -200,7 +207,7 @@ class SequenceTagger(Task):
     def forward(self, batch: TagBatch) -> tuple[Tensor, Tensor | None]:
         """Emissions (B, T, K) (garbage after each length) and intent logits (B, I) or None."""
         mask = _mask(batch.lengths, batch.words.shape[1])  # (B, T)
-        x = self.embedding(batch.words)  # (B, T, E)
+        x = self.embedding(self.rare_words(batch.words))  # (B, T, E); in training a rare word is <unk> at times
         if self.chars is not None:
             if batch.chars is None:
                 raise ValueError("this tagger reads characters (char=True): build the batch with collate(chars=...)")

@@ -280,7 +280,8 @@ def report_unknown(path: str | Path, encoded: Encoded) -> None:
 def new_model(vocabs: Vocabs, config: TagConfig) -> SequenceTagger:
     words, chars, intents = vocabs.words, vocabs.chars, vocabs.intents
     options = {"num_chars": len(chars) if chars else 0, "intent_names": intents.names if intents else ()}
-    return SequenceTagger(len(words), vocabs.tags.names, config, pad_id=words.pad_id, unk_id=words.unk_id, **options)
+    options |= {"pad_id": words.pad_id, "unk_id": words.unk_id, "word_counts": words.counts}
+    return SequenceTagger(len(words), vocabs.tags.names, config, **options)
 
 
 def _open(path: Path, cfg: dict[str, Any], weights: str) -> TagRun:

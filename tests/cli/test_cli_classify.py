@@ -140,6 +140,7 @@ def test_resume_is_exact(data, tmp_path, capsys):
     (with the character encoder, whose vocabulary the resumed runs read back from chars.json)."""
     base = ["classify", "train", "--train", data / "train.tsv", "--valid", data / "valid.tsv", *FLAGS]
     base += ["--dropout", "0.3", "--cell", "gru", "--log-every", "2", "--char", "--char-hidden", "4"]
+    base += ["--rare-word-dropout", "0.5"]  # its draws resume too
     assert main(capsys, *base, "--out", tmp_path / "whole", "--epochs", "2", "--max-steps", "99")[0] == 0
     assert main(capsys, *base, "--out", tmp_path / "parts", "--epochs", "1", "--max-steps", "99")[0] == 0
     assert main(capsys, "classify", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2")[0] == 0

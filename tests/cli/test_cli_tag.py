@@ -119,6 +119,7 @@ def test_predict_reads_stdin_and_prints_word_tag_pairs(trained, monkeypatch, cli
 def test_resume_is_exact(tmp_path, cli):
     data = write("jsonl", tmp_path / "train.jsonl", flights(40, 3))
     base = ["tag", "train", "--train", data, *FLAGS, "--char", "--crf", "--intent", "--dropout", "0.3"]
+    base += ["--rare-word-dropout", "0.5"]  # its draws resume too
     assert cli(*base, "--epochs", "2", "--out", tmp_path / "whole")[0] == 0
     assert cli(*base, "--epochs", "1", "--out", tmp_path / "parts")[0] == 0
     code, _, err = cli("tag", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2")

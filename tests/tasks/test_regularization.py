@@ -1,4 +1,4 @@
-"""AWD-LSTM's regularisers (rnnkit.tasks.regularization) and how the language model applies them."""
+"""The regularisers of rnnkit.tasks.regularization (AWD-LSTM's set, rare-word dropout) and how the models apply them."""
 
 import pytest
 import torch
@@ -8,8 +8,10 @@ import rnnkit
 import rnnkit.cli
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import lm as lm_module
+from rnnkit.tasks.classify import ClassifyConfig, SequenceClassifier, make_batch
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.tasks.regularization import activation_penalty, embedding_dropout, weight_dropped
+from rnnkit.tasks.regularization import RareWordDropout, activation_penalty, embedding_dropout, weight_dropped
+from rnnkit.tasks.tag import SequenceTagger, TagConfig, collate
 
 V = 11
 
@@ -91,3 +93,43 @@ def test_awd_flags_reach_the_model_from_the_cli():
         ["lm", "train", "--train", "x", "--out", "o", "--weight-drop", "0.5", "--embed-dropout", "0.1", "--ar", "2"]
     )
     assert (args.weight_drop, args.embed_dropout, args.ar) == (0.5, 0.1, 2.0)
+
+
+def test_rare_word_dropout_hides_each_word_at_its_rate_and_never_padding_or_unk():
+    counts = [0, 0, 1, 3, 0]  # pad, <unk>, a word seen once, one seen 3 times, one never seen in training
+    drop = RareWordDropout(counts, alpha=1.0, unk_id=1, pad_id=0).train()
+    assert drop.chance.tolist() == [0.0, 0.0, 0.5, 0.25, 1.0]  # 1 / (1 + c)
+    torch.manual_seed(0)
+    ids = torch.tensor([0, 1, 2, 3, 4]).repeat(40_000, 1)
+    hidden = (drop(ids) == 1).float().mean(0)  # how often each column came out as <unk>
+    assert hidden[0] == 0 and hidden[1] == 1 and hidden[4] == 1  # padding stays, <unk> is <unk>
+    assert abs(hidden[2] - 0.5) < 0.01 and abs(hidden[3] - 0.25) < 0.01  # 4 standard errors
+    assert torch.equal(drop(ids)[:, 0], ids[:, 0]) and set(drop(ids).unique().tolist()) == {0, 1, 2, 3}
+    assert torch.equal(drop.eval()(ids), ids)
+    assert torch.equal(RareWordDropout(counts, alpha=0.0, unk_id=1).train()(ids), ids)
+
+
+def test_rare_word_dropout_makes_the_tagger_and_classifier_read_unk_in_training_only():
+    """Words with no training count are always hidden in training (chance 1): the model then computes what it
+    computes for <unk>; in eval mode the words are read."""
+    words = [[4, 5, 6], [7, 8]]
+    counts = [0, 0, 9, 9] + [0] * 16
+    unk = [[1, 1, 1], [1, 1]]
+    tagger = SequenceTagger(20, ["O", "B-X", "I-X"], TagConfig(hidden=6, embed=5, rare_word_dropout=0.3),
+                            word_counts=counts)  # fmt: skip
+    classifier = SequenceClassifier(20, 3, ClassifyConfig(hidden=6, rare_word_dropout=0.3), word_counts=counts)
+
+    def tag(ids):
+        return tagger(collate(ids))[0]
+
+    def classify(ids):
+        return classifier(make_batch(ids).ids, make_batch(ids).lengths)[0]
+
+    for model, run in ((tagger, tag), (classifier, classify)):
+        model.train()
+        assert torch.equal(run(words), run(unk))
+        model.eval()
+        assert not torch.allclose(run(words), run(unk))
+    assert TagConfig().rare_word_dropout == 0 and ClassifyConfig().rare_word_dropout == 0  # off unless asked
+    with pytest.raises(RnnkitError, match="unk_id"):
+        SequenceTagger(20, ["O"], TagConfig(rare_word_dropout=0.3), unk_id=None)
