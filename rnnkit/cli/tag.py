@@ -12,7 +12,7 @@ from typing import Any
 from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
 from rnnkit.data.text import read_text
 from rnnkit.tasks import tag_run
-from rnnkit.tasks.tag_run import load_run
+from rnnkit.tasks.tag_run import load_runs
 
 RAW = argparse.RawDescriptionHelpFormatter
 DATA = "../shared/data"
@@ -33,14 +33,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "tag", "sequence tagging (one tag per word, optionally an intent): train, eval, predict")
     add_train_verb(verbs, "train a sequence tagger", TRAIN_EXAMPLE, tag_run.SPEC.sections, train)
 
-    add_eval_verb(
+    p = add_eval_verb(
         verbs,
         "span precision/recall/F1 (conlleval), token accuracy, intent and sentence accuracy",
-        f"rnnkit tag eval runs/atis --data {DATA}/atis/dev --json",
+        f"rnnkit tag eval runs/atis --data {DATA}/atis/dev --json\n"
+        f"  rnnkit tag eval runs/ner-seed0 --ensemble runs/ner-seed1 runs/ner-seed2 --data {DATA}/conll2003/eng.testa",
         "tagged data: a CoNLL file, an ATIS folder or a JSON lines file",
         "sentences",
         evaluate,
     )
+    _add_ensemble(p)
 
     p = verbs.add_parser(
         "predict",
@@ -60,7 +62,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --json, each word's confidence (its tag's probability; the CRF's marginal) and each span's score",
     )
+    _add_ensemble(p)
     p.set_defaults(func=predict)
+
+
+def _add_ensemble(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="more runs of the same tags, tagging with RUN as one: the mean of their scores (a CRF's emissions and "
+        "transitions, a softmax's log-probabilities), decoded once",
+    )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -69,7 +83,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
-    result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
+    result = load_runs([args.run, *args.ensemble], verb="eval").evaluate(args.data, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -91,7 +105,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """Tag each line as it comes (in chunks from a file or a pipe); an empty line gives an empty line."""
-    run = load_run(args.run, verb="predict")
+    run = load_runs([args.run, *args.ensemble], verb="predict")
     lines = _lines(args.input)
     chunk = 1 if args.input == "-" and sys.stdin.isatty() else CHUNK
     for group in iter(lambda: list(itertools.islice(lines, chunk)), []):

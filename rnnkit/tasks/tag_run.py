@@ -37,6 +37,7 @@ from rnnkit.tasks.pretrained import (
     start_from,
 )
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
+from rnnkit.tasks.tag_ensemble import EnsembleEncoded, TaggerEnsemble
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -137,6 +138,13 @@ class TagRun:
     train: TrainConfig
     vocabs: Vocabs
     model: SequenceTagger
+    members: tuple[TagRun, ...] = ()  # an ensemble's runs (:func:`load_runs`); the fields above are the first's
+
+    def encode(self, sentences: list[TaggedSentence], *, gold: bool = True) -> Encoded | EnsembleEncoded:
+        """Sentences as this run's ids (an ensemble: as each member's)."""
+        if self.members:
+            return EnsembleEncoded([m.encode(sentences, gold=gold) for m in self.members])
+        return encode(sentences, self.vocabs, lowercase=self.data.lowercase, gold=gold)
 
     def evaluate(self, path: str, *, batch_size: int | None = None) -> dict[str, Any]:
         """Span precision/recall/F1 (also per type), token accuracy, and with an intent head intent and sentence
@@ -144,7 +152,7 @@ class TagRun:
         if batch_size is not None and batch_size < 1:
             raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")
         sentences = read(path, self.data)
-        encoded = encode(sentences, self.vocabs, lowercase=self.data.lowercase)
+        encoded = self.encode(sentences)
         report_unknown(path, encoded)
         batches = encoded.batches(batch_size or self.data.eval_batch_size)
         loss, count, gold, pred = self.model.tag_batches(batches)
@@ -171,7 +179,7 @@ class TagRun:
         results: list[dict[str, Any]] = [self._empty(scores) for _ in sentences]
         rows = [i for i, tokens in enumerate(sentences) if tokens]
         tagged = [TaggedSentence(list(sentences[i]), []) for i in rows]
-        encoded = encode(tagged, self.vocabs, lowercase=self.data.lowercase, gold=False)
+        encoded = self.encode(tagged, gold=False)
         for batch_rows in bucket_batches([len(t.tokens) for t in tagged], self.data.eval_batch_size, shuffle=False):
             batch = encoded.batch(batch_rows)
             decoded = self.model.decode(batch, confidence=scores)
@@ -210,6 +218,32 @@ def _bounds(tagged: dict[str, Any]) -> list[tuple[int, int]]:
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> TagRun:
     """Load a tagging run folder for evaluation or prediction (the best weights, else the last checkpoint)."""
     return runs.open_run(SPEC, path, weights=weights, verb=verb)
+
+
+def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str | None = None) -> TagRun:
+    """One run folder loaded, or several as one ensemble (:mod:`rnnkit.tasks.tag_ensemble`): the first run's
+    data options read the data; the runs must tag the same tags (and intents)."""
+    runs_ = [load_run(p, weights=weights, verb=verb) for p in paths]
+    if len(runs_) == 1:
+        return runs_[0]
+    first = runs_[0]
+    for run in runs_[1:]:
+        for what, mine, theirs in (
+            ("tags", first.model.tag_names, run.model.tag_names),
+            ("intents", first.model.intent_names, run.model.intent_names),
+        ):
+            if mine != theirs:
+                raise RnnkitError(
+                    f"--ensemble: {run.path} has {what} {list(theirs)[:8]} and {first.path} {list(mine)[:8]}: "
+                    "an ensemble's runs must be trained on the same tags"
+                )
+        if (run.model.crf is None) != (first.model.crf is None):
+            raise RnnkitError(
+                f"--ensemble: {run.path} and {first.path} differ in --crf: an ensemble's runs must all have a CRF "
+                "or all a softmax"
+            )
+    model = TaggerEnsemble([r.model for r in runs_])
+    return TagRun(first.path, first.data, first.model_config, first.train, first.vocabs, model, tuple(runs_))
 
 
 def train_tagger(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:
@@ -264,7 +298,7 @@ def encode(sentences: list[TaggedSentence], vocabs: Vocabs, *, lowercase: bool =
     return Encoded(word_ids, tag_ids, char_ids, intent_ids, gold_tags, gold_intents, unknown_tags, unknown_intents)
 
 
-def report_unknown(path: str | Path, encoded: Encoded) -> None:
+def report_unknown(path: str | Path, encoded: Encoded | EnsembleEncoded) -> None:
     """One warning per kind, naming the tags (intents) the run does not know and how often each occurs."""
     for what, counts in (("tag", encoded.unknown_tags), ("intent", encoded.unknown_intents)):
         if counts:

@@ -222,3 +222,31 @@ def test_tutorial_example_on_atis(tmp_path, cli):
     assert code == 0 and arrive["boston"] == "B-toloc.city_name"
     assert arrive["november"] == "B-arrive_date.month_name" and arrive["second"] == "B-arrive_date.day_number"
     assert leave["boston"] == "B-fromloc.city_name"
+
+
+def test_ensemble_eval_and_predict_runs_each_with_its_own_vocabulary(tmp_path, cli):
+    train = write("jsonl", tmp_path / "train.jsonl", flights(120, 1))
+    valid = write("jsonl", tmp_path / "valid.jsonl", flights(30, 2))
+    base = ["tag", "train", "--train", train, "--valid", valid, *FLAGS, "--epochs", "4", "--crf"]
+    assert cli(*base, "--intent", "--out", tmp_path / "a")[0] == 0
+    assert cli(*base, "--intent", "--out", tmp_path / "b", "--seed", "1", "--min-freq", "30", "--char")[0] == 0
+    assert cli(*base, "--out", tmp_path / "no-intent")[0] == 0
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert json.loads((a / "vocab.json").read_text()) != json.loads((b / "vocab.json").read_text())
+
+    single = json.loads(cli("tag", "eval", a, "--data", valid, "--json")[1])
+    code, out, _ = cli("tag", "eval", a, "--ensemble", b, "--data", valid, "--json")
+    both = json.loads(out)
+    assert code == 0 and both["sentences"] == 30 and both["f1"] > 0.9 and "intent_accuracy" in both
+    twice = json.loads(cli("tag", "eval", a, "--ensemble", a, "--data", valid, "--json")[1])
+    assert twice["f1"] == single["f1"] and twice["loss"] == pytest.approx(single["loss"], rel=1e-5)
+
+    (tmp_path / "in.txt").write_text("i want to fly from new york to boston on friday\n")
+    code, out, _ = cli("tag", "predict", a, tmp_path / "in.txt", "--ensemble", b, "--json", "--scores")
+    result = json.loads(out)
+    spans = [(s["type"], s["text"]) for s in result["spans"]]
+    assert code == 0 and spans == [("from", "new york"), ("to", "boston"), ("day", "friday")]
+    assert "intent" in result and len(result["confidence"]) == 11
+
+    code, _, err = cli("tag", "eval", a, "--ensemble", tmp_path / "no-intent", "--data", valid)
+    assert code == 2 and "--ensemble" in err and "intents" in err and len(err.strip().splitlines()) == 1
