@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from rnnkit.config import check_fields, option
@@ -158,8 +159,11 @@ class ClassifyRun:
                 f"({', '.join(self.labels.names[:5])}{', ...' if len(self.labels) > 5 else ''}): nothing to evaluate"
             )
         size = batch_size or self.data.eval_batch_size
-        batches = encoded.batches(size, pad_id=self.vocab.pad_id, num_labels=len(self.labels))
+        order = bucket_batches([len(s) for s in encoded.sequences], size, shuffle=False)  # sorted by length
+        batches = [encoded.batch(rows, pad_id=self.vocab.pad_id, num_labels=len(self.labels)) for rows in order]
         total, probs, targets = self.model.collect(batches)
+        rows = torch.tensor([i for batch_rows in order for i in batch_rows])
+        probs, targets = probs[rows.argsort()], targets[rows.argsort()]  # back in the file's order, as ``examples``
         multi, threshold = self.model_config.multi_label, float(self.model.threshold)
         result = {"data": str(path), "count": len(targets), "loss": total / len(targets)}
         result |= report(targets, probs >= threshold if multi else probs.argmax(-1), self.labels.names, multi)

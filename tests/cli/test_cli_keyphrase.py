@@ -101,6 +101,20 @@ def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, cli):
     kp = result["keyphrases"]
     assert kp["all"]["f1@5"] > 0.5 and kp["all"]["documents"] == 20 and kp["present"]["documents"] == 20
 
+    # texts of different lengths, evaluated in length order: each text's scores stay its own (they did not
+    # before: the ranked keyphrases of the length-sorted batches were scored against the texts in file order)
+    docs = [
+        d | {"tokens": ["we"] * i + d["tokens"], "tags": ["O"] * i + d["tags"]} for i, d in enumerate(abstracts(20, 2))
+    ]
+    scores = []
+    for name, ordered in (("varied.jsonl", docs), ("reversed.jsonl", docs[::-1])):
+        code, out, _ = cli("classify", "eval", run, "--data", write(tmp_path / name, ordered), "--json")
+        assert code == 0
+        scores.append(json.loads(out)["keyphrases"])
+    for target in ("all", "present"):  # the same up to the order of summing
+        assert scores[0][target] == pytest.approx(scores[1][target], abs=1e-12)
+    assert scores[0]["all"]["f1@5"] > 0.5
+
 
 def test_label_field_and_min_label_count_errors(data, tmp_path, cli):
     train, _ = data
