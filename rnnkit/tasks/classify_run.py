@@ -170,7 +170,8 @@ class ClassifyRun:
         if multi:
             result["threshold"] = threshold
         if self.data.label_field == "keyphrases":
-            result["keyphrases"] = self._keyphrase_scores(examples, encoded, probs, threshold)
+            kept = examples if multi else [e for e in examples if not self.labels.unknown(e.labels)]  # as encode()
+            result["keyphrases"] = self._keyphrase_scores(kept, encoded, probs, threshold)
         return result | {"unknown_labels": dict(encoded.unknown), "excluded": encoded.excluded}
 
     def _keyphrase_scores(self, examples: list[Example], encoded: Encoded, probs: Tensor, threshold: float) -> dict:

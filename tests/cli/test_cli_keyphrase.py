@@ -123,3 +123,16 @@ def test_label_field_and_min_label_count_errors(data, tmp_path, cli):
     assert code == 2 and 'train.jsonl:1: no "missing" field (the label field)' in err and len(err.splitlines()) == 1
     code, _, err = cli(*base, "--label-field", "keyphrases", "--min-label-count", "1000")
     assert code == 2 and "no label is on 1000 or more texts" in err and "--min-label-count" in err
+
+
+def test_one_keyphrase_per_text_with_an_unknown_one_in_eval_is_left_out_not_a_crash(tmp_path, cli):
+    docs = [d | {"keyphrases": [" ".join(d["tokens"][4:6])]} for d in abstracts(30, 3)]  # its first topic
+    valid = [*docs[:5], docs[5] | {"keyphrases": ["never seen phrase"]}]
+    train, valid = write(tmp_path / "train.jsonl", docs), write(tmp_path / "valid.jsonl", valid)
+    run = tmp_path / "one"
+    argv = ["classify", "train", "--train", train, "--out", run, *FLAGS, "--epochs", "1", "--label-field", "keyphrases"]
+    assert cli(*argv)[0] == 0
+    code, out, err = cli("classify", "eval", run, "--data", valid, "--json")
+    result = json.loads(out)
+    assert code == 0 and result["excluded"] == 1 and "never seen phrase" in err
+    assert result["keyphrases"]["all"]["documents"] == 5
