@@ -10,12 +10,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
+from rnnkit.cli.common import (
+    add_ensemble,
+    add_eval_verb,
+    add_group,
+    add_train_verb,
+    check_batch_size,
+    stdin_lines,
+    train_verb,
+)
 from rnnkit.data.text import read_text
 from rnnkit.errors import RnnkitError
 from rnnkit.io import check_output_path, write_atomically
 from rnnkit.tasks import classify_run
-from rnnkit.tasks.classify_run import load_run
+from rnnkit.tasks.classify_run import load_runs
 
 RAW = argparse.RawDescriptionHelpFormatter
 SST = "../shared/data/sst2"
@@ -33,6 +41,8 @@ PREDICT_EXAMPLE = """examples:
 
 #: 256-colour backgrounds from white to deep red: the attention shades of --show-attention
 SHADES = (231, 224, 217, 210, 203, 196)
+#: how ``--ensemble`` combines classifiers
+ENSEMBLE = "labelling with RUN as one: their mean probabilities (several labels: at their mean threshold)"
 CHUNK = 256  # lines predicted at once: stdin is answered as it comes, in memory of this size
 
 
@@ -40,14 +50,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs = add_group(sub, "classify", "text classification (many-to-one): train, eval, predict")
     add_train_verb(verbs, "train a text classifier", TRAIN_EXAMPLE, classify_run.SPEC.sections, train)
 
-    add_eval_verb(
+    p = add_eval_verb(
         verbs,
         "accuracy, macro-F1, per-class scores and the confusion matrix of labelled texts",
-        f"rnnkit classify eval runs/sst2 --data {SST}/stsa.binary.dev --json",
+        f"rnnkit classify eval runs/sst2 --data {SST}/stsa.binary.dev --json\n"
+        f"  rnnkit classify eval runs/sst2 --ensemble runs/sst2-seed1 runs/sst2-seed2 --data {SST}/stsa.binary.dev",
         "labelled texts in the run's format (TSV, SST or JSON lines)",
         "texts",
         evaluate,
     )
+    add_ensemble(p, ENSEMBLE)
 
     p = verbs.add_parser(
         "predict",
@@ -70,6 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--attention-png", metavar="FILE", help="plot the first text's attention weights into a PNG")
     p.add_argument("--batch-size", type=int, default=None, help="texts per batch (default: the run's)")
+    add_ensemble(p, ENSEMBLE)
     p.set_defaults(func=predict)
 
 
@@ -79,7 +92,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
-    result = load_run(args.run, verb="eval").evaluate(args.data, batch_size=args.batch_size)
+    result = load_runs([args.run, *args.ensemble], verb="eval").evaluate(args.data, batch_size=args.batch_size)
     print(json.dumps(result) if args.json else eval_text(result))
     return 0
 
@@ -87,7 +100,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
     png = check_output_path(args.attention_png, ".png") if args.attention_png else None
-    run = load_run(args.run, verb="predict")
+    run = load_runs([args.run, *args.ensemble], verb="predict")
     if (args.show_attention or png) and run.model_config.pooling != "attention":
         raise RnnkitError(
             f"--show-attention and --attention-png need a run with attention pooling; {args.run} pools by "

@@ -95,6 +95,11 @@ def add_eval_verb(
     return p
 
 
+def add_ensemble(p: argparse.ArgumentParser, how: str) -> None:
+    """``--ensemble RUN ...``: more runs answering with the run argument as one; ``how`` says how."""
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="RUN", help=f"more runs of the same task, {how}")
+
+
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise RnnkitError(f"--batch-size must be at least 1, got {batch_size}")

@@ -9,7 +9,15 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from rnnkit.cli.common import add_eval_verb, add_group, add_train_verb, check_batch_size, stdin_lines, train_verb
+from rnnkit.cli.common import (
+    add_ensemble,
+    add_eval_verb,
+    add_group,
+    add_train_verb,
+    check_batch_size,
+    stdin_lines,
+    train_verb,
+)
 from rnnkit.data.text import read_text
 from rnnkit.tasks import tag_run
 from rnnkit.tasks.tag_run import load_runs
@@ -42,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sentences",
         evaluate,
     )
-    _add_ensemble(p)
+    add_ensemble(p, ENSEMBLE)
 
     p = verbs.add_parser(
         "predict",
@@ -62,19 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --json, each word's confidence (its tag's probability; the CRF's marginal) and each span's score",
     )
-    _add_ensemble(p)
+    add_ensemble(p, ENSEMBLE)
     p.set_defaults(func=predict)
 
 
-def _add_ensemble(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ensemble",
-        nargs="+",
-        default=[],
-        metavar="RUN",
-        help="more runs of the same tags, tagging with RUN as one: the mean of their scores (a CRF's emissions and "
-        "transitions, a softmax's log-probabilities), decoded once",
-    )
+#: how ``--ensemble`` combines taggers
+ENSEMBLE = "tagging with RUN as one: the mean of their scores (emissions, CRF transitions, intents), decoded once"
 
 
 def train(args: argparse.Namespace) -> int:

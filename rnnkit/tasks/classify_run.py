@@ -10,8 +10,10 @@ its examples are left out of the metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,12 @@ class ClassifyRun:
     labels: Labels
     model: SequenceClassifier
     chars: Vocabulary | None = None  # with --char
+    members: tuple[ClassifyRun, ...] = ()  # an ensemble's runs (:func:`load_runs`); the fields above are the first's
+
+    @property
+    def threshold(self) -> float:
+        """Several labels: the probability at which a label is predicted (an ensemble: its runs' mean)."""
+        return sum(float(m.model.threshold) for m in self.members or (self,)) / len(self.members or (self,))
 
     def tokens(self, text: str) -> list[str]:
         """A text's tokens as the run reads them: split on whitespace, lowercased if the run was."""
@@ -150,9 +158,29 @@ class ClassifyRun:
         """Metrics of a labelled file in the run's format: accuracy, macro-F1, per-class precision, recall, F1
         and support, the confusion matrix (several labels: micro-F1 and one 2x2 matrix per label at the run's
         threshold), the loss per text, the count, and the labels the run never saw (left out, by name)."""
+        if self.members:  # each run reads the file its own way; their probabilities are averaged
+            scored = [m._probabilities(path, batch_size, warn=i == 0) for i, m in enumerate(self.members)]
+            examples, encoded, _, _, targets = scored[0]
+            probs = torch.stack([p for *_, p, _ in scored]).mean(0)
+            total = summed_loss(probs, targets, self.model_config.multi_label)
+        else:
+            examples, encoded, total, probs, targets = self._probabilities(path, batch_size)
+        multi, threshold = self.model_config.multi_label, self.threshold
+        result = {"data": str(path), "count": len(targets), "loss": total / len(targets)}
+        result |= report(targets, probs >= threshold if multi else probs.argmax(-1), self.labels.names, multi)
+        if multi:
+            result["threshold"] = threshold
+        if self.data.label_field == "keyphrases":
+            kept = examples if multi else [e for e in examples if not self.labels.unknown(e.labels)]  # as encode()
+            result["keyphrases"] = self._keyphrase_scores(kept, encoded, probs, threshold)
+        return result | {"unknown_labels": dict(encoded.unknown), "excluded": encoded.excluded}
+
+    def _probabilities(self, path: str, batch_size: int | None, *, warn: bool = True) -> tuple:
+        """(examples, encoded, summed loss, probabilities (N, K), targets) of a labelled file, in its order."""
         examples = read_examples(path, self.data, self.model_config.multi_label)
         encoded = encode(examples, self.vocab, self.labels, self.model_config.multi_label, self.chars)
-        warn_unknown(path, encoded)
+        if warn:
+            warn_unknown(path, encoded)
         if not encoded.sequences:
             raise RnnkitError(
                 f"{path}: none of its {len(examples)} examples has a label this run knows "
@@ -162,17 +190,8 @@ class ClassifyRun:
         order = bucket_batches([len(s) for s in encoded.sequences], size, shuffle=False)  # sorted by length
         batches = [encoded.batch(rows, pad_id=self.vocab.pad_id, num_labels=len(self.labels)) for rows in order]
         total, probs, targets = self.model.collect(batches)
-        rows = torch.tensor([i for batch_rows in order for i in batch_rows])
-        probs, targets = probs[rows.argsort()], targets[rows.argsort()]  # back in the file's order, as ``examples``
-        multi, threshold = self.model_config.multi_label, float(self.model.threshold)
-        result = {"data": str(path), "count": len(targets), "loss": total / len(targets)}
-        result |= report(targets, probs >= threshold if multi else probs.argmax(-1), self.labels.names, multi)
-        if multi:
-            result["threshold"] = threshold
-        if self.data.label_field == "keyphrases":
-            kept = examples if multi else [e for e in examples if not self.labels.unknown(e.labels)]  # as encode()
-            result["keyphrases"] = self._keyphrase_scores(kept, encoded, probs, threshold)
-        return result | {"unknown_labels": dict(encoded.unknown), "excluded": encoded.excluded}
+        back = torch.tensor([i for rows in order for i in rows]).argsort()  # to the file's order, as ``examples``
+        return examples, encoded, total, probs[back], targets[back]
 
     def _keyphrase_scores(self, examples: list[Example], encoded: Encoded, probs: Tensor, threshold: float) -> dict:
         """Keyphrase F1@5/@10 of each text's labels ranked by probability, F1@M of those at the threshold, against
@@ -189,6 +208,9 @@ class ClassifyRun:
         ``labels``, those at or above the threshold) and, with attention pooling, ``attention``: each token with
         its weight."""
         tokens = [self.tokens(t) for t in texts]
+        if self.members:
+            each = zip(*(m.predict(texts, batch_size=batch_size) for m in self.members), strict=True)
+            return [self._mean(results, words) for results, words in zip(each, tokens, strict=True)]
         empty = next((i for i, t in enumerate(tokens) if not t), None)
         if empty is not None:
             raise RnnkitError(f"text {empty + 1} is empty: give each text at least one word")
@@ -202,6 +224,13 @@ class ClassifyRun:
                 results[i] = self._result(tokens[i], pred.probabilities[row], weights)
         return results
 
+    def _mean(self, results: tuple[dict[str, Any], ...], tokens: list[str]) -> dict[str, Any]:
+        """An ensemble's result from its runs': the mean probabilities, and the mean attention of the runs
+        that pool by attention."""
+        probs = torch.tensor([[r["probabilities"][name] for name in self.labels.names] for r in results]).mean(0)
+        attention = [[w for _, w in r["attention"]] for r in results if "attention" in r]
+        return self._result(tokens, probs, torch.tensor(attention).mean(0) if attention else None)
+
     def _result(self, tokens: list[str], probs: Tensor, weights: Tensor | None) -> dict[str, Any]:
         names, p = self.labels.names, probs.tolist()
         best = max(range(len(p)), key=p.__getitem__)
@@ -211,7 +240,7 @@ class ClassifyRun:
             "probabilities": dict(zip(names, p, strict=True)),
         }
         if self.model_config.multi_label:
-            threshold = float(self.model.threshold)
+            threshold = self.threshold
             result["labels"] = [name for name, q in zip(names, p, strict=True) if q >= threshold]
         if weights is not None:
             result["attention"] = [[token, w] for token, w in zip(tokens, weights.tolist(), strict=True)]
@@ -298,6 +327,33 @@ def warn_unknown(path: str, encoded: Encoded) -> None:
 def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None) -> ClassifyRun:
     """Load a run folder for evaluation or prediction (the best weights, else the last checkpoint)."""
     return runs.open_run(SPEC, path, weights=weights, verb=verb)
+
+
+def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str | None = None) -> ClassifyRun:
+    """One run folder loaded, or several as one ensemble: each reads the texts its own way (vocabulary,
+    lowercasing, characters), and their probabilities are averaged (several labels: at their mean threshold).
+    The runs must have the same labels."""
+    runs_ = [load_run(p, weights=weights, verb=verb) for p in paths]
+    first = runs_[0]
+    for run in runs_[1:]:
+        mine, theirs = (
+            (first.labels.names, first.model_config.multi_label),
+            (run.labels.names, run.model_config.multi_label),
+        )
+        if mine != theirs:
+            raise RnnkitError(
+                f"--ensemble: {run.path} has labels {list(theirs[0])[:8]} (several per text: {theirs[1]}) and "
+                f"{first.path} {list(mine[0])[:8]} ({mine[1]}): an ensemble's runs must have the same labels"
+            )
+    return first if len(runs_) == 1 else dataclasses.replace(first, members=tuple(runs_))
+
+
+def summed_loss(probs: Tensor, targets: Tensor, multi_label: bool) -> float:
+    """The summed cross-entropy (several labels: binary, over every label) of probabilities (N, K)."""
+    p = probs.clamp(1e-12, 1 - 1e-7)
+    if multi_label:
+        return float(-(targets * p.log() + (1 - targets) * (1 - p).log()).sum())
+    return float(-p.gather(1, targets.long().unsqueeze(1)).log().sum())
 
 
 def train_classifier(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False) -> dict:

@@ -236,3 +236,38 @@ def test_a_huge_width_is_refused_before_any_allocation(tmp_path, capsys, task):
     assert rnnkit.cli.main(argv) == 2
     assert "--hidden must lie in [1, 1048576]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_ensemble_averages_the_runs_probabilities_each_reading_its_own_way(data, run, tmp_path, capsys):
+    other = tmp_path / "max-pool"
+    argv = ["classify", "train", "--train", data / "train.tsv", "--out", other, *FLAGS, "--epochs", "3"]
+    assert main(capsys, *argv, "--pooling", "max", "--min-freq", "3", "--seed", "1")[0] == 0
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\nnot a film at all\n")
+    alone = [[json.loads(line) for line in main(capsys, "classify", "predict", r, texts, "--json")[1].splitlines()]
+             for r in (run, other)]  # fmt: skip
+    code, out, _ = main(capsys, "classify", "predict", run, texts, "--ensemble", other, "--json")
+    both = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(both) == 2
+    for i, result in enumerate(both):
+        for label, p in result["probabilities"].items():
+            assert p == pytest.approx((alone[0][i]["probabilities"][label] + alone[1][i]["probabilities"][label]) / 2)
+        assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
+        assert result["attention"] == alone[0][i]["attention"]  # only the first run pools by attention
+
+    single = json.loads(main(capsys, "classify", "eval", run, "--data", data / "valid.tsv", "--json")[1])
+    twice = json.loads(
+        main(capsys, "classify", "eval", run, "--ensemble", run, "--data", data / "valid.tsv", "--json")[1]
+    )
+    assert twice["accuracy"] == single["accuracy"] and twice["loss"] == pytest.approx(single["loss"], rel=1e-4)
+    code, out, _ = main(capsys, "classify", "eval", run, "--ensemble", other, "--data", data / "valid.tsv", "--json")
+    assert code == 0 and json.loads(out)["count"] == 16
+
+    (tmp_path / "three.tsv").write_text("a\tgood\nb\tbad\nc\tfilm\n")
+    third = tmp_path / "three-labels"
+    assert (
+        main(capsys, "classify", "train", "--train", tmp_path / "three.tsv", "--out", third, *FLAGS, "--epochs", "1")[0]
+        == 0
+    )
+    code, _, err = main(capsys, "classify", "eval", run, "--ensemble", third, "--data", data / "valid.tsv")
+    assert code == 2 and "--ensemble" in err and "same labels" in err

@@ -115,6 +115,12 @@ def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, cli):
         assert scores[0][target] == pytest.approx(scores[1][target], abs=1e-12)
     assert scores[0]["all"]["f1@5"] > 0.5
 
+    # a run as an ensemble with itself: the same probabilities, threshold, scores and loss
+    code, out, _ = cli("classify", "eval", run, "--ensemble", run, "--data", valid, "--json")
+    twice = json.loads(out)
+    assert code == 0 and twice["keyphrases"] == result["keyphrases"] and twice["threshold"] == result["threshold"]
+    assert twice["loss"] == pytest.approx(result["loss"], rel=1e-4) and twice["micro_f1"] == result["micro_f1"]
+
 
 def test_label_field_and_min_label_count_errors(data, tmp_path, cli):
     train, _ = data
