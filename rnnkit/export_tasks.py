@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from rnnkit.export_layers import char_features, pool, run_layer, time_mask, viterbi
+from rnnkit.tasks.classify import top_label_weights
 from rnnkit.tasks.tag import context_window
 
 BATCH, TIME, CHARS, SOURCE = "batch", "time", "chars", "source"
@@ -60,7 +61,7 @@ def _io(names: list[str], shapes: list[list[str | int]], dtypes: list[str]) -> l
 
 class ClassifierGraph(nn.Module):
     """ids (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> probabilities (B, K) (softmax, or
-    sigmoids with several labels) [, attention (B, T) with attention pooling]."""
+    sigmoids with several labels) [, attention (B, T) with attention pooling; label attention: the top label's]."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -72,8 +73,12 @@ class ClassifierGraph(nn.Module):
         if m.chars is not None:
             x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
         h, _ = run_layer(m.rnn, x, lengths)
-        pooled, weights = pool(m.pooling, h, lengths)
-        logits = m.head(pooled)
+        if m.head is None:  # label attention: it checks nothing, so it traces as it is
+            logits, weights = m.pooling(h, lengths)
+            weights = top_label_weights(logits, weights)
+        else:
+            pooled, weights = pool(m.pooling, h, lengths)
+            logits = m.head(pooled)
         probs = torch.sigmoid(logits) if m.config.multi_label else torch.softmax(logits, dim=-1)
         return (probs,) if weights is None else (probs, weights)
 
@@ -91,7 +96,8 @@ def classify_graphs(run: Any) -> list[Graph]:
         shapes += [[BATCH, TIME, CHARS], [BATCH, TIME]]
         dtypes += ["int64", "int64"]
         meta["chars"] = _vocab(run.chars)
-    outputs = ["probabilities"] + (["attention"] if m.pooling.attention is not None else [])
+    attends = m.head is None or m.pooling.attention is not None
+    outputs = ["probabilities"] + (["attention"] if attends else [])
     meta |= {
         "labels": list(run.labels.names),
         "multi_label": m.config.multi_label,

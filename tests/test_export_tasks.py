@@ -36,6 +36,7 @@ def runs(tmp_path_factory, train_cli):
                      "attention", *chars],
         "classify_jordan": ["classify", "train", "--train", tmp / "c.tsv", *small, "--cell", "jordan", "--pooling",
                             "max"],
+        "classify_labels": ["classify", "train", "--train", tmp / "c.tsv", *small, "--pooling", "label_attention"],
         "tag": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--bidirectional", "--crf", "--intent",
                 "--window", "1", *chars],
         "tag_clockwork": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--cell", "clockwork"],
@@ -107,7 +108,7 @@ def random_batches(vocab_size, num_chars=0, seed=0):
         yield seqs, (chars if num_chars else None), {"chars": grid, "char_lengths": sizes} if num_chars else {}
 
 
-@pytest.mark.parametrize("name", ["classify", "classify_jordan"])
+@pytest.mark.parametrize("name", ["classify", "classify_jordan", "classify_labels"])
 def test_classifier_probabilities_equal_torch(runs, name, tmp_path, cli):
     assert "classify graph" in export(cli, runs[name], tmp_path / "c.onnx")
     run, s, meta = load_run(runs[name]), session(tmp_path / "c.onnx"), metadata(tmp_path / "c.onnx")

@@ -75,7 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per line: the text, every label's probability and (attention pooling) each word's weight",
+        help="one JSON object per line: the text, every label's probability and (attention pooling) each word's weight "
+        "(label attention: for the most probable label)",
     )
     p.add_argument(
         "--show-attention", action="store_true", help="shade each word by its attention weight (attention pooling)"
@@ -101,7 +102,7 @@ def predict(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size)
     png = check_output_path(args.attention_png, ".png") if args.attention_png else None
     run = load_runs([args.run, *args.ensemble], verb="predict")
-    if (args.show_attention or png) and run.model_config.pooling != "attention":
+    if (args.show_attention or png) and run.model_config.pooling not in ("attention", "label_attention"):
         raise RnnkitError(
             f"--show-attention and --attention-png need a run with attention pooling; {args.run} pools by "
             f"{run.model_config.pooling} (train with --pooling attention)"

@@ -10,8 +10,10 @@ then softmax(z) for one label per text (loss: cross-entropy) or sigmoid(z_k) for
 cross-entropy summed over the K labels; a label is predicted when sigmoid(z_k) >= ``threshold``). Each loss is
 summed over the texts of a batch and counts texts. The RNN is one :func:`rnnkit.compat.make_layer` stack (any
 cell in :data:`rnnkit.CELLS`, stacked, optionally bidirectional) run batch-first with ``lengths``; pooling is
-:mod:`rnnkit.tasks.pooling` (last step of both directions, mean, max, attention). Padding never changes a
-prediction: the layers stop at each text's length and pooling excludes the padded steps.
+:mod:`rnnkit.tasks.pooling` (last step of both directions, mean, max, attention). With ``label_attention``
+(:class:`~rnnkit.tasks.pooling.LabelAttention`, for many labels) each label attends on its own and scores itself
+from what it attended to, in place of pooling and MLP. Padding never changes a prediction: the layers stop at
+each text's length and pooling excludes the padded steps.
 
 Dropout (``dropout``) acts on the embeddings, between recurrent layers and on the pooled vector.
 
@@ -37,11 +39,12 @@ from rnnkit.cells import CELLS
 from rnnkit.compat import make_layer
 from rnnkit.config import MAX_WIDTH, check_fields, option
 from rnnkit.data.batching import pad_batch, pad_unique
+from rnnkit.errors import RnnkitError
 from rnnkit.init import SCHEMES
 from rnnkit.resources import count_params, recurrent_params
 from rnnkit.tasks.base import LossOutput, Task, encoder_lr_option, scaled_groups
 from rnnkit.tasks.char_encoder import CharEncoder
-from rnnkit.tasks.pooling import POOLINGS, Pooling
+from rnnkit.tasks.pooling import POOLINGS, LabelAttention, Pooling
 from rnnkit.tasks.regularization import RareWordDropout, rare_word_dropout_option
 
 #: the thresholds tried when choosing a multi-label threshold on validation data
@@ -57,7 +60,12 @@ class ClassifyConfig:
     bidirectional: bool = option(False, "read each text in both directions")
     dropout: float = option(0.0, "dropout on the embeddings, between layers and on the pooled vector", ge=0, lt=1)
     rare_word_dropout: float = rare_word_dropout_option()
-    pooling: str = option("last", "how the outputs become one vector", choices=POOLINGS)
+    pooling: str = option(
+        "last",
+        "how the outputs become one vector; label_attention: one attention per label, each scoring its label "
+        "(for many labels, e.g. keyphrases; no --mlp)",
+        choices=(*POOLINGS, "label_attention"),
+    )
     attention_size: int | None = option(
         None, "attention pooling's hidden size (default: the outputs' size)", ge=1, le=MAX_WIDTH
     )
@@ -75,6 +83,8 @@ class ClassifyConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.pooling == "label_attention" and self.mlp:
+            raise RnnkitError("--pooling label_attention scores each label from its own attention: leave out --mlp")
 
     def params(self, vocab_size: int, num_labels: int, num_chars: int = 0) -> int:
         """Parameters of a :class:`SequenceClassifier` of this config, counted without allocating them (the
@@ -83,8 +93,7 @@ class ClassifyConfig:
         C = 2 * self.char_hidden if self.char else 0
         with torch.device("meta"):
             size = make_layer(self.cell, E + C, H, bidirectional=bi).output_size
-            pool = Pooling(self.pooling, size, attention_size=self.attention_size)
-        rest = count_params(lambda: nn.ModuleList([pool, make_head(size, self.mlp, num_labels, self.dropout)]))
+        rest = count_params(lambda: nn.ModuleList([m for m in output_layers(self, size, num_labels) if m is not None]))
         if self.char:
             chars = num_chars * self.char_embed + recurrent_params(
                 "lstm", self.char_embed, self.char_hidden, 1, bidirectional=True
@@ -183,12 +192,8 @@ class SequenceClassifier(Task):
         self.rnn = make_layer(
             config.cell, E, H, num_layers=L, bidirectional=config.bidirectional, batch_first=True, **kw
         )
-        size = self.rnn.output_size
-        self.pooling = Pooling(
-            config.pooling, size, bidirectional=config.bidirectional, attention_size=config.attention_size
-        )
+        self.pooling, self.head = output_layers(config, self.rnn.output_size, num_labels)
         self.drop = nn.Dropout(config.dropout)
-        self.head = make_head(size, config.mlp, num_labels, config.dropout)
         self.register_buffer("threshold", torch.tensor(0.5))  # several labels: p >= threshold is predicted
 
     def features(
@@ -225,6 +230,9 @@ class SequenceClassifier(Task):
         ids, lengths = ids.to(device), torch.as_tensor(lengths).to(device)
         x = self.features(ids, lengths, chars, char_lengths, char_index)
         outputs, _ = self.rnn(x, lengths=lengths)  # (B, T, D*H), zero at padding
+        if self.head is None:  # label attention: logits (B, K), each label's weights (B, K, T)
+            logits, weights = self.pooling(outputs, lengths)
+            return logits, top_label_weights(logits, weights)
         pooled, weights = self.pooling(outputs, lengths)  # (B, D*H), (B, T) or None
         return self.head(self.drop(pooled)), weights
 
@@ -283,6 +291,20 @@ class SequenceClassifier(Task):
         threshold = float(self.threshold)
         metrics = multi_label_metrics(targets, probs >= threshold)
         return {"loss": total / max(n, 1)} | metrics | {"threshold": threshold, "count": n}
+
+
+def output_layers(config: ClassifyConfig, size: int, num_labels: int) -> tuple[nn.Module, nn.Module | None]:
+    """The pooling and the head over ``size`` features per step; label attention is both (head None)."""
+    if config.pooling == "label_attention":
+        return LabelAttention(size, num_labels, config.attention_size, config.dropout), None
+    pool = Pooling(config.pooling, size, bidirectional=config.bidirectional, attention_size=config.attention_size)
+    return pool, make_head(size, config.mlp, num_labels, config.dropout)
+
+
+def top_label_weights(logits: Tensor, weights: Tensor) -> Tensor:
+    """The attention (B, T) of each text's highest-scoring label, from every label's (B, K, T)."""
+    top = logits.argmax(-1)[:, None, None].expand(-1, 1, weights.shape[-1])
+    return weights.gather(1, top).squeeze(1)
 
 
 def make_head(size: int, mlp: int, num_labels: int, dropout: float = 0.0) -> nn.Module:

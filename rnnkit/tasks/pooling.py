@@ -36,7 +36,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["POOLINGS", "AttentionPooling", "Pooling", "last_pool", "max_pool", "mean_pool", "valid_mask"]
+__all__ = [
+    "POOLINGS",
+    "AttentionPooling",
+    "LabelAttention",
+    "Pooling",
+    "last_pool",
+    "max_pool",
+    "mean_pool",
+    "valid_mask",
+]
 
 #: the pooling names :class:`Pooling` (and ``rnnkit classify train --pooling``) takes
 POOLINGS = ("last", "mean", "max", "attention")
@@ -126,6 +135,52 @@ class AttentionPooling(nn.Module):
         weights = torch.softmax(scores, dim=1)  # exp(-inf) = 0: padding gets no weight
         h = h.masked_fill(~mask.unsqueeze(-1), 0.0)  # and 0 * (NaN or inf at padding) is no NaN
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights  # (B, H), (B, T)
+
+
+class LabelAttention(nn.Module):
+    r"""One attention per label, each scoring its own label from what it attends to, for many labels (CAML,
+    Mullenbach et al. 2018; LAAT, Vu et al. 2020): a label's query finds the words that speak for it.
+
+    .. math::
+        z_t = \tanh(W h_t + c), \qquad
+        a_{l,t} = \operatorname{softmax}_{t \in \mathcal{V}_b}(u_l^\top z_t), \qquad
+        v_l = \sum_t a_{l,t} h_t, \qquad
+        \text{logit}_l = w_l^\top \operatorname{dropout}(v_l) + b_l
+
+    Args:
+        size: H, the features of each step.
+        num_labels: L.
+        attention_size: rows of W (the default: H).
+        dropout: on each label's attended vector, in training.
+
+    Parameters: ``proj`` (W (A, H), c), ``queries`` (U (L, A), rows u_l), ``weight`` (L, H) (rows w_l) and ``bias``
+    (L).
+
+    Call: ``logits, weights = module(h, lengths)``: logits (B, L); weights (B, L, T), each label's attention,
+    summing to 1 over each sequence's valid steps and 0 at its padding.
+
+    >>> module = LabelAttention(4, num_labels=3)
+    >>> with torch.no_grad():
+    ...     logits, weights = module(torch.randn(2, 5, 4), torch.tensor([5, 2]))
+    >>> logits.shape, weights.shape, weights[1, :, 2:].abs().sum().item()
+    (torch.Size([2, 3]), torch.Size([2, 3, 5]), 0.0)
+    """
+
+    def __init__(self, size: int, num_labels: int, attention_size: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.proj = nn.Linear(size, attention_size or size)  # W h_t + c
+        self.queries = nn.Linear(attention_size or size, num_labels, bias=False)  # u_l^T z_t for every l
+        bound = size**-0.5  # nn.Linear's initialisation, one row per label
+        self.weight = nn.Parameter(torch.empty(num_labels, size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_labels).uniform_(-bound, bound))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        mask = valid_mask(torch.as_tensor(lengths).to(h.device), h.shape[1])  # (B, T)
+        scores = self.queries(torch.tanh(self.proj(h))).transpose(1, 2)  # (B, L, T)
+        weights = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+        attended = torch.bmm(weights, h.masked_fill(~mask.unsqueeze(-1), 0.0))  # (B, L, H)
+        return (self.drop(attended) * self.weight).sum(-1) + self.bias, weights
 
 
 class Pooling(nn.Module):

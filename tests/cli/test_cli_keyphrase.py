@@ -85,11 +85,12 @@ def test_tagger_eval_scores_keyphrases_and_predict_gives_span_scores(data, tmp_p
     assert "confidence" not in json.loads(out) and "score" not in json.loads(out)["spans"][0]
 
 
-def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, cli):
+@pytest.mark.parametrize("pooling", ["attention", "label_attention"])
+def test_many_to_one_over_a_keyphrase_vocabulary(data, tmp_path, cli, pooling):
     train, valid = data
     run = tmp_path / "cls"
     argv = ["classify", "train", "--train", train, "--valid", valid, "--out", run, *FLAGS, "--epochs", "15"]
-    argv += ["--multi-label", "--label-field", "keyphrases", "--min-label-count", "2", "--pooling", "attention"]
+    argv += ["--multi-label", "--label-field", "keyphrases", "--min-label-count", "2", "--pooling", pooling]
     code, _, _ = cli(*argv)
     assert code == 0
     labels = json.loads((run / "labels.json").read_text())["names"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rnnkit.errors import RnnkitError
 from rnnkit.tasks.classify import (
     ClassifyConfig,
     SequenceClassifier,
@@ -31,6 +32,7 @@ def model(**options) -> SequenceClassifier:
         {"cell": "scrn", "layers": 2, "pooling": "max", "dropout": 0.2},
         {"cell": "jordan", "bidirectional": True, "pooling": "mean", "attention_size": 4},
         {"cell": "mingru", "pooling": "attention", "multi_label": True},
+        {"bidirectional": True, "pooling": "label_attention", "multi_label": True, "attention_size": 4},
     ],
 )
 def test_shapes_and_parameter_count(options):
@@ -38,7 +40,7 @@ def test_shapes_and_parameter_count(options):
     batch = make_batch([[4, 5, 6, 7], [8, 9]], [[0, 2], [1]] if options.get("multi_label") else [2, 0], num_labels=K)
     logits, attention = m(batch.ids, batch.lengths)
     assert logits.shape == (2, K)
-    assert (attention is None) == (m.config.pooling != "attention")
+    assert (attention is None) == (m.config.pooling not in ("attention", "label_attention"))
     if attention is not None:
         assert attention.shape == (2, 4) and attention[1, 2:].eq(0).all()
     out = m.loss(batch)
@@ -56,6 +58,7 @@ def test_shapes_and_parameter_count(options):
         {"pooling": "attention", "bidirectional": True, "mlp": 4},
         {"pooling": "attention", "cell": "gru", "multi_label": True},
         {"pooling": "last", "cell": "jordan", "bidirectional": True},  # the reference loop, not a fused kernel
+        {"pooling": "label_attention", "bidirectional": True, "multi_label": True, "dropout": 0.3},
     ],
 )
 def test_padding_never_changes_a_prediction(options):
@@ -169,3 +172,16 @@ def test_character_features_count_their_parameters_and_never_see_padding():
     assert not torch.allclose(unk_a, unk_b)
     with pytest.raises(ValueError, match="reads characters"):
         m.predict(make_batch([[4]]))
+
+
+def test_label_attention_gives_the_top_labels_weights_and_refuses_an_mlp():
+    m = model(pooling="label_attention", bidirectional=True)
+    batch = make_batch([[4, 5, 6, 7], [8, 9]])
+    logits, attention = m(batch.ids, batch.lengths)
+    x = m.features(batch.ids, batch.lengths)
+    outputs, _ = m.rnn(x, lengths=batch.lengths)
+    _, every = m.pooling(outputs, batch.lengths)  # (B, K, T)
+    for b, label in enumerate(logits.argmax(-1).tolist()):
+        assert torch.equal(attention[b], every[b, label])
+    with pytest.raises(RnnkitError, match="leave out --mlp"):
+        ClassifyConfig(pooling="label_attention", mlp=8)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import Recurrent
-from rnnkit.tasks.pooling import AttentionPooling, Pooling, last_pool, max_pool, mean_pool, valid_mask
+from rnnkit.tasks.pooling import AttentionPooling, LabelAttention, Pooling, last_pool, max_pool, mean_pool, valid_mask
 
 NAN = float("nan")
 
@@ -108,3 +108,21 @@ def test_gradients_reach_only_valid_steps():
     pooled.sum().backward()
     assert h.grad[0, 2:].abs().sum() == 0 and h.grad[0, :2].abs().sum() > 0
     assert math.isfinite(float(h.grad.sum()))
+
+
+def test_label_attention_is_one_attention_pooling_per_label_scored_by_its_own_weights():
+    torch.manual_seed(0)
+    H, L = 6, 3
+    module = LabelAttention(H, L, attention_size=5).double()
+    h, lengths = torch.randn(2, 4, H, dtype=torch.float64), torch.tensor([4, 2])
+    logits, weights = module(h, lengths)
+    for label in range(L):  # AttentionPooling with the same W, c and this label's query as v
+        pool = AttentionPooling(H, 5).double()
+        with torch.no_grad():
+            pool.proj.load_state_dict(module.proj.state_dict())
+            pool.score.weight.copy_(module.queries.weight[label : label + 1])
+        pooled, w = pool(h, lengths)
+        torch.testing.assert_close(weights[:, label], w, rtol=0, atol=1e-12)
+        want = pooled @ module.weight[label] + module.bias[label]
+        torch.testing.assert_close(logits[:, label], want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: module(x, lengths)[0], h.clone().requires_grad_())
