@@ -107,6 +107,8 @@ def test_rare_word_dropout_hides_each_word_at_its_rate_and_never_padding_or_unk(
     assert torch.equal(drop(ids)[:, 0], ids[:, 0]) and set(drop(ids).unique().tolist()) == {0, 1, 2, 3}
     assert torch.equal(drop.eval()(ids), ids)
     assert torch.equal(RareWordDropout(counts, alpha=0.0, unk_id=1).train()(ids), ids)
+    with pytest.raises(RnnkitError, match="training counts"):
+        RareWordDropout([0, 0, 0, 0], alpha=0.25, unk_id=1)  # every word would always be <unk>
 
 
 def test_rare_word_dropout_makes_the_tagger_and_classifier_read_unk_in_training_only():
