@@ -165,8 +165,9 @@ class _GatedScan(torch.autograd.Function):
         return hs
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: gradients of gradients
+            return _GatedScan.differentiable_backward(ctx, grad)
         x, h0, hs = ctx.saved_tensors
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         carry = torch.zeros_like(h0)  # a_{t+1} g_{t+1} from the block after this one
@@ -191,6 +192,22 @@ class _GatedScan(torch.autograd.Function):
                     grad_x[t0:t1] = 0
             carry = a[0].detach() * g[0]
         return grad_x, carry if ctx.needs_input_grad[1] else None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The gradients as a graph that autograd can differentiate again: the scan recomputed as a plain
+        loop of differentiable steps from the saved x and h_0 (which then carry their own history), and
+        differentiated with ``create_graph``. Slower and larger than the blocked backward; asked for only
+        by ``torch.autograd.grad(..., create_graph=True)`` and its kin."""
+        x, h0, _ = ctx.saved_tensors
+        a, b = ctx.coefficients(x)
+        hs, h = [], h0
+        for a_t, b_t in zip(a.unbind(0), b.unbind(0), strict=True):
+            h = torch.addcmul(b_t, a_t, h)
+            hs.append(h)
+        wanted = [t for t, need in zip((x, h0), ctx.needs_input_grad[:2], strict=True) if need]
+        found = iter(torch.autograd.grad(torch.stack(hs), wanted, grad, create_graph=True, allow_unused=True))
+        return (*(next(found) if need else None for need in ctx.needs_input_grad[:2]), None, None)
 
 
 def scan_log(log_a: Tensor, log_b: Tensor, h0: Tensor, *, chunk: int = 64) -> Tensor:

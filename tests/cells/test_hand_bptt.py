@@ -180,8 +180,9 @@ def test_a_stacked_layer_with_lengths_equals_the_reference_loop(bidirectional, e
         lambda: jordan("tanh", "softmax"),
         lambda: lstm("relu", "sigmoid"),
         lambda: rnnkit.ElmanCell(3, 4, nonlinearity="sigmoid", dtype=torch.float64),
-    ],  # (not the SCRN: its context's scan, rnnkit.scan, is differentiable once)
-    ids=["jordan", "lstm", "elman"],
+        lambda: rnnkit.SCRNCell(3, 4, context_size=2, dtype=torch.float64),  # its context's scan too (rnnkit.scan)
+    ],
+    ids=["jordan", "lstm", "elman", "scrn"],
 )
 def test_gradients_of_gradients_differentiate_the_recomputed_reference_loop(make):
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from torch.autograd import gradcheck
+from torch.autograd import gradcheck, gradgradcheck
 
 import rnnkit
 from rnnkit.cells.mingru import g, log_g
@@ -72,6 +72,19 @@ def test_gradcheck_of_the_blocked_scan_float64(block, width):
     b = torch.randn(T, width, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(width, dtype=torch.float64, requires_grad=True)
     assert gradcheck(lambda a, b, h0: scan_linear(a, b, h0, block=block), (a, b, h0), fast_mode=width > 100)
+
+
+@pytest.mark.parametrize("block", [1, 3, 50])
+def test_gradgradcheck_of_the_blocked_gated_scan_float64(block):
+    """Gradients of gradients go through a differentiable recomputation (create_graph=True)."""
+    torch.manual_seed(0)
+    x = torch.randn(7, 2, 2, 3, dtype=torch.float64, requires_grad=True)  # (T, B, 2, H): a and b
+    h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+
+    def scan(x, h0):
+        return scan_gated(lambda x: (torch.sigmoid(x[..., 0, :]), torch.tanh(x[..., 1, :])), x, h0, block=block)
+
+    assert gradcheck(scan, (x, h0)) and gradgradcheck(scan, (x, h0))
 
 
 def test_the_blocked_scan_equals_the_log_scan_over_a_long_sequence():
