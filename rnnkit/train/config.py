@@ -41,8 +41,15 @@ class TrainConfig:
     plateau_factor: float | None = option(
         None, "reduce on plateau: multiply the learning rate by this, in (0, 1), ...", gt=0, lt=1
     )
-    plateau_patience: int = option(0, "... after this many epochs without a better validation loss", ge=0)
-    early_stop: int | None = option(None, "stop after this many epochs without a better validation loss", ge=1)
+    plateau_patience: int = option(
+        0, "... after this many epochs without a better validation score (the one that picks the best weights)", ge=0
+    )
+    early_stop: int | None = option(
+        None,
+        "stop after this many epochs without a better validation score (the task's: loss for lm and music, F1 for "
+        "tag, accuracy or micro-F1 for classify, ...; the one that picks the best weights)",
+        ge=1,
+    )
     asgd_nonmono: int | None = option(
         None,
         "NT-ASGD (Merity et al. 2018): once validation is worse than the best before the last N checks, average "
