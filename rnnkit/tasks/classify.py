@@ -71,6 +71,12 @@ class ClassifyConfig:
     )
     mlp: int = option(0, "hidden units of the MLP head (0: a linear head)", ge=0, le=MAX_WIDTH)
     multi_label: bool = option(False, "several labels per text: sigmoids and a threshold instead of a softmax")
+    pos_weight: float = option(
+        1.0,
+        "several labels: the weight of a present label's term in the loss (above 1 when each label is on few texts)",
+        gt=0,
+        le=1e6,
+    )
     init: str | None = option(
         None, "initialisation of the recurrent layers (default: the cell's own)", choices=(None, *SCHEMES)
     )
@@ -83,6 +89,8 @@ class ClassifyConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.pos_weight != 1 and not self.multi_label:
+            raise RnnkitError("--pos-weight weighs the present labels of --multi-label runs: add --multi-label")
         if self.pooling == "label_attention" and self.mlp:
             raise RnnkitError("--pooling label_attention scores each label from its own attention: leave out --mlp")
 
@@ -246,7 +254,8 @@ class SequenceClassifier(Task):
         logits, _ = self(batch.ids, batch.lengths, batch.chars, batch.char_lengths, batch.char_index)
         targets = batch.targets.to(logits.device)
         if self.config.multi_label:
-            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+            weight = logits.new_full((logits.shape[-1],), self.config.pos_weight)
+            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum", pos_weight=weight)
         else:
             loss = F.cross_entropy(logits, targets, reduction="sum")
         return LossOutput(loss, torch.tensor(len(targets), device=logits.device), None)

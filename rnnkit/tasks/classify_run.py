@@ -162,7 +162,7 @@ class ClassifyRun:
             scored = [m._probabilities(path, batch_size, warn=i == 0) for i, m in enumerate(self.members)]
             examples, encoded, _, _, targets = scored[0]
             probs = torch.stack([p for *_, p, _ in scored]).mean(0)
-            total = summed_loss(probs, targets, self.model_config.multi_label)
+            total = summed_loss(probs, targets, self.model_config.multi_label, self.model_config.pos_weight)
         else:
             examples, encoded, total, probs, targets = self._probabilities(path, batch_size)
         multi, threshold = self.model_config.multi_label, self.threshold
@@ -348,11 +348,12 @@ def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str |
     return first if len(runs_) == 1 else dataclasses.replace(first, members=tuple(runs_))
 
 
-def summed_loss(probs: Tensor, targets: Tensor, multi_label: bool) -> float:
-    """The summed cross-entropy (several labels: binary, over every label) of probabilities (N, K)."""
+def summed_loss(probs: Tensor, targets: Tensor, multi_label: bool, pos_weight: float = 1.0) -> float:
+    """The summed cross-entropy (several labels: binary, over every label, present ones weighted by
+    ``pos_weight``, as the training loss) of probabilities (N, K)."""
     p = probs.clamp(1e-12, 1 - 1e-7)
     if multi_label:
-        return float(-(targets * p.log() + (1 - targets) * (1 - p).log()).sum())
+        return float(-(pos_weight * targets * p.log() + (1 - targets) * (1 - p).log()).sum())
     return float(-p.gather(1, targets.long().unsqueeze(1)).log().sum())
 
 

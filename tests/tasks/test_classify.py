@@ -91,6 +91,11 @@ def test_multi_label_loss_is_binary_cross_entropy_summed_over_labels_and_texts()
     out = m.loss(batch)
     torch.testing.assert_close(out.loss, by_hand)
     assert int(out.count) == 2
+    weighted = model(multi_label=True, pos_weight=4.0)  # the same weights (seed 0): present labels count 4 times
+    by_hand = -(4.0 * batch.targets * p.log() + (1 - batch.targets) * (1 - p).log()).sum()
+    torch.testing.assert_close(weighted.loss(batch).loss, by_hand)
+    with pytest.raises(RnnkitError, match="add --multi-label"):
+        ClassifyConfig(pos_weight=4.0)
     assert m.selection == ("micro_f1", "max") and model().selection == ("accuracy", "max")
     probs = m.predict(batch).probabilities
     assert ((probs > 0) & (probs < 1)).all() and not torch.allclose(probs.sum(1), torch.ones(2))
