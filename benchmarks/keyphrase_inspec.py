@@ -3,13 +3,17 @@
     python benchmarks/keyphrase_inspec.py                        # tfidf, tag and classify
     python benchmarks/keyphrase_inspec.py --methods tag --threads 1
     python benchmarks/keyphrase_inspec.py --methods tag --pretrained   # the encoder from the LMs of pretrain_lm.py
+    python benchmarks/keyphrase_inspec.py --methods classify \
+        --classify-config configs/classify/inspec_keywords_labels.toml    # one attention per keyphrase
+    python benchmarks/keyphrase_inspec.py --methods classify --name pw20 -- --pos-weight 20 --early-stop 40
 
 - ``tfidf``: the unsupervised floor, :class:`rnnkit.tasks.keyphrase.TfIdf` (document frequencies from the 1,000
   training abstracts; candidates are runs of content words, as no part-of-speech model can be downloaded here).
 - ``tag``: BIO tagging with ``rnnkit tag`` (configs/tag/inspec_bilstm_crf.toml); spans ranked by their tags'
   probability (CRF marginals) for F1@5/@10.
 - ``classify``: the tutorials' many-to-one model with ``rnnkit classify`` (configs/classify/inspec_keywords.toml):
-  encoder -> attention -> MLP scoring every training keyphrase on 2 or more abstracts.
+  encoder -> attention -> MLP scoring every training keyphrase on 2 or more abstracts; or, with
+  ``--classify-config configs/classify/inspec_keywords_labels.toml``, one attention per keyphrase (label attention).
 - ``ceiling``: what the many-to-one model could reach at best, its label vocabulary's gold keyphrases exactly.
 
 Scores (../shared/data/inspec/README.md): protocol 1 is span F1 against the gold tags (tag only); protocol 2 is
@@ -64,16 +68,22 @@ def main() -> None:
         action="store_true",
         help="tag: configs/tag/inspec_bilstm_crf_lm.toml, its encoder from benchmarks/pretrain_lm.py's two LMs",
     )
+    parser.add_argument("--classify-config", default=CONFIGS["classify"], help="classify: another config")
+    parser.add_argument("--name", default="", help="added to the run's and the result's names (with extra flags)")
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag/classify train, after --")
     args = parser.parse_args()
     train, valid = Path(args.data) / "train.jsonl", Path(args.data) / "valid.jsonl"
     for method in args.methods:
-        pretrained = args.pretrained and method == "tag"
+        pretrained, name = args.pretrained and method == "tag", method
         if method in ("tfidf", "ceiling"):
             result = {"tfidf": tfidf, "ceiling": ceiling}[method](train, valid)
         else:
-            out = ROOT / "runs" / "bench" / f"inspec_{method}{'_lm' * pretrained}"
             config = CONFIGS[method].replace(".toml", "_lm.toml") if pretrained else CONFIGS[method]
-            flags = ["--config", str(ROOT / config), *(pretrained_encoders() if pretrained else [])]
+            if method == "classify" and args.classify_config != CONFIGS["classify"]:
+                config, name = args.classify_config, f"classify_{Path(args.classify_config).stem}"
+            name += f"_{args.name}" if args.name else ""
+            out = ROOT / "runs" / "bench" / f"inspec_{name}{'_lm' * pretrained}"
+            flags = ["--config", str(ROOT / config), *(pretrained_encoders() if pretrained else []), *args.extra]
             result = run_task(method, train, valid, out, flags, threads=args.threads)
         metrics = result["metrics"]
         for bulky in ("per_class", "confusion", "labels", "unknown_labels"):  # 514 labels: the file would be 270 kB
@@ -87,7 +97,7 @@ def main() -> None:
         if method == "tag":
             summary["span f1 (protocol 1)"] = round(metrics["f1"], 4)
         payload = {"setting": machine(), "method": method, "valid": summary} | result
-        path = write_result(f"keyphrase_inspec_{method}{'_lm' * pretrained}", payload)
+        path = write_result(f"keyphrase_inspec_{name}{'_lm' * pretrained}", payload)
         print(json.dumps({"method": method} | summary), flush=True)
         print(f"written {path}")
 

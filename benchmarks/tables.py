@@ -76,6 +76,9 @@ def inspec() -> list[str]:
         "tag": "BIO tagging: BiLSTM-CRF + characters",
         "tag_lm": "BIO tagging: BiLSTM-CRF + characters, encoder from the forward and backward LMs",
         "classify": "many-to-one: attention over a keyphrase vocabulary",
+        "classify_pw20": "many-to-one: attention over a keyphrase vocabulary, `--pos-weight 20 --early-stop 40`",
+        "classify_inspec_keywords_labels": "many-to-one: one attention per keyphrase (label attention)",
+        "classify_inspec_keywords_labels_pw20": "many-to-one: label attention, `--pos-weight 20 --early-stop 40`",
         "ceiling": "many-to-one at best: its vocabulary's gold keyphrases exactly",
     }
     head = [
@@ -97,6 +100,21 @@ def inspec() -> list[str]:
             pct(kp[t][f"f1@{k}"]) for t in ("all", "present") for k in ("5", "10", "M")
         ]
         lines.append(row(name, r.get("train_minutes", "-"), *cells))
+    return lines
+
+
+def ensembles() -> list[str]:
+    """benchmarks/tag_ensemble.py's results: each seed's run alone and the runs as one."""
+    head = ["span F1", "P", "R", "F1@M present"]
+    lines = [row("config", "extra flags", "run", *head), row(*["---"] * (3 + len(head)))]
+    for path in sorted(RESULTS.glob("tag_ensemble_*.json")):
+        r = json.loads(path.read_text())
+        config, extra = Path(r["setting"]["config"]).name, " ".join(r["setting"]["extra"]) or "-"
+        for run, scores in r["valid"].items():
+            if run == "ensemble" and len(r["valid"]) == 2:  # one seed: its own row says it all
+                continue
+            cells = [pct(scores.get(k)) for k in ("f1", "precision", "recall", "present f1@M")]
+            lines.append(row(config, extra, run, *cells))
     return lines
 
 
@@ -133,6 +151,7 @@ def main() -> None:
             "classify_sst2_", {"accuracy": "dev accuracy", "macro_f1": "macro-F1"}, "texts"
         ),
         "Inspec (python benchmarks/keyphrase_inspec.py)": inspec(),
+        "Ensembles of taggers (python benchmarks/tag_ensemble.py)": ensembles(),
         "tag predict speed (python benchmarks/tag_speed.py)": speed(),
     }
     for title, lines in sections.items():

@@ -1,0 +1,85 @@
+"""Taggers of several seeds, each alone and as one ensemble (``rnnkit tag eval RUN --ensemble RUN2 ...``), on
+the validation data, as a user runs them.
+
+    python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --jobs 2 -- --rare-word-dropout 0.25
+    python benchmarks/tag_ensemble.py --data-set conll2003 --seeds 0 1 2 --jobs 2
+    python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --reuse   # train only the runs not there
+
+Each seed trains ``rnnkit tag train --config CONFIG --seed N`` into runs/bench/<config>_<tag>_seed<N> (``--jobs 2``:
+two at a time, one thread each; ``--reuse``: a run already trained there is kept), then every run is evaluated
+alone and all together. The ensemble averages the
+members' CRF scores and decodes once (rnnkit.tasks.tag_ensemble). Writes benchmarks/results/
+tag_ensemble_<config>_<tag>.json, ``<tag>`` naming the extra flags (``--name``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import machine, rnnkit_cli, run_task, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+SETS = {  # name: (train, valid, default config)
+    "inspec": ("inspec/train.jsonl", "inspec/valid.jsonl", "configs/tag/inspec_bilstm_crf.toml"),
+    "conll2003": ("conll2003/eng.train", "conll2003/eng.testa", "configs/tag/conll2003_bilstm_crf.toml"),
+    "atis": ("atis/train", "atis/dev", "configs/tag/atis_bilstm_crf.toml"),
+}
+
+
+def summary(metrics: dict) -> dict:
+    """Span F1, precision and recall, and for keyphrases F1@5/@10/@M against all and the present gold ones."""
+    out = {k: round(metrics[k], 4) for k in ("f1", "precision", "recall", "intent_accuracy") if k in metrics}
+    for target, scores in metrics.get("keyphrases", {}).items():
+        out |= {f"{target} {k}": round(v, 4) for k, v in scores.items() if k.startswith("f1")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-set", choices=SETS, required=True)
+    parser.add_argument("--config", default=None, help="default: the data set's benchmark config")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (each on --threads threads)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: 1 with --jobs > 1)")
+    parser.add_argument("--name", default=None, help="names the runs and the result (default: from the flags)")
+    parser.add_argument("--reuse", action="store_true", help="keep the seeds' runs already trained in runs/bench")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
+    args = parser.parse_args()
+    train_path, valid_path, default_config = SETS[args.data_set]
+    train, valid = Path(args.data) / train_path, Path(args.data) / valid_path
+    config = args.config or str(ROOT / default_config)
+    threads = args.threads or (1 if args.jobs > 1 else None)
+    tag = args.name or ("".join(args.extra).replace("--", "_").strip("_") or "plain")
+    stem = f"{Path(config).stem}_{tag}"
+    outs = {seed: ROOT / "runs" / "bench" / f"{stem}_seed{seed}" for seed in args.seeds}
+
+    def one(seed: int) -> dict:
+        flags = ["--config", config, "--seed", str(seed), *args.extra]
+        there = args.reuse and (outs[seed] / "best.safetensors").is_file()
+        return run_task("tag", train, valid, outs[seed], flags, threads=threads, skip_training=there)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        members = dict(zip(args.seeds, pool.map(one, args.seeds), strict=True))
+    first, *rest = (str(outs[seed]) for seed in args.seeds)
+    ensemble_args = ["tag", "eval", first, "--ensemble", *rest] if rest else ["tag", "eval", first]
+    ensemble = json.loads(rnnkit_cli(*ensemble_args, "--data", str(valid), "--json", threads=threads, capture=True))
+    rows = {f"seed {seed}": summary(r["metrics"]) for seed, r in members.items()}
+    rows["ensemble"] = summary(ensemble)
+    for name, row in rows.items():
+        print(json.dumps({"run": name} | row), flush=True)
+    payload = {
+        "setting": machine() | {"config": config, "extra": args.extra, "seeds": args.seeds, "threads": threads},
+        "valid": rows,
+        "members": {seed: {k: v for k, v in r.items() if k != "metrics"} for seed, r in members.items()},
+        "ensemble_command": "rnnkit " + " ".join([*ensemble_args, "--data", str(valid), "--json"]),
+    }
+    print(f"written {write_result(f'tag_ensemble_{stem}', payload)}")
+
+
+if __name__ == "__main__":
+    main()
