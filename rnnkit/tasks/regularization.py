@@ -111,11 +111,11 @@ class RareWordDropout(nn.Module):
         if alpha < 0:
             raise ValueError(f"alpha must be at least 0, got {alpha}")
         self.alpha, self.unk_id = alpha, unk_id
-        counts = torch.as_tensor(list(counts), dtype=torch.float64)
-        if alpha > 0 and not counts.any():
+        seen = torch.tensor([int(c) for c in counts], dtype=torch.float64)
+        if alpha > 0 and not any(int(c) for c in counts):  # in Python: models are also built on the meta device
             raise RnnkitError("rare-word dropout needs the words' training counts; these are all 0 (a vocabulary "
                               "built without counts): build it with Vocabulary.build")  # fmt: skip
-        chance = alpha / (alpha + counts) if alpha > 0 else torch.zeros_like(counts)
+        chance = alpha / (alpha + seen) if alpha > 0 else torch.zeros_like(seen)
         for special in (unk_id, pad_id):
             if special is not None and 0 <= special < len(chance):
                 chance[special] = 0.0
