@@ -76,7 +76,9 @@ def inspec() -> list[str]:
         "tag": "BIO tagging: BiLSTM-CRF + characters",
         "tag_lm": "BIO tagging: BiLSTM-CRF + characters, encoder from the forward and backward LMs",
         "classify": "many-to-one: attention over a keyphrase vocabulary",
-        "classify_pw20": "many-to-one: attention over a keyphrase vocabulary, `--pos-weight 20 --early-stop 40`",
+        "classify_pw20": (
+            "many-to-one: attention over a keyphrase vocabulary, `--pos-weight 20 --early-stop 40 --max-minutes 12`"
+        ),
         "classify_inspec_keywords_labels": "many-to-one: one attention per keyphrase (label attention)",
         "classify_inspec_keywords_labels_pw20": "many-to-one: label attention, `--pos-weight 20 --early-stop 40`",
         "ceiling": "many-to-one at best: its vocabulary's gold keyphrases exactly",
