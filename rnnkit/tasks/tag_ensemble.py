@@ -83,16 +83,28 @@ class EnsembleEncoded:
 
 class TaggerEnsemble(SequenceTagger):
     """Trained :class:`SequenceTagger` s of the same tags and intents, all CRF or all softmax, as one tagger
-    (see the module); it reads :class:`EnsembleBatch` es and is for evaluating and predicting, not training."""
+    (see the module); it reads :class:`EnsembleBatch` es and is for evaluating and predicting, not training.
+    ``names`` (e.g. the runs' folders) name the members in errors."""
 
-    def __init__(self, members: Sequence[SequenceTagger]) -> None:
+    def __init__(self, members: Sequence[SequenceTagger], names: Sequence[str] | None = None) -> None:
         Task.__init__(self)  # not SequenceTagger's: the members hold every layer
+        names = [f"tagger {i + 1}" for i in range(len(members))] if names is None else list(names)
         first = members[0]
-        for other in members[1:]:
-            if (other.tag_names, other.intent_names) != (first.tag_names, first.intent_names):
-                raise RnnkitError("the ensemble's taggers must have the same tags and intents")
+        for other, name in zip(members[1:], names[1:], strict=True):
+            for what, mine, theirs in (
+                ("tags", first.tag_names, other.tag_names),
+                ("intents", first.intent_names, other.intent_names),
+            ):
+                if mine != theirs:
+                    raise RnnkitError(
+                        f"--ensemble: {name} has {what} {list(theirs)[:8]} and {names[0]} {list(mine)[:8]}: an "
+                        "ensemble's runs must be trained on the same tags"
+                    )
             if (other.crf is None) != (first.crf is None):
-                raise RnnkitError("the ensemble's taggers must all have a CRF or all a softmax per word")
+                raise RnnkitError(
+                    f"--ensemble: {name} and {names[0]} differ in --crf: an ensemble's runs must all have a CRF "
+                    "or all a softmax"
+                )
         self.members = nn.ModuleList(members)
         self.config, self.tag_names, self.intent_names = first.config, first.tag_names, first.intent_names
         self.spans, self.selection = first.spans, first.selection

@@ -227,22 +227,7 @@ def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str |
     if len(runs_) == 1:
         return runs_[0]
     first = runs_[0]
-    for run in runs_[1:]:
-        for what, mine, theirs in (
-            ("tags", first.model.tag_names, run.model.tag_names),
-            ("intents", first.model.intent_names, run.model.intent_names),
-        ):
-            if mine != theirs:
-                raise RnnkitError(
-                    f"--ensemble: {run.path} has {what} {list(theirs)[:8]} and {first.path} {list(mine)[:8]}: "
-                    "an ensemble's runs must be trained on the same tags"
-                )
-        if (run.model.crf is None) != (first.model.crf is None):
-            raise RnnkitError(
-                f"--ensemble: {run.path} and {first.path} differ in --crf: an ensemble's runs must all have a CRF "
-                "or all a softmax"
-            )
-    model = TaggerEnsemble([r.model for r in runs_])
+    model = TaggerEnsemble([r.model for r in runs_], [str(r.path) for r in runs_])
     return TagRun(first.path, first.data, first.model_config, first.train, first.vocabs, model, tuple(runs_))
 
 
