@@ -2,6 +2,8 @@
 
     python benchmarks/pretrain_lm.py --direction forward --threads 1    # 3 epochs, about 52 minutes on one thread
     python benchmarks/pretrain_lm.py --direction backward --threads 1   # (the two side by side on the 2 cores)
+    python benchmarks/pretrain_lm.py --level char --direction forward --threads 1 --minutes 45   # character LMs,
+    python benchmarks/pretrain_lm.py --level char --direction backward --threads 1 --minutes 45  # for --lm-features
 
 The corpus is the **training** splits only, lower-cased, one sentence a line: PTB (WSJ news), SST-2's sentences (labels
 dropped), Multi30k's English captions, CoNLL-2003's English sentences and Inspec's abstracts (1.74M words).
@@ -11,6 +13,10 @@ words: an LM of that text reads right to left, as the backward half of a bidirec
 The LM is one tied LSTM layer (``--hidden`` units, embedding of the same size), so a classifier or tagger of one
 layer of that size per direction can start from it whole (``--encoder RUN`` of ``rnnkit classify train``), not
 just from its embedding. The runs go to runs/bench/pretrain_lm_<direction>; each is an ordinary ``rnnkit lm`` run.
+
+``--level char`` trains character LMs of the same text instead (one LSTM layer of ``--hidden`` units over a 64-wide
+character embedding; ``backward`` reverses each line's characters), for the contextual string features of
+``rnnkit tag train --lm-features`` (Akbik et al. 2018); they go to runs/bench/pretrain_charlm_<direction>.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ def main() -> None:
     parser.add_argument("--direction", choices=("forward", "backward"), default="forward")
     parser.add_argument("--epochs", type=int, default=3, help="passes over the corpus")
     parser.add_argument("--minutes", type=float, default=None, help="stop earlier, after this long (--max-minutes)")
-    parser.add_argument("--hidden", type=int, default=256, help="LSTM units = embedding size (tied)")
+    parser.add_argument("--level", choices=("word", "char"), default="word", help="word or character LM")
+    parser.add_argument("--hidden", type=int, default=None, help="LSTM units (default: 256 words, 512 characters)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--resume", action="store_true", help="continue the run (exactly as if never stopped)")
@@ -58,7 +65,10 @@ def main() -> None:
     args = parser.parse_args()
     bench = ROOT / "runs" / "bench"
     bench.mkdir(parents=True, exist_ok=True)
-    corpus, valid = bench / f"pretrain_{args.direction}.txt", bench / f"pretrain_{args.direction}_valid.txt"
+    char = args.level == "char"
+    hidden = args.hidden or (512 if char else 256)
+    name = f"{'char' * char}{args.direction}"
+    corpus, valid = bench / f"pretrain_{name}.txt", bench / f"pretrain_{name}_valid.txt"
     if not args.resume:  # (a resumed run reads the files it started with)
         # PTB's validation text only watches the LM's perplexity (no task is tuned on it)
         ptb_valid = [
@@ -66,18 +76,23 @@ def main() -> None:
         ]
         for path, lines in ((corpus, sentences(Path(args.data))), (valid, ptb_valid)):
             words = [line.split() for line in lines]
-            words = [list(reversed(w)) for w in words] if args.direction == "backward" else words
+            if args.direction == "backward":  # (a character LM's line reversed whole, spaces too)
+                words = [[w[::-1] for w in reversed(line)] if char else list(reversed(line)) for line in words]
             path.write_text("".join(" ".join(w) + "\n" for w in words))
             print(f"{path}: {len(words):,} sentences, {sum(map(len, words)):,} words", flush=True)
-    out = bench / f"pretrain_lm_{args.direction}"
+    out = bench / f"pretrain_{'char' * char}lm_{args.direction}"
     command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out)]
     command += ["--epochs", str(args.epochs)] + (["--max-minutes", str(args.minutes)] if args.minutes else [])
     if args.resume:
         command += ["--resume", *args.extra]
     else:
-        command += ["--train", str(corpus), "--valid", str(valid), "--force", "--level", "word", "--min-freq", "2"]
-        command += ["--layers", "1", "--hidden", str(args.hidden), "--embed", str(args.hidden), "--tie-weights"]
-        command += ["--dropout", "0.1", "--batch-size", "64", "--bptt", "48", "--lr", "0.002", "--clip-norm", "1.0"]
+        command += ["--train", str(corpus), "--valid", str(valid), "--force", "--level", args.level]
+        if char:
+            command += ["--layers", "1", "--hidden", str(hidden), "--embed", "64", "--bptt", "100"]
+        else:
+            command += ["--min-freq", "2", "--layers", "1", "--hidden", str(hidden), "--embed", str(hidden)]
+            command += ["--tie-weights", "--bptt", "48"]
+        command += ["--dropout", "0.1", "--batch-size", "64", "--lr", "0.002", "--clip-norm", "1.0"]
         command += ["--no-progress", *args.extra]
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
     print(" ".join(command), flush=True)

@@ -1,7 +1,9 @@
 """A tagging run folder as Python objects (config, vocabularies, model), the data it reads, and training into it.
 
 The folder is every task's (rnnkit.tasks.runs) with the tagger's vocabularies: ``vocab.json`` (words),
-``tags.json`` (tags, "O" first), and ``intents.json`` (with ``--intent``) and ``chars.json`` (with ``--char``).
+``tags.json`` (tags, "O" first), and ``intents.json`` (with ``--intent``), ``chars.json`` (with ``--char`` or
+``--char-lm``) and ``char_lms.json`` (with ``--char-lm``: the character LMs' architectures; their weights are in
+the model's).
 
 Tags and intents the run never saw in training (a dev file's rare tag) are reported by name and count, by one
 warning and in the result's ``unknown_tags``/``unknown_intents``; never an error. They are scored as written:
@@ -36,6 +38,7 @@ from rnnkit.tasks.pretrained import (
     encoder_vocabulary,
     start_from,
 )
+from rnnkit.tasks.string_features import CHAR_LM_BACKWARD_HELP, CHAR_LM_HELP, CharLMs, StringFeatures
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.tasks.tag_ensemble import EnsembleEncoded, TaggerEnsemble
 from rnnkit.train import checkpoint as ckpt
@@ -56,6 +59,8 @@ class TagDataConfig:
     embeddings: str | None = option(None, EMBEDDINGS_HELP)
     encoder: str | None = option(None, ENCODER_HELP)
     encoder_backward: str | None = option(None, ENCODER_BACKWARD_HELP)
+    char_lm: str | None = option(None, CHAR_LM_HELP)
+    char_lm_backward: str | None = option(None, CHAR_LM_BACKWARD_HELP)
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (the 4 specials included)", ge=5)
     lowercase: bool = option(False, "lowercase words for the word vocabulary (characters keep their case)")
@@ -70,16 +75,18 @@ SECTIONS = {"data": TagDataConfig, "model": TagConfig, "train": TrainConfig}
 
 
 class Vocabs(NamedTuple):
-    """A run's vocabularies: words, tags, and intents and characters where the model uses them."""
+    """A run's vocabularies: words, tags, and intents, characters and character LMs where the model uses them."""
 
     words: Vocabulary
     tags: Labels
     intents: Labels | None = None
     chars: Vocabulary | None = None
+    char_lms: CharLMs | None = None
 
     def files(self) -> dict[str, Any]:
         found = {"vocab.json": self.words, "tags.json": self.tags, "intents.json": self.intents}
-        return {name: v.save for name, v in (found | {"chars.json": self.chars}).items() if v is not None}
+        found |= {"chars.json": self.chars, "char_lms.json": self.char_lms}
+        return {name: v.save for name, v in found.items() if v is not None}
 
 
 @dataclass
@@ -251,14 +258,17 @@ def build_vocabs(sentences: list[TaggedSentence], data: TagDataConfig, model: Ta
     all_tags = {t for s in sentences for t in s.tags}
     tags = Labels.build(all_tags, first=("O",) if "O" in all_tags else ())
     intents = Labels.build(s.intent for s in sentences) if model.intent else None
-    chars = Vocabulary.build(c for s in sentences for w in s.tokens for c in w) if model.char else None
-    return Vocabs(words, tags, intents, chars)
+    char_lms = CharLMs.from_runs(data.char_lm, data.char_lm_backward)
+    read_chars = model.char or char_lms is not None
+    chars = Vocabulary.build(c for s in sentences for w in s.tokens for c in w) if read_chars else None
+    return Vocabs(words, tags, intents, chars, char_lms)
 
 
 def load_vocabs(path: Path, model: TagConfig) -> Vocabs:
     intents = Labels.load(path / "intents.json") if model.intent else None
-    chars = Vocabulary.load(path / "chars.json") if model.char else None
-    return Vocabs(Vocabulary.load(path / "vocab.json"), Labels.load(path / "tags.json"), intents, chars)
+    char_lms = CharLMs.load(path / "char_lms.json") if (path / "char_lms.json").exists() else None
+    chars = Vocabulary.load(path / "chars.json") if model.char or char_lms else None
+    return Vocabs(Vocabulary.load(path / "vocab.json"), Labels.load(path / "tags.json"), intents, chars, char_lms)
 
 
 def encode(sentences: list[TaggedSentence], vocabs: Vocabs, *, lowercase: bool = False, gold: bool = True) -> Encoded:
@@ -300,6 +310,8 @@ def new_model(vocabs: Vocabs, config: TagConfig) -> SequenceTagger:
     words, chars, intents = vocabs.words, vocabs.chars, vocabs.intents
     options = {"num_chars": len(chars) if chars else 0, "intent_names": intents.names if intents else ()}
     options |= {"pad_id": words.pad_id, "unk_id": words.unk_id, "word_counts": words.counts}
+    if vocabs.char_lms is not None:
+        options["features"] = StringFeatures(vocabs.char_lms, chars.tokens)
     return SequenceTagger(len(words), vocabs.tags.names, config, **options)
 
 
@@ -332,7 +344,7 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     what = f"a {model_cfg.layers}-layer {model_cfg.cell} tagger of hidden {model_cfg.hidden}"
     check_model_memory(model_cfg.params(*sizes), what=what, flag_hint="lower --hidden, --embed, --layers or --window")
     model = new_model(vocabs, model_cfg)
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # (frozen LMs not counted)
     words = sum(len(s.tokens) for s in sentences)
     summary = (
         f"training a {model_cfg.layers}-layer {model_cfg.cell} tagger{' + CRF' * model_cfg.crf}: {len(vocabs.tags)} "
@@ -344,6 +356,8 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         rnn = None if model_cfg.feedforward else model.encoder
         started = start_from(model.embedding.weight, rnn, vocabs.words, data, model_cfg.cell)
         summary += "; " * bool(started) + started
+        if model.features is not None:
+            summary += "; " + model.features.copy_from(data.char_lm, data.char_lm_backward)
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 

@@ -1,0 +1,138 @@
+"""--char-lm / --char-lm-backward: frozen character LMs' states as word features (contextual string embeddings)."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnkit.data.batching import pad_unique
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.tasks.string_features import CharLMs, StringFeatures, sentence_strings
+
+LINES = ["the good film was dull", "a plot and a film", "dull plots are good films"] * 8
+
+
+@pytest.fixture(scope="module")
+def char_lms(tmp_path_factory, train_cli):
+    """A forward character LSTM LM (dropout 0.5, so that dropout would show) and a backward 2-layer GRU one, of
+    reversed lines, on tiny lower-case text; and a word-level LM, to be refused."""
+    folder = tmp_path_factory.mktemp("char_lms")
+    (folder / "fwd.txt").write_text("\n".join(LINES) + "\n")
+    (folder / "bwd.txt").write_text("\n".join(line[::-1] for line in LINES) + "\n")
+    small = ["--max-steps", "3", "--batch-size", "4", "--bptt", "20", "--embed", "5", "--no-progress"]
+    train_cli("lm", "train", "--train", folder / "fwd.txt", "--out", folder / "fwd", "--level", "char", "--layers",
+              "1", "--hidden", "7", "--dropout", "0.5", *small)  # fmt: skip
+    train_cli("lm", "train", "--train", folder / "bwd.txt", "--out", folder / "bwd", "--level", "char", "--layers",
+              "2", "--hidden", "6", "--cell", "gru", *small)  # fmt: skip
+    train_cli("lm", "train", "--train", folder / "fwd.txt", "--out", folder / "words", "--level", "word", *small)
+    return folder
+
+
+def test_sentence_strings_are_the_sentences_written_out():
+    """Random sentences of random words: each row is the boundary and the words joined by spaces (reversed whole
+    for the backward row), and ``last``/``first`` point at each word's last/first character."""
+    rng = random.Random(0)
+    for _ in range(20):
+        sentences = [[[rng.randint(3, 9) for _ in range(rng.randint(1, 4))] for _ in range(rng.randint(1, 5))]
+                     for _ in range(rng.randint(1, 4))]  # fmt: skip
+        words = [w for s in sentences for w in s]
+        C = max(map(len, words))
+        chars = torch.tensor([w + [0] * (C - len(w)) for w in words])
+        lengths = torch.tensor([len(s) for s in sentences])
+        fwd, bwd, last, first = sentence_strings(
+            chars, torch.tensor([len(w) for w in words]), lengths, space=1, boundary=2
+        )
+        n = 0
+        for b, sentence in enumerate(sentences):
+            text = [c for i, w in enumerate(sentence) for c in (([1] if i else []) + w)]
+            assert fwd[b].tolist() == [2, *text] + [0] * (fwd.shape[1] - 1 - len(text))
+            assert bwd[b].tolist() == [2, *text[::-1]] + [0] * (bwd.shape[1] - 1 - len(text))
+            for w in sentence:
+                assert fwd[b, last[n]] == w[-1] and bwd[b, first[n]] == w[0]
+                assert bwd[b, first[n] - len(w) + 1 : first[n] + 1].tolist() == w[::-1]
+                n += 1
+
+
+def _lm_outputs(run, text):
+    """The LM's top layer over "\\n" + text, read as its own vocabulary's ids, in eval mode: (len(text) + 1, H)."""
+    ids = torch.tensor([run.vocab.index(c) for c in "\n" + text]).unsqueeze(1)
+    run.model.eval()
+    h = run.model.embedding(ids)
+    for layer in run.model.layers:
+        h, _ = layer(h)
+    return h.squeeze(1)
+
+
+def test_each_word_reads_what_its_lms_read_at_its_ends(char_lms):
+    """Each sentence of a padded batch, its words given once each (pad_unique) in characters of the task's own
+    vocabulary (other ids, capitals the LMs never saw): word i's features are the forward LM's output after its
+    last character and the backward LM's after its first, of that sentence alone; zeros at padding; in training
+    mode too (no dropout: the forward LM was trained with 0.5)."""
+    from rnnkit.tasks import registry
+
+    lms = CharLMs.from_runs(char_lms / "fwd", char_lms / "bwd")
+    chars = Vocabulary.build("zyxwvutsrqponmlkjihgfedcbaGF")  # another order than the LMs'; "G", "F" capitals
+    features = StringFeatures(lms, chars.tokens)
+    said = features.copy_from(char_lms / "fwd", char_lms / "bwd")
+    assert said == "frozen character LM features from fwd (forward, 7 units) and bwd (backward, 6 units)"
+    assert features.output_size == 13
+    sentences = [["Good", "film"], ["a", "dull", "plot", "and", "a", "Film"], ["plots"]]
+    ids, lengths, index = pad_unique([chars.encode(w) for s in sentences for w in s], 0)
+    features.train()
+    out = features(ids, lengths, torch.tensor([len(s) for s in sentences]), index, width=7)
+    assert out.shape == (3, 7, 13)
+    fwd, bwd = registry.load_run(char_lms / "fwd"), registry.load_run(char_lms / "bwd")
+    with torch.no_grad():
+        for b, sentence in enumerate(sentences):
+            text = " ".join(sentence).lower()
+            forward, backward = _lm_outputs(fwd, text), _lm_outputs(bwd, text[::-1])
+            start = 0
+            for i, word in enumerate(sentence):
+                end = start + len(word)  # word i is text[start:end]; column = index + 1 (the boundary)
+                torch.testing.assert_close(out[b, i, :7], forward[end], rtol=0, atol=1e-6)
+                torch.testing.assert_close(out[b, i, 7:], backward[len(text) - start], rtol=0, atol=1e-6)
+                start = end + 1
+            assert not out[b, len(sentence) :].any()
+    assert not any(p.requires_grad for p in features.parameters())
+
+
+def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
+    """Training, resuming and evaluating a tagger with --char-lm/--char-lm-backward; the LMs' folders needed at the
+    start only; their weights never trained; the one-line errors, with nothing written."""
+    copies = [tmp_path / "fwd", tmp_path / "bwd"]
+    for name, copy in zip(("fwd", "bwd"), copies, strict=True):
+        shutil.copytree(char_lms / name, copy)
+    (tmp_path / "train.conll").write_text("Good B-X\nfilm O\n\ndull O\nplot B-X\n\na O\ngood B-X\nfilm O\n")
+    run = tmp_path / "tag"
+    argv = ["tag", "train", "--train", tmp_path / "train.conll", "--valid", tmp_path / "train.conll", "--embed", "4"]
+    argv += ["--hidden", "5", "--crf", "--bidirectional", "--no-progress", "--lr", "0.5", "--batch-size", "1"]
+    code, _, err = cli(*argv, "--out", run, "--epochs", "1", "--char-lm", copies[0], "--char-lm-backward", copies[1])
+    assert code == 0 and "frozen character LM features from fwd (forward, 7 units) and bwd" in err, err
+    assert (run / "char_lms.json").is_file() and (run / "chars.json").is_file()
+    lm_weights = load_file(str(copies[0] / "best.safetensors"))
+    for copy in copies:
+        shutil.rmtree(copy)
+    code, _, err = cli("tag", "train", "--out", run, "--resume", "--epochs", "3", "--no-progress")
+    assert code == 0 and "finished (done) after 9 steps" in err, err
+    weights = load_file(str(run / "checkpoint" / "model.safetensors"))
+    for name, value in lm_weights.items():  # 9 steps at lr 0.5 later: the LM's weights as they were
+        assert torch.equal(weights[f"features.lms.forward_lm.{name}"], value)
+    code, out, _ = cli("tag", "eval", run, "--data", tmp_path / "train.conll", "--json")
+    assert code == 0 and json.loads(out)["count"] == 7
+    (tmp_path / "in.txt").write_text("good film\nDULL plot\n")
+    code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json")
+    tokens = [json.loads(line)["tokens"] for line in out.splitlines()]
+    assert code == 0 and tokens == [["good", "film"], ["DULL", "plot"]]
+    code, _, err = cli("export", run, "--format", "onnx", "--out", tmp_path / "tag.onnx")
+    assert code == 2 and "a tagger with --char-lm features cannot be exported yet" in err
+    for source, message in (
+        (char_lms / "words", "is a word-level LM: give a character LM (rnnkit lm train --level char)"),
+        (run, "is not an rnnkit lm run: give a folder of rnnkit lm train --level char"),
+        (tmp_path / "missing", "missing"),
+    ):
+        code, _, err = cli(*argv, "--out", tmp_path / "bad", "--char-lm", source)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
