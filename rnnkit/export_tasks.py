@@ -84,7 +84,13 @@ class ClassifierGraph(nn.Module):
         return (probs,) if weights is None else (probs, weights)
 
 
+def _no_lm_features(run: Any, what: str) -> None:
+    if run.model.lm_features is not None:  # (the sentences as strings: index arithmetic not written for graphs)
+        raise RnnkitError(f"{run.path}: a {what} with --char-lm features cannot be exported yet; serve it instead")
+
+
 def classify_graphs(run: Any) -> list[Graph]:
+    _no_lm_features(run, "classifier")
     m = run.model
     ids, lengths = _example(high=len(run.vocab))
     inputs, example, dynamic = ["ids", "lengths"], (ids, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
@@ -137,8 +143,7 @@ class TaggerGraph(nn.Module):
 
 def tag_graphs(run: Any) -> list[Graph]:
     m, vocabs = run.model, run.vocabs
-    if m.features is not None:  # (the sentences as strings: index arithmetic not yet written for the graphs)
-        raise RnnkitError(f"{run.path}: a tagger with --char-lm features cannot be exported yet; serve it instead")
+    _no_lm_features(run, "tagger")
     words, lengths = _example(high=len(vocabs.words))
     inputs, example, dynamic = ["words", "lengths"], (words, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
     shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]

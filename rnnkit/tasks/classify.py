@@ -182,6 +182,7 @@ class SequenceClassifier(Task):
         num_chars: int = 0,
         unk_id: int = 1,
         word_counts: Sequence[int] | None = None,
+        lm_features: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.config, self.num_labels, self.pad_id = config, num_labels, pad_id
@@ -194,6 +195,8 @@ class SequenceClassifier(Task):
             raise ValueError("char=True needs a character vocabulary (num_chars >= 1)")
         self.chars = CharEncoder(num_chars, config.char_embed, config.char_hidden) if config.char else None
         E += self.chars.output_size if self.chars is not None else 0
+        self.lm_features = lm_features  # e.g. frozen character LMs' (rnnkit.tasks.string_features)
+        E += lm_features.output_size if lm_features is not None else 0
         kw: dict[str, Any] = {"init": config.init} if config.init is not None else {}
         if L > 1:
             kw["dropout"] = config.dropout
@@ -215,13 +218,13 @@ class SequenceClassifier(Task):
         """The recurrent layers' input: ids (B, T) -> (B, T, E) word embeddings, with ``char`` each token's
         character feature (B, T, 2H_c) concatenated (``chars`` as in :class:`ClassifyBatch`); dropped out."""
         x = self.embedding(self.rare_words(ids))  # in training a rare word reads as <unk> at times
+        if (self.chars is not None or self.lm_features is not None) and chars is None:
+            raise ValueError("this classifier reads characters: build the batch with make_batch(chars=...)")
         if self.chars is not None:
-            if chars is None:
-                raise ValueError(
-                    "this classifier reads characters (char=True): build the batch with make_batch(chars=...)"
-                )
             mask = torch.arange(ids.shape[1], device=ids.device) < lengths.unsqueeze(1)  # (B, T)
             x = torch.cat([x, self.chars.per_token(chars, char_lengths, mask, char_index)], dim=-1)
+        if self.lm_features is not None:
+            x = torch.cat([x, self.lm_features(chars, char_lengths, lengths, char_index, ids.shape[1])], dim=-1)
         return self.drop(x)
 
     def forward(

@@ -46,6 +46,7 @@ from rnnkit.tasks.pretrained import (
     encoder_vocabulary,
     start_from,
 )
+from rnnkit.tasks.string_features import CHAR_LM_BACKWARD_HELP, CHAR_LM_HELP, CharLMs, StringFeatures
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -69,6 +70,8 @@ class ClassifyDataConfig:
     embeddings: str | None = option(None, EMBEDDINGS_HELP)
     encoder: str | None = option(None, ENCODER_HELP)
     encoder_backward: str | None = option(None, ENCODER_BACKWARD_HELP)
+    char_lm: str | None = option(None, CHAR_LM_HELP)
+    char_lm_backward: str | None = option(None, CHAR_LM_BACKWARD_HELP)
     min_freq: int = option(1, "rarer training words become <unk>", ge=1)
     max_vocab: int | None = option(None, "keep at most this many words (specials included)", ge=4)
     lowercase: bool = option(False, "lowercase every word (training, eval and predict alike)")
@@ -364,17 +367,29 @@ def train_classifier(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool =
 
 
 def new_model(
-    vocab: Vocabulary, labels: Labels, config: ClassifyConfig, chars: Vocabulary | None = None
+    vocab: Vocabulary,
+    labels: Labels,
+    config: ClassifyConfig,
+    chars: Vocabulary | None = None,
+    char_lms: CharLMs | None = None,
 ) -> SequenceClassifier:
-    num_chars = len(chars) if chars is not None else 0
+    num_chars = len(chars) if chars is not None and config.char else 0
     ids = {"pad_id": vocab.pad_id, "unk_id": vocab.unk_id, "word_counts": vocab.counts}
-    return SequenceClassifier(len(vocab), len(labels), config, num_chars=num_chars, **ids)
+    features = StringFeatures(char_lms, chars.tokens) if char_lms is not None and chars is not None else None
+    return SequenceClassifier(len(vocab), len(labels), config, num_chars=num_chars, lm_features=features, **ids)
+
+
+def _char_files(path: Path, config: ClassifyConfig) -> tuple[Vocabulary | None, CharLMs | None]:
+    """A run folder's characters (with --char or --char-lm) and character LMs (with --char-lm)."""
+    char_lms = CharLMs.load(path / "char_lms.json") if (path / "char_lms.json").exists() else None
+    chars = Vocabulary.load(path / "chars.json") if config.char or char_lms else None
+    return chars, char_lms
 
 
 def _open(path: Path, cfg: dict[str, Any], weights: str) -> ClassifyRun:
     vocab, labels = Vocabulary.load(path / "vocab.json"), Labels.load(path / "labels.json")
-    chars = Vocabulary.load(path / "chars.json") if cfg["model"].char else None
-    model = new_model(vocab, labels, cfg["model"], chars)
+    chars, char_lms = _char_files(path, cfg["model"])
+    model = new_model(vocab, labels, cfg["model"], chars, char_lms)
     ckpt.load_run_weights(model, path, weights)
     return ClassifyRun(path, cfg["data"], cfg["model"], cfg["train"], vocab, labels, model, chars)
 
@@ -385,17 +400,18 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if data.train is None:
         raise RnnkitError("--train FILE is required: the labelled texts to learn from")
     examples = read_examples(data.train, data, model_cfg.multi_label)
-    chars = None
     if run_dir is not None:
         vocab, labels = Vocabulary.load(run_dir / "vocab.json"), Labels.load(run_dir / "labels.json")
-        chars = Vocabulary.load(run_dir / "chars.json") if model_cfg.char else None
+        chars, char_lms = _char_files(run_dir, model_cfg)
     else:
         vocab = Vocabulary.build(
             (t for e in examples for t in e.tokens), min_freq=data.min_freq, max_size=data.max_vocab
         )
         vocab = encoder_vocabulary(vocab, data)
         labels = _labels(data.train, examples, model_cfg.multi_label, data.min_label_count)
-        chars = Vocabulary.build(c for e in examples for t in e.tokens for c in t) if model_cfg.char else None
+        char_lms = CharLMs.from_runs(data.char_lm, data.char_lm_backward)
+        read_chars = model_cfg.char or char_lms is not None
+        chars = Vocabulary.build(c for e in examples for t in e.tokens for c in t) if read_chars else None
     multi = model_cfg.multi_label
     train = encode(truncate(data.train, examples, data.max_length), vocab, labels, multi, chars)
     warn_unknown(data.train, train)
@@ -416,8 +432,8 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         what=what,
         flag_hint="lower --hidden, --embed, --layers or --max-vocab",
     )
-    model = new_model(vocab, labels, model_cfg, chars)
-    params = sum(p.numel() for p in model.parameters())
+    model = new_model(vocab, labels, model_cfg, chars, char_lms)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # (frozen LMs not counted)
     direction = "bidirectional " if model_cfg.bidirectional else ""
     summary = (
         f"training a {model_cfg.layers}-layer {direction}{model_cfg.cell} classifier ({model_cfg.pooling} pooling): "
@@ -426,8 +442,11 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if run_dir is None:  # a resumed run's weights are in its checkpoint
         started = start_from(model.embedding.weight, model.rnn, vocab, data, model_cfg.cell)
         summary += "; " * bool(started) + started
+        if model.lm_features is not None:
+            summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
     files = {"vocab.json": vocab.save, "labels.json": labels.save} | ({"chars.json": chars.save} if chars else {})
+    files |= {"char_lms.json": char_lms.save} if char_lms is not None else {}
     return Prepared(model, batches, valid, files, summary)
 
 

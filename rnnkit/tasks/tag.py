@@ -178,7 +178,7 @@ class SequenceTagger(Task):
         pad_id: int = 0,
         unk_id: int | None = 1,
         word_counts: Sequence[int] | None = None,
-        features: nn.Module | None = None,
+        lm_features: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.config, self.tag_names, self.intent_names = config, tuple(tag_names), tuple(intent_names)
@@ -198,8 +198,9 @@ class SequenceTagger(Task):
         counts = [1] * vocab_size if word_counts is None else word_counts  # without counts: every word seen once
         self.rare_words = RareWordDropout(counts, config.rare_word_dropout, unk_id=unk_id or 0, pad_id=pad_id)
         self.chars = CharEncoder(num_chars, config.char_embed, config.char_hidden) if config.char else None
-        self.features = features  # e.g. frozen character LMs' (rnnkit.tasks.string_features), read from characters
-        size = config.embed + (self.chars.output_size if self.chars else 0) + (features.output_size if features else 0)
+        self.lm_features = lm_features  # e.g. frozen character LMs' (rnnkit.tasks.string_features)
+        size = config.embed + (self.chars.output_size if self.chars else 0)
+        size += lm_features.output_size if lm_features is not None else 0
         size *= 2 * config.window + 1
         self.drop = nn.Dropout(config.dropout)
         self.encoder, size = _encoder(config, size)
@@ -211,12 +212,12 @@ class SequenceTagger(Task):
         """Emissions (B, T, K) (garbage after each length) and intent logits (B, I) or None."""
         mask = _mask(batch.lengths, batch.words.shape[1])  # (B, T)
         x = self.embedding(self.rare_words(batch.words))  # (B, T, E); in training a rare word is <unk> at times
-        if (self.chars is not None or self.features is not None) and batch.chars is None:
+        if (self.chars is not None or self.lm_features is not None) and batch.chars is None:
             raise ValueError("this tagger reads characters: build the batch with collate(chars=...)")
         if self.chars is not None:
             x = torch.cat([x, self.chars.per_token(batch.chars, batch.char_lengths, mask, batch.char_index)], dim=-1)
-        if self.features is not None:
-            x = torch.cat([x, self._features(batch)], dim=-1)
+        if self.lm_features is not None:
+            x = torch.cat([x, self._lm_features(batch)], dim=-1)
         x = context_window(self.drop(x), self.config.window, mask)  # (B, T, W)
         if self.config.feedforward:
             h = self.encoder(x)  # (B, T, H): word t sees words t-k..t+k only
@@ -225,8 +226,8 @@ class SequenceTagger(Task):
         h = self.drop(h)
         return self.emissions(h), (None if self.intent is None else self.intent(self._pool(h, batch.lengths, mask)))
 
-    def _features(self, batch: TagBatch) -> Tensor:
-        return self.features(batch.chars, batch.char_lengths, batch.lengths, batch.char_index, batch.words.shape[1])
+    def _lm_features(self, batch: TagBatch) -> Tensor:
+        return self.lm_features(batch.chars, batch.char_lengths, batch.lengths, batch.char_index, batch.words.shape[1])
 
     def param_groups(self) -> list[dict[str, Any]]:
         """With ``encoder_lr`` below 1: the word embedding and recurrent layers in a group of their own, their

@@ -311,7 +311,7 @@ def new_model(vocabs: Vocabs, config: TagConfig) -> SequenceTagger:
     options = {"num_chars": len(chars) if chars else 0, "intent_names": intents.names if intents else ()}
     options |= {"pad_id": words.pad_id, "unk_id": words.unk_id, "word_counts": words.counts}
     if vocabs.char_lms is not None:
-        options["features"] = StringFeatures(vocabs.char_lms, chars.tokens)
+        options["lm_features"] = StringFeatures(vocabs.char_lms, chars.tokens)
     return SequenceTagger(len(words), vocabs.tags.names, config, **options)
 
 
@@ -356,8 +356,8 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         rnn = None if model_cfg.feedforward else model.encoder
         started = start_from(model.embedding.weight, rnn, vocabs.words, data, model_cfg.cell)
         summary += "; " * bool(started) + started
-        if model.features is not None:
-            summary += "; " + model.features.copy_from(data.char_lm, data.char_lm_backward)
+        if model.lm_features is not None:
+            summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 

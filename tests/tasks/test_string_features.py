@@ -119,7 +119,7 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
     assert code == 0 and "finished (done) after 9 steps" in err, err
     weights = load_file(str(run / "checkpoint" / "model.safetensors"))
     for name, value in lm_weights.items():  # 9 steps at lr 0.5 later: the LM's weights as they were
-        assert torch.equal(weights[f"features.lms.forward_lm.{name}"], value)
+        assert torch.equal(weights[f"lm_features.lms.forward_lm.{name}"], value)
     code, out, _ = cli("tag", "eval", run, "--data", tmp_path / "train.conll", "--json")
     assert code == 0 and json.loads(out)["count"] == 7
     (tmp_path / "in.txt").write_text("good film\nDULL plot\n")
@@ -136,3 +136,23 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
         code, _, err = cli(*argv, "--out", tmp_path / "bad", "--char-lm", source)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_classify_train_with_a_char_lm_as_a_user_runs_it(char_lms, tmp_path, cli):
+    """The classifier reads the features too (without --char): train, resume, eval, predict; export refused."""
+    (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tDull film\n")
+    run = tmp_path / "cls"
+    argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "4", "--hidden", "5", "--no-progress"]
+    code, _, err = cli(*argv, "--out", run, "--epochs", "1", "--char-lm", char_lms / "bwd", "--lr", "0.5")
+    assert code == 0 and "frozen character LM features from bwd (forward, 6 units)" in err, err
+    assert cli("classify", "train", "--out", run, "--resume", "--epochs", "2", "--no-progress")[0] == 0
+    weights = load_file(str(run / "checkpoint" / "model.safetensors"))
+    lm = load_file(str(char_lms / "bwd" / "best.safetensors"))
+    assert all(torch.equal(weights[f"lm_features.lms.forward_lm.{name}"], value) for name, value in lm.items())
+    code, out, _ = cli("classify", "eval", run, "--data", tmp_path / "train.tsv", "--json")
+    assert code == 0 and json.loads(out)["count"] == 4
+    (tmp_path / "in.txt").write_text("a DULL film\n")
+    code, out, _ = cli("classify", "predict", run, tmp_path / "in.txt", "--json")
+    assert code == 0 and json.loads(out)["label"] in ("pos", "neg")
+    code, _, err = cli("export", run, "--format", "onnx", "--out", tmp_path / "cls.onnx")
+    assert code == 2 and "a classifier with --char-lm features cannot be exported yet" in err
