@@ -144,6 +144,19 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
+def char_lm_features() -> list[str]:
+    """The flags that add the frozen character LMs of ``benchmarks/pretrain_lm.py --level char`` (forward and
+    backward) as word features; exits with a one-line message where they have not been trained."""
+    runs = [Path(__file__).resolve().parent.parent / "runs" / "bench" / f"pretrain_charlm_{d}" for d in DIRECTIONS]
+    for run, direction in zip(runs, DIRECTIONS, strict=True):
+        if not (run / "best.safetensors").exists():
+            sys.exit(f"{run}: no trained LM: first run benchmarks/pretrain_lm.py --level char --direction {direction}")
+    return ["--char-lm", str(runs[0]), "--char-lm-backward", str(runs[1])]
+
+
+DIRECTIONS = ("forward", "backward")
+
+
 def pretrained_encoders() -> list[str]:
     """The flags that start a task's encoder from the LMs of ``benchmarks/pretrain_lm.py`` (forward and backward);
     exits with a one-line message where they have not been trained."""

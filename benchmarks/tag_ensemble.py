@@ -4,6 +4,7 @@ the validation data, as a user runs them.
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --jobs 2 -- --rare-word-dropout 0.25
     python benchmarks/tag_ensemble.py --data-set conll2003 --seeds 0 1 2 --jobs 2
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --reuse   # train only the runs not there
+    python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 --char-lms    # + the character LMs' features
 
 Each seed trains ``rnnkit tag train --config CONFIG --seed N`` into runs/bench/<config>_<tag>_seed<N> (``--jobs 2``:
 two at a time, one thread each; ``--reuse``: a run already trained there is kept), then every run is evaluated
@@ -19,7 +20,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import machine, rnnkit_cli, run_task, write_result
+from common import char_lm_features, machine, rnnkit_cli, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: 1 with --jobs > 1)")
     parser.add_argument("--name", default=None, help="names the runs and the result (default: from the flags)")
     parser.add_argument("--reuse", action="store_true", help="keep the seeds' runs already trained in runs/bench")
+    parser.add_argument(
+        "--char-lms", action="store_true", help="add --char-lm features from pretrain_lm.py --level char's LMs"
+    )
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
@@ -55,11 +59,13 @@ def main() -> None:
     config = args.config or str(ROOT / default_config)
     threads = args.threads or (1 if args.jobs > 1 else None)
     tag = args.name or ("".join(args.extra).replace("--", "_").strip("_") or "plain")
+    tag = f"charlm_{tag}" if args.char_lms else tag
+    features = char_lm_features() if args.char_lms else []
     stem = f"{Path(config).stem}_{tag}"
     outs = {seed: ROOT / "runs" / "bench" / f"{stem}_seed{seed}" for seed in args.seeds}
 
     def one(seed: int) -> dict:
-        flags = ["--config", config, "--seed", str(seed), *args.extra]
+        flags = ["--config", config, "--seed", str(seed), *features, *args.extra]
         there = args.reuse and (outs[seed] / "best.safetensors").is_file()
         return run_task("tag", train, valid, outs[seed], flags, threads=threads, skip_training=there)
 
@@ -73,7 +79,9 @@ def main() -> None:
     for name, row in rows.items():
         print(json.dumps({"run": name} | row), flush=True)
     payload = {
-        "setting": machine() | {"config": config, "extra": args.extra, "seeds": args.seeds, "threads": threads},
+        "setting": machine()
+        | {"config": config, "extra": [*features, *args.extra], "seeds": args.seeds}
+        | {"threads": threads},
         "valid": rows,
         "members": {seed: {k: v for k, v in r.items() if k != "metrics"} for seed, r in members.items()},
         "ensemble_command": "rnnkit " + " ".join([*ensemble_args, "--data", str(valid), "--json"]),

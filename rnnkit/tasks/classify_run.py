@@ -444,6 +444,9 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         summary += "; " * bool(started) + started
         if model.lm_features is not None:
             summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
+    if model.lm_features is not None:  # computed once, not at every epoch
+        fixed = [*train.batches(data.eval_batch_size, **kw), *(valid or [])]
+        summary += "; " + model.lm_features.remember((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
     files = {"vocab.json": vocab.save, "labels.json": labels.save} | ({"chars.json": chars.save} if chars else {})
     files |= {"char_lms.json": char_lms.save} if char_lms is not None else {}

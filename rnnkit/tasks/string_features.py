@@ -19,7 +19,7 @@ characters (each word's row given by ``char_index``), L = the longest sentence i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,8 @@ class StringFeatures(nn.Module):
             self.register_buffer(f"map_{d}", torch.tensor(mapping, dtype=torch.long), persistent=False)
             self.register_buffer(f"marks_{d}", torch.tensor([ids.get(" ", unk), ids.get("\n", unk)]), persistent=False)
         self.requires_grad_(False)
+        self.memory: dict[bytes, Tensor] = {}  # a sentence's characters -> its features (T, D); see remember()
+        self.pending: list = []  # the batches remember() was given, until the first forward computes them
 
     def copy_from(self, forward: str | Path | None, backward: str | Path | None) -> str:
         """The LM runs' weights into this module (when a run starts); one line saying what was read."""
@@ -194,16 +196,48 @@ class StringFeatures(nn.Module):
                 said.append(f"{Path(path).name} ({d}, {self.lms[f'{d}_lm'].decoder.in_features} units)")
         return "frozen character LM features from " + " and ".join(said)
 
+    def remember(self, batches: Iterable[tuple[Tensor, Tensor, Tensor, Tensor | None]], *, limit: int = 2**30) -> str:
+        """Keep the features of every sentence of ``batches`` ((chars, char_lengths, lengths, char_index) as
+        :meth:`forward` takes them): from then on a batch of sentences all remembered is read, not computed
+        (Flair's embedding storage). They are computed at the first call of :meth:`forward`, once the LMs' weights
+        are in (a resumed run's come from its checkpoint), in these batches. The LMs are frozen and
+        deterministic, so a training run sees the same features either way; computed in the same fixed batches
+        again on resume, they keep a resumed run exact. Nothing is kept when the features would take more than
+        ``limit`` floats. Returns one line saying what will be kept."""
+        batches = list(batches)
+        words = sum(int(b[2].sum()) for b in batches)
+        if words * self.output_size > limit:
+            return f"character LM features of {words:,} words computed at every batch (over {limit * 4 >> 30} GiB)"
+        self.pending = batches
+        mib = words * self.output_size * 4 / 2**20
+        return f"character LM features of {sum(len(b[2]) for b in batches):,} sentences kept in memory ({mib:,.0f} MiB)"
+
+    def _fill(self) -> None:
+        pending, self.pending = self.pending, []
+        for chars, char_lengths, lengths, index in pending:
+            features = self(chars, char_lengths, lengths, index)
+            for key, n, row in zip(_keys(chars, char_lengths, lengths, index), lengths.tolist(), features, strict=True):
+                self.memory[key] = row[:n].clone()
+
     @torch.no_grad()
     def forward(
         self, chars: Tensor, char_lengths: Tensor, lengths: Tensor, char_index: Tensor | None = None, width: int = 0
     ) -> Tensor:
         """chars (U, C), char_lengths (U,), lengths (B,), char_index (N,) or None (U = N) -> (B, T, output_size),
         zeros after each length; T is the longest length, or ``width`` when larger."""
+        if self.pending:
+            self._fill()
+        B, T = len(lengths), max(int(lengths.max()) if len(lengths) else 0, width)
+        if self.memory:
+            kept = [self.memory.get(key) for key in _keys(chars, char_lengths, lengths, char_index)]
+            if all(row is not None for row in kept):
+                out = chars.new_zeros(B, T, self.output_size, dtype=kept[0].dtype if kept else torch.float32)
+                for b, row in enumerate(kept):
+                    out[b, : len(row)] = row
+                return out
         if char_index is not None:
             chars, char_lengths = chars[char_index], char_lengths[char_index]
         lengths = lengths.to(chars.device)
-        B, T = len(lengths), max(int(lengths.max()) if len(lengths) else 0, width)
         sentence = torch.repeat_interleave(torch.arange(B, device=chars.device), lengths)
         position = torch.arange(len(chars), device=chars.device) - (torch.cumsum(lengths, 0) - lengths)[sentence]
         out = []
@@ -225,3 +259,17 @@ class StringFeatures(nn.Module):
         for layer in lm.layers:
             h, _ = layer(h)
         return h.transpose(0, 1)
+
+
+def _keys(chars: Tensor, char_lengths: Tensor, lengths: Tensor, char_index: Tensor | None) -> list[bytes]:
+    """Each sentence's characters (its words' lengths and ids) as bytes: what :attr:`StringFeatures.memory` is
+    keyed by."""
+    if char_index is not None:
+        chars, char_lengths = chars[char_index], char_lengths[char_index]
+    keys, start = [], 0
+    for n in lengths.tolist():
+        rows, sizes = chars[start : start + n], char_lengths[start : start + n]
+        flat = rows[torch.arange(rows.shape[1], device=rows.device) < sizes.unsqueeze(1)]
+        keys.append(sizes.cpu().numpy().tobytes() + b"|" + flat.cpu().numpy().tobytes())
+        start += n
+    return keys

@@ -358,6 +358,9 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         summary += "; " * bool(started) + started
         if model.lm_features is not None:
             summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
+    if model.lm_features is not None:  # computed once, not at every epoch
+        fixed = [*train.batches(data.eval_batch_size), *(valid or [])]
+        summary += "; " + model.lm_features.remember((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 

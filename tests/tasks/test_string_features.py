@@ -99,6 +99,50 @@ def test_each_word_reads_what_its_lms_read_at_its_ends(char_lms):
     assert not any(p.requires_grad for p in features.parameters())
 
 
+def test_remembered_sentences_are_read_not_computed(char_lms, monkeypatch):
+    """After remember(), a batch of remembered sentences, grouped and padded otherwise, reads the same features
+    without running the LMs; a batch with a sentence not remembered computes them all."""
+    chars = Vocabulary.build("abcdefghijklmnopqrstuvwxyz")
+    features = StringFeatures(CharLMs.from_runs(char_lms / "fwd", char_lms / "bwd"), chars.tokens)
+    features.copy_from(char_lms / "fwd", char_lms / "bwd")
+    sentences = [["good", "film"], ["a", "dull", "plot", "and", "a", "film"], ["plots"], ["the", "film"]]
+
+    def batch(group):
+        ids, lengths, index = pad_unique([chars.encode(w) for s in group for w in s], 0)
+        return ids, lengths, torch.tensor([len(s) for s in group]), index
+
+    alone = [features(*batch([s]))[0] for s in sentences]
+    said = features.remember([batch(sentences[:2]), batch(sentences[2:3])])
+    assert said == "character LM features of 3 sentences kept in memory (0 MiB)" and not features.memory
+    regrouped = batch([sentences[2], sentences[0]])
+    out = features(*regrouped, width=4)  # computes the three, then reads two of them
+    assert len(features.memory) == 3 and out.shape == (2, 4, 13) and not out[1, 2:].any()
+    torch.testing.assert_close(out[0, :1], alone[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[1, :2], alone[0], rtol=0, atol=1e-6)
+
+    def no_lm(lm, strings):
+        raise RuntimeError("the LM ran")
+
+    monkeypatch.setattr(StringFeatures, "_top", staticmethod(no_lm))
+    assert torch.equal(features(*regrouped, width=4), out)
+    with pytest.raises(RuntimeError, match="the LM ran"):  # "the film" was never remembered: the LMs run
+        features(*batch([sentences[0], sentences[3]]))
+    assert features.remember([batch(sentences)], limit=10).startswith("character LM features of 11 words computed")
+
+
+def test_resume_with_char_lms_is_exact(char_lms, tmp_path, cli):
+    (tmp_path / "train.conll").write_text("Good B-X\nfilm O\n\ndull O\nplot B-X\n\na O\ngood B-X\nfilm O\n\nplots O\n")
+    base = ["tag", "train", "--train", tmp_path / "train.conll", "--valid", tmp_path / "train.conll", "--embed", "4"]
+    base += ["--hidden", "5", "--no-progress", "--batch-size", "2", "--char-lm", char_lms / "fwd", "--dropout", "0.3"]
+    assert cli(*base, "--epochs", "2", "--out", tmp_path / "whole")[0] == 0
+    code, _, err = cli(*base, "--epochs", "1", "--out", tmp_path / "parts")
+    assert code == 0 and "features of 8 sentences kept in memory" in err, err  # 4 to train on, 4 to validate
+    code, _, err = cli("tag", "train", "--out", tmp_path / "parts", "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0 and "finished (done) after 4 steps" in err, err
+    whole, parts = (load_file(str(tmp_path / r / "checkpoint" / "model.safetensors")) for r in ("whole", "parts"))
+    assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
 def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
     """Training, resuming and evaluating a tagger with --char-lm/--char-lm-backward; the LMs' folders needed at the
     start only; their weights never trained; the one-line errors, with nothing written."""
