@@ -5,6 +5,7 @@
     python benchmarks/classify_sst2.py --pretrain-minutes 10   # embeddings from a word LM on PTB + SST-2 train text
     python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_lm.toml --pretrained  # ULMFiT's way:
         # the encoder from the forward and backward LMs of benchmarks/pretrain_lm.py (run it first)
+    python benchmarks/classify_sst2.py --char-lms   # + frozen character LMs' features (pretrain_lm.py --level char)
 
 6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
 accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
@@ -21,7 +22,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from common import machine, pretrained_encoders, run_task, write_result
+from common import char_lm_features, machine, pretrained_encoders, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument(
         "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
     )
+    parser.add_argument(
+        "--char-lms", action="store_true", help="add the character LMs of pretrain_lm.py --level char as features"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem
@@ -65,6 +69,9 @@ def main() -> None:
         name += "_pretrained"
     if args.pretrained:
         args.extra = [*pretrained_encoders(), *args.extra]
+    if args.char_lms:
+        args.extra = [*char_lm_features(), *args.extra]
+        name += "_charlm"
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "stsa.binary.train", Path(args.data) / "stsa.binary.dev"
     result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
