@@ -134,3 +134,44 @@ def char_features(encoder: Any, chars: Tensor, char_lengths: Tensor, lengths: Te
     last = out[torch.arange(B * T, device=out.device), n - 1, :half]  # forward pass at the word's last char
     feature = torch.cat([last, out[:, 0, half:]], dim=-1).reshape(B, T, -1)  # backward pass at its first
     return feature.masked_fill(~time_mask(lengths, T).t().unsqueeze(-1), 0.0)
+
+
+def lm_string_features(features: Any, chars: Tensor, char_lengths: Tensor, lengths: Tensor) -> Tensor:
+    """:class:`rnnkit.tasks.string_features.StringFeatures` from each word's characters laid out (B, T, C) with
+    their lengths (B, T) (anything at padded words): (B, T, D), zero at padded words.
+
+    The module builds each sentence's string at its own length; here every row is laid out in T * (C + 1) + 1
+    columns, a bound known from the shapes alone, by scattering each real character (and the space after each
+    word but the last) to its column, and the rest to one column cut off after. The LM runs over the padded
+    strings (what follows a sentence cannot change its states), reversed in place for the backward LM."""
+    B, T, C = chars.shape
+    L = T * (C + 1) + 1
+    steps = torch.arange(T, device=chars.device)
+    real = steps < lengths.unsqueeze(1)  # (B, T)
+    n = char_lengths.clamp(1, C).masked_fill(~real, 0)
+    spaced = real & (steps < (lengths - 1).unsqueeze(1))  # a space after all words but the last
+    width = n + spaced.long()
+    start = 1 + torch.cumsum(width, 1) - width  # (B, T): each word's first character's column
+    total = width.sum(1, keepdim=True)  # (B, 1): the sentence's characters and spaces
+    columns = start.unsqueeze(2) + torch.arange(C, device=chars.device)  # (B, T, C)
+    in_word = torch.arange(C, device=chars.device) < n.unsqueeze(2)
+    out = []
+    for d in features.directions:
+        lm = features.lms[f"{d}_lm"]
+        space, boundary = getattr(features, f"marks_{d}").unbind(0)
+        ids = getattr(features, f"map_{d}")[chars]  # (B, T, C), the LM's ids
+        flip = d != "forward"
+        at_char = (total.unsqueeze(2) + 1 - columns) if flip else columns
+        at_space = (total + 1 - (start + n)) if flip else start + n
+        strings = torch.zeros(B, L + 1, dtype=ids.dtype, device=ids.device)  # column L: what is cut off
+        strings = strings.scatter(1, torch.where(in_word, at_char, L).reshape(B, -1), ids.reshape(B, -1))
+        strings = strings.scatter(1, torch.where(spaced, at_space, L), space.expand(B, T))
+        strings = torch.cat([boundary.expand(B, 1), strings[:, 1:L]], dim=1)  # (B, L)
+        h = lm.embedding(strings.t())  # (L, B, E)
+        for layer in lm.layers:
+            h, _ = run_layer(layer, h, total.squeeze(1) + 1)
+        h = h.transpose(0, 1)  # (B, L, H)
+        at = (total + 1 - start) if flip else start + n - 1  # the word's first (last) character
+        at = at.clamp(0, L - 1).unsqueeze(2).expand(B, T, h.shape[-1])
+        out.append(torch.gather(h, 1, at))
+    return torch.cat(out, dim=-1).masked_fill(~real.unsqueeze(-1), 0.0)

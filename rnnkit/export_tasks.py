@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-from rnnkit.errors import RnnkitError
-from rnnkit.export_layers import char_features, pool, run_layer, time_mask, viterbi
+from rnnkit.export_layers import char_features, lm_string_features, pool, run_layer, time_mask, viterbi
 from rnnkit.tasks.classify import top_label_weights
 from rnnkit.tasks.tag import context_window
 
@@ -70,9 +69,7 @@ class ClassifierGraph(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
         m = self.model
-        x = m.embedding(ids)
-        if m.chars is not None:
-            x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
+        x = _word_features(m, m.embedding(ids), lengths, chars)
         h, _ = run_layer(m.rnn, x, lengths)
         if m.head is None:  # label attention: it checks nothing, so it traces as it is
             logits, weights = m.pooling(h, lengths)
@@ -84,19 +81,26 @@ class ClassifierGraph(nn.Module):
         return (probs,) if weights is None else (probs, weights)
 
 
-def _no_lm_features(run: Any, what: str) -> None:
-    if run.model.lm_features is not None:  # (the sentences as strings: index arithmetic not written for graphs)
-        raise RnnkitError(f"{run.path}: a {what} with --char-lm features cannot be exported yet; serve it instead")
+def _word_features(m: nn.Module, x: Tensor, lengths: Tensor, chars: tuple[Tensor, ...]) -> Tensor:
+    """The word embeddings ``x`` (B, T, E) with the model's character features and character-LM features."""
+    if m.chars is not None:
+        x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
+    if m.lm_features is not None:
+        x = torch.cat([x, lm_string_features(m.lm_features, chars[0], chars[1], lengths)], dim=-1)
+    return x
+
+
+def _reads_chars(m: nn.Module) -> bool:
+    return m.chars is not None or m.lm_features is not None
 
 
 def classify_graphs(run: Any) -> list[Graph]:
-    _no_lm_features(run, "classifier")
     m = run.model
     ids, lengths = _example(high=len(run.vocab))
     inputs, example, dynamic = ["ids", "lengths"], (ids, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
     shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
     meta: dict[str, Any] = {"vocab": _vocab(run.vocab), "lowercase": run.data.lowercase}
-    if m.chars is not None:
+    if _reads_chars(m):
         example += _chars_example(ids, len(run.chars))
         inputs += ["chars", "char_lengths"]
         dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
@@ -129,10 +133,7 @@ class TaggerGraph(nn.Module):
     def forward(self, words: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
         m, cfg = self.model, self.model.config
         mask = time_mask(lengths, words.shape[1]).t()  # (B, T)
-        x = m.embedding(words)
-        if m.chars is not None:
-            x = torch.cat([x, char_features(m.chars, chars[0], chars[1], lengths)], dim=-1)
-        x = context_window(x, cfg.window, mask)
+        x = context_window(_word_features(m, m.embedding(words), lengths, chars), cfg.window, mask)
         h = m.encoder(x) if cfg.feedforward else run_layer(m.encoder, x, lengths)[0]
         emissions = m.emissions(h)
         tags = viterbi(m.crf, emissions, lengths) if m.crf is not None else emissions.argmax(-1).masked_fill(~mask, -1)
@@ -143,12 +144,11 @@ class TaggerGraph(nn.Module):
 
 def tag_graphs(run: Any) -> list[Graph]:
     m, vocabs = run.model, run.vocabs
-    _no_lm_features(run, "tagger")
     words, lengths = _example(high=len(vocabs.words))
     inputs, example, dynamic = ["words", "lengths"], (words, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
     shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
     meta: dict[str, Any] = {"vocab": _vocab(vocabs.words), "lowercase": run.data.lowercase}
-    if m.chars is not None:
+    if _reads_chars(m):
         example += _chars_example(words, len(vocabs.chars))
         inputs += ["chars", "char_lengths"]
         dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]

@@ -31,6 +31,10 @@ def runs(tmp_path_factory, train_cli):
     (tmp / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     small = ["--hidden", "8", "--embed", "6"]
     chars = ["--char", "--char-embed", "4", "--char-hidden", "3"]
+    (tmp / "lm.txt").write_text("".join(" ".join(t) + "\n" for t in texts))
+    train_cli("lm", "train", "--train", tmp / "lm.txt", "--out", tmp / "char_lm", "--level", "char", "--hidden", "5",
+              "--embed", "3", "--max-steps", "2", "--batch-size", "4", "--bptt", "10", "--no-progress")  # fmt: skip
+    lm = ["--char-lm", tmp / "char_lm", "--char-lm-backward", tmp / "char_lm"]  # (one LM both ways: the plumbing)
     train = {
         "classify": ["classify", "train", "--train", tmp / "c.tsv", *small, "--bidirectional", "--pooling",
                      "attention", *chars],
@@ -40,6 +44,8 @@ def runs(tmp_path_factory, train_cli):
         "tag": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--bidirectional", "--crf", "--intent",
                 "--window", "1", *chars],
         "tag_clockwork": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--cell", "clockwork"],
+        "classify_charlm": ["classify", "train", "--train", tmp / "c.tsv", *small, "--pooling", "mean", *lm],
+        "tag_charlm": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--crf", "--window", "1", *chars, *lm],
     }  # fmt: skip
     for name, argv in train.items():
         train_cli(*argv, "--out", tmp / name, *FLAGS)
@@ -108,7 +114,7 @@ def random_batches(vocab_size, num_chars=0, seed=0):
         yield seqs, (chars if num_chars else None), {"chars": grid, "char_lengths": sizes} if num_chars else {}
 
 
-@pytest.mark.parametrize("name", ["classify", "classify_jordan", "classify_labels"])
+@pytest.mark.parametrize("name", ["classify", "classify_jordan", "classify_labels", "classify_charlm"])
 def test_classifier_probabilities_equal_torch(runs, name, tmp_path, cli):
     assert "classify graph" in export(cli, runs[name], tmp_path / "c.onnx")
     run, s, meta = load_run(runs[name]), session(tmp_path / "c.onnx"), metadata(tmp_path / "c.onnx")
@@ -123,7 +129,7 @@ def test_classifier_probabilities_equal_torch(runs, name, tmp_path, cli):
             assert np.abs(got[1] - want.attention.numpy()).max() < TOL
 
 
-@pytest.mark.parametrize("name", ["tag", "tag_clockwork"])
+@pytest.mark.parametrize("name", ["tag", "tag_clockwork", "tag_charlm"])
 def test_tagger_emissions_and_viterbi_equal_torch(runs, name, tmp_path, cli):
     export(cli, runs[name], tmp_path / "t.onnx")
     run, s, meta = load_run(runs[name]), session(tmp_path / "t.onnx"), metadata(tmp_path / "t.onnx")

@@ -170,8 +170,6 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
     code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json")
     tokens = [json.loads(line)["tokens"] for line in out.splitlines()]
     assert code == 0 and tokens == [["good", "film"], ["DULL", "plot"]]
-    code, _, err = cli("export", run, "--format", "onnx", "--out", tmp_path / "tag.onnx")
-    assert code == 2 and "a tagger with --char-lm features cannot be exported yet" in err
     for source, message in (
         (char_lms / "words", "is a word-level LM: give a character LM (rnnkit lm train --level char)"),
         (run, "is not an rnnkit lm run: give a folder of rnnkit lm train --level char"),
@@ -183,7 +181,7 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
 
 
 def test_classify_train_with_a_char_lm_as_a_user_runs_it(char_lms, tmp_path, cli):
-    """The classifier reads the features too (without --char): train, resume, eval, predict; export refused."""
+    """The classifier reads the features too (without --char): train, resume, eval, predict."""
     (tmp_path / "train.tsv").write_text("pos\tgood film\nneg\tdull plot\npos\ta good plot\nneg\tDull film\n")
     run = tmp_path / "cls"
     argv = ["classify", "train", "--train", tmp_path / "train.tsv", "--embed", "4", "--hidden", "5", "--no-progress"]
@@ -198,5 +196,3 @@ def test_classify_train_with_a_char_lm_as_a_user_runs_it(char_lms, tmp_path, cli
     (tmp_path / "in.txt").write_text("a DULL film\n")
     code, out, _ = cli("classify", "predict", run, tmp_path / "in.txt", "--json")
     assert code == 0 and json.loads(out)["label"] in ("pos", "neg")
-    code, _, err = cli("export", run, "--format", "onnx", "--out", tmp_path / "cls.onnx")
-    assert code == 2 and "a classifier with --char-lm features cannot be exported yet" in err
