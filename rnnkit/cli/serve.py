@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
+from rnnkit.cli.common import add_ensemble
 from rnnkit.config import COMMAND_LINE, add_flags, build, pick
 from rnnkit.errors import RnnkitError
 from rnnkit.serve.options import ServeOptions
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
     p.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    add_ensemble(p, "answering with the run as one (taggers and classifiers; see rnnkit tag eval --help)")
     add_flags(p.add_argument_group("batching and limits"), ServeOptions)
     p.set_defaults(func=serve)
 
@@ -43,5 +45,6 @@ def serve(args: argparse.Namespace) -> int:
     from rnnkit.serve.server import serve as run_server
 
     options = build(ServeOptions, (pick(args, ServeOptions), COMMAND_LINE))
-    run_server(args.run, host=args.host, port=args.port, options=options, access_log=args.access_log)
+    where = {"host": args.host, "port": args.port, "options": options, "access_log": args.access_log}
+    run_server(args.run, **where, ensemble=args.ensemble)
     return 0

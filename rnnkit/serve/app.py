@@ -127,10 +127,12 @@ def create_app(run: Any, options: ServeOptions | None = None, *, task: str | Non
 def run_info(run: Any, task: str, options: ServeOptions, paths: list[str]) -> dict[str, Any]:
     config = read_json(run.path / "config.json", what="run config")
     sections = {k: v for k, v in config.items() if isinstance(v, dict)}
+    members = getattr(run, "members", ()) or (run,)  # an ensemble's runs (its config: the first run's)
     return {
         "task": task,
         "run": run.path.name,
-        "parameters": sum(p.numel() for p in run.model.parameters()),
+        **({"ensemble": [m.path.name for m in members]} if len(members) > 1 else {}),
+        "parameters": sum(p.numel() for m in members for p in m.model.parameters()),
         "vocab_sizes": vocab_sizes(run) | ({"keys": 88} if task == "music" else {}),
         "endpoints": paths,
         "config": sections,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rnnkit.errors import RnnkitError
 from rnnkit.serve.options import ServeOptions
@@ -46,18 +48,21 @@ def serve(
     port: int = 8000,
     options: ServeOptions | None = None,
     access_log: bool = False,
+    ensemble: Sequence[str | Path] = (),
 ) -> None:
-    """Load the run in ``path`` and serve it on ``host:port`` until interrupted."""
+    """Load the run in ``path`` (with ``ensemble``, it and those runs as one: taggers and classifiers) and serve
+    it on ``host:port`` until interrupted."""
     import uvicorn
 
     from rnnkit.serve.app import create_app
-    from rnnkit.tasks.registry import load_run, task_of
+    from rnnkit.tasks.registry import task_of
 
     options = options or ServeOptions()
     task = task_of(path).name
+    loader = _loader(task, path, ensemble)
     sock = bind(host, port)  # before loading the model: a port in use is said at once
     try:
-        app = create_app(load_run(path), options, task=task)
+        app = create_app(loader(), options, task=task)
     except BaseException:
         sock.close()
         raise
@@ -71,10 +76,28 @@ def serve(
     bound = sock.getsockname()
     where = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     paths = " ".join(app.state.task_paths)
+    what = f"{task} run {path}" + (f" with {len(ensemble)} more as one ensemble" if ensemble else "")
     print(
-        f"serving {task} run {path} at http://{where}:{bound[1]} ({paths or 'no task endpoints'}; /info, "
+        f"serving {what} at http://{where}:{bound[1]} ({paths or 'no task endpoints'}; /info, "
         "/health, /openapi.json); Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _loader(task: str, path: str | Path, ensemble: Sequence[str | Path]) -> Callable[[], Any]:
+    """What loads the run (or, with ``ensemble``, the runs as one), checked before the port is taken."""
+    from rnnkit.tasks.registry import load_run, task_of
+
+    if not ensemble:
+        return lambda: load_run(path)
+    if task not in ("tag", "classify"):
+        raise RnnkitError(f"--ensemble serves taggers and classifiers; {path} is a {task} run")
+    others = [p for p in ensemble if task_of(p).name != task]
+    if others:
+        raise RnnkitError(f"--ensemble: {others[0]} is a {task_of(others[0]).name} run, not a {task} run like {path}")
+    from rnnkit.tasks import classify_run, tag_run
+
+    load_runs = tag_run.load_runs if task == "tag" else classify_run.load_runs
+    return lambda: load_runs([path, *ensemble])

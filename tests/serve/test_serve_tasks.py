@@ -116,3 +116,41 @@ def test_the_page_and_its_script_are_served_and_unknown_paths_stay_404(client):
     assert 'fetch("/info")' in script.text
     missing = c.get("/nope")
     assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("task", ["tag", "classify"])
+def test_an_ensemble_is_served_as_it_predicts(task, runs, tmp_path, train_cli, capsys):
+    """``rnnkit serve RUN --ensemble RUN2``: /predict answers what the ensemble's own predict does, /info names
+    the runs; other tasks, or runs of another task, are one line before anything is served."""
+    from fastapi.testclient import TestClient
+
+    import rnnkit.cli
+    from rnnkit.serve.app import create_app
+    from rnnkit.serve.options import ServeOptions
+    from rnnkit.serve.server import _loader
+
+    first = runs(task)
+    data = first.parent / ("train.txt" if task == "tag" else "train.tsv")
+    train_cli(task, "train", "--train", data, "--out", tmp_path / "second", "--no-progress", "--hidden", "6",
+              "--embed", "5", "--epochs", "1", "--seed", "1", "--lr", "0.05")  # fmt: skip
+    run = _loader(task, first, [tmp_path / "second"])()
+    texts = ["the very movie", "a plot was a film story"]
+    with TestClient(create_app(run, ServeOptions(), task=task)) as client:
+        assert client.get("/info").json()["ensemble"] == [first.name, "second"]
+        served = client.post("/predict", json={"texts": texts}).json()["results"]
+    if task == "tag":  # (the confidences: an ensemble's, not the first run's alone)
+        expected, alone = (r.predict([t.split() for t in texts], scores=True) for r in (run, run.members[0]))
+        assert [r["tags"] for r in served] == [r["tags"] for r in expected]
+        scores = [[c for r in results for c in r["confidence"]] for results in (served, expected, alone)]
+    else:
+        expected, alone = run.predict(texts), run.members[0].predict(texts)
+        assert [r["label"] for r in served] == [r["label"] for r in expected]
+        scores = [[r["probability"] for r in results] for results in (served, expected, alone)]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6) and scores[0] != pytest.approx(scores[2], abs=1e-3)
+    other = runs("classify" if task == "tag" else "tag")
+    for argv, message in (
+        ([runs("lm"), "--ensemble", first], f"--ensemble serves taggers and classifiers; {runs('lm')} is a lm run"),
+        ([first, "--ensemble", other], f"--ensemble: {other} is a {'classify' if task == 'tag' else 'tag'} run"),
+    ):
+        assert rnnkit.cli.main(["serve", *map(str, argv), "--port", "0"]) == 2
+        assert message in capsys.readouterr().err
