@@ -66,6 +66,7 @@ def single(prefix: str, metric_names: dict[str, str], unit: str) -> list[str]:
         extra = r["setting"].get("extra", [])
         name += " + LM-pretrained embeddings" if "--embeddings" in extra else ""
         name += " + encoder from the forward and backward LMs" if "--encoder" in extra else ""
+        name += " + character LM features" if "--char-lm" in extra else ""
         lines.append(row(name, *training(r), *(pct(r["metrics"].get(k)) for k in metric_names)))
     return lines
 
@@ -111,7 +112,8 @@ def ensembles() -> list[str]:
     lines = [row("config", "extra flags", "run", *head), row(*["---"] * (3 + len(head)))]
     for path in sorted(RESULTS.glob("tag_ensemble_*.json")):
         r = json.loads(path.read_text())
-        config, extra = Path(r["setting"]["config"]).name, " ".join(r["setting"]["extra"]) or "-"
+        flags = [Path(x).name if "/" in x else x for x in r["setting"]["extra"]]  # a run folder by its name
+        config, extra = Path(r["setting"]["config"]).name, " ".join(flags) or "-"
         for run, scores in r["valid"].items():
             if run == "ensemble" and len(r["valid"]) == 2:  # one seed: its own row says it all
                 continue
