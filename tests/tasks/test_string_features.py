@@ -170,6 +170,12 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
     code, out, _ = cli("tag", "predict", run, tmp_path / "in.txt", "--json")
     tokens = [json.loads(line)["tokens"] for line in out.splitlines()]
     assert code == 0 and tokens == [["good", "film"], ["DULL", "plot"]]
+    saved = (run / "char_lms.json").read_text()
+    for text, message in (("{not json", "char_lms.json"), ('{"format": "x"}', "not an rnnkit char_lms.json")):
+        (run / "char_lms.json").write_text(text)  # a damaged run file: one line naming it
+        code, _, err = cli("tag", "eval", run, "--data", tmp_path / "train.conll")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    (run / "char_lms.json").write_text(saved)
     for source, message in (
         (char_lms / "words", "is a word-level LM: give a character LM (rnnkit lm train --level char)"),
         (run, "is not an rnnkit lm run: give a folder of rnnkit lm train --level char"),
