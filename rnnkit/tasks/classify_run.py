@@ -381,7 +381,7 @@ def new_model(
 
 def _char_files(path: Path, config: ClassifyConfig) -> tuple[Vocabulary | None, CharLMs | None]:
     """A run folder's characters (with --char or --char-lm) and character LMs (with --char-lm)."""
-    char_lms = CharLMs.load(path / "char_lms.json") if (path / "char_lms.json").exists() else None
+    char_lms = CharLMs.in_run(path)
     chars = Vocabulary.load(path / "chars.json") if config.char or char_lms else None
     return chars, char_lms
 
@@ -442,11 +442,10 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if run_dir is None:  # a resumed run's weights are in its checkpoint
         started = start_from(model.embedding.weight, model.rnn, vocab, data, model_cfg.cell)
         summary += "; " * bool(started) + started
-        if model.lm_features is not None:
-            summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
     if model.lm_features is not None:  # computed once, not at every epoch
         fixed = [*train.batches(data.eval_batch_size, **kw), *(valid or [])]
-        summary += "; " + model.lm_features.remember((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
+        rows = ((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
+        summary += "; " + model.lm_features.start(data, rows, new=run_dir is None)
     batches = EpochBatches(train, train_cfg.batch_size, seed=train_cfg.seed, **kw)
     files = {"vocab.json": vocab.save, "labels.json": labels.save} | ({"chars.json": chars.save} if chars else {})
     files |= {"char_lms.json": char_lms.save} if char_lms is not None else {}

@@ -74,6 +74,11 @@ class CharLMs:
         write_json(path, {"format": "rnnkit-char-lms", "version": 1} | payload)
 
     @classmethod
+    def in_run(cls, run_dir: Path) -> CharLMs | None:
+        """A run folder's ``char_lms.json``, or None for a run without character LMs."""
+        return cls.load(run_dir / "char_lms.json") if (run_dir / "char_lms.json").exists() else None
+
+    @classmethod
     def load(cls, path: str | Path) -> CharLMs:
         payload = read_json(path, what="rnnkit run file")
         if not isinstance(payload, dict) or payload.get("format") != "rnnkit-char-lms":
@@ -196,6 +201,13 @@ class StringFeatures(nn.Module):
                 said.append(f"{Path(path).name} ({d}, {self.lms[f'{d}_lm'].decoder.in_features} units)")
         return "frozen character LM features from " + " and ".join(said)
 
+    def start(self, data: Any, batches: Iterable[tuple[Tensor, Tensor, Tensor, Tensor | None]], *, new: bool) -> str:
+        """What a training run does with the features when it starts: a new run copies the LMs of
+        ``data.char_lm``/``data.char_lm_backward`` (a resumed one has them in its checkpoint); both
+        :meth:`remember` ``batches``. One line saying what was done."""
+        copied = [self.copy_from(data.char_lm, data.char_lm_backward)] if new else []
+        return "; ".join([*copied, self.remember(batches)])
+
     def remember(self, batches: Iterable[tuple[Tensor, Tensor, Tensor, Tensor | None]], *, limit: int = 2**30) -> str:
         """Keep the features of every sentence of ``batches`` ((chars, char_lengths, lengths, char_index) as
         :meth:`forward` takes them): from then on a batch of sentences all remembered is read, not computed
@@ -215,7 +227,7 @@ class StringFeatures(nn.Module):
     def _fill(self) -> None:
         pending, self.pending = self.pending, []
         for chars, char_lengths, lengths, index in pending:
-            features = self(chars, char_lengths, lengths, index)
+            features = self._compute(chars, char_lengths, lengths, index, 0)
             for key, n, row in zip(_keys(chars, char_lengths, lengths, index), lengths.tolist(), features, strict=True):
                 self.memory[key] = row[:n].clone()
 
@@ -227,14 +239,21 @@ class StringFeatures(nn.Module):
         zeros after each length; T is the longest length, or ``width`` when larger."""
         if self.pending:
             self._fill()
-        B, T = len(lengths), max(int(lengths.max()) if len(lengths) else 0, width)
         if self.memory:
+            B, T = len(lengths), max(int(lengths.max()) if len(lengths) else 0, width)
             kept = [self.memory.get(key) for key in _keys(chars, char_lengths, lengths, char_index)]
             if all(row is not None for row in kept):
                 out = chars.new_zeros(B, T, self.output_size, dtype=kept[0].dtype if kept else torch.float32)
                 for b, row in enumerate(kept):
                     out[b, : len(row)] = row
                 return out
+        return self._compute(chars, char_lengths, lengths, char_index, width)
+
+    def _compute(
+        self, chars: Tensor, char_lengths: Tensor, lengths: Tensor, char_index: Tensor | None, width: int
+    ) -> Tensor:
+        """:meth:`forward` without the memory: the LMs run."""
+        B, T = len(lengths), max(int(lengths.max()) if len(lengths) else 0, width)
         if char_index is not None:
             chars, char_lengths = chars[char_index], char_lengths[char_index]
         lengths = lengths.to(chars.device)

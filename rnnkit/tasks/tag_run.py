@@ -266,7 +266,7 @@ def build_vocabs(sentences: list[TaggedSentence], data: TagDataConfig, model: Ta
 
 def load_vocabs(path: Path, model: TagConfig) -> Vocabs:
     intents = Labels.load(path / "intents.json") if model.intent else None
-    char_lms = CharLMs.load(path / "char_lms.json") if (path / "char_lms.json").exists() else None
+    char_lms = CharLMs.in_run(path)
     chars = Vocabulary.load(path / "chars.json") if model.char or char_lms else None
     return Vocabs(Vocabulary.load(path / "vocab.json"), Labels.load(path / "tags.json"), intents, chars, char_lms)
 
@@ -356,11 +356,10 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         rnn = None if model_cfg.feedforward else model.encoder
         started = start_from(model.embedding.weight, rnn, vocabs.words, data, model_cfg.cell)
         summary += "; " * bool(started) + started
-        if model.lm_features is not None:
-            summary += "; " + model.lm_features.copy_from(data.char_lm, data.char_lm_backward)
     if model.lm_features is not None:  # computed once, not at every epoch
         fixed = [*train.batches(data.eval_batch_size), *(valid or [])]
-        summary += "; " + model.lm_features.remember((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
+        rows = ((b.chars, b.char_lengths, b.lengths, b.char_index) for b in fixed)
+        summary += "; " + model.lm_features.start(data, rows, new=run_dir is None)
     batches = EpochBatches(train, train_cfg.batch_size, train_cfg.seed)
     return Prepared(model, batches, valid, vocabs.files(), summary)
 
