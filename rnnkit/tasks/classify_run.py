@@ -46,7 +46,13 @@ from rnnkit.tasks.pretrained import (
     encoder_vocabulary,
     start_from,
 )
-from rnnkit.tasks.string_features import CHAR_LM_BACKWARD_HELP, CHAR_LM_HELP, CharLMs, StringFeatures
+from rnnkit.tasks.string_features import (
+    CHAR_LM_BACKWARD_HELP,
+    CHAR_LM_HELP,
+    CharLMs,
+    StringFeatures,
+    character_vocabulary,
+)
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed as dist
 from rnnkit.train.config import TrainConfig
@@ -411,7 +417,7 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         labels = _labels(data.train, examples, model_cfg.multi_label, data.min_label_count)
         char_lms = CharLMs.from_runs(data.char_lm, data.char_lm_backward)
         read_chars = model_cfg.char or char_lms is not None
-        chars = Vocabulary.build(c for e in examples for t in e.tokens for c in t) if read_chars else None
+        chars = character_vocabulary((t for e in examples for t in e.tokens), char_lms) if read_chars else None
     multi = model_cfg.multi_label
     train = encode(truncate(data.train, examples, data.max_length), vocab, labels, multi, chars)
     warn_unknown(data.train, train)

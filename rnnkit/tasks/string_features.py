@@ -33,7 +33,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.io import read_json, write_json
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 
-__all__ = ["CharLM", "CharLMs", "StringFeatures", "sentence_strings"]
+__all__ = ["CharLM", "CharLMs", "StringFeatures", "character_vocabulary", "sentence_strings"]
 
 DIRECTIONS = ("forward", "backward")
 
@@ -92,6 +92,18 @@ class CharLMs:
         except (KeyError, TypeError) as err:
             raise RnnkitError(f"{path}: malformed ({err!r}); restore it from the run's copy") from None
         return cls(lms)
+
+
+def character_vocabulary(words: Iterable[str], lms: CharLMs | None) -> Vocabulary:
+    """A new run's characters: those of its training ``words``, then those only its character ``lms`` know, so that
+    a word with a character unseen in training still reaches the LMs as itself, not as ``<unk>``."""
+    vocab = Vocabulary.build(c for w in words for c in w)
+    known = [] if lms is None else [c for lm in lms.lms.values() for c in lm.tokens]
+    extra = [c for c in dict.fromkeys(known) if c not in vocab and c not in _NOT_TEXT]  # (seen 0 times in training)
+    return Vocabulary([*vocab.tokens, *extra], [*vocab.counts, *[0] * len(extra)])
+
+
+_NOT_TEXT = {*Vocabulary.SPECIALS, "\n", " "}  # an LM's characters that never occur inside a word
 
 
 def _char_lm_run(path: Path, *, load: bool = True) -> Any:

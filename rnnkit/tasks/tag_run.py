@@ -38,7 +38,13 @@ from rnnkit.tasks.pretrained import (
     encoder_vocabulary,
     start_from,
 )
-from rnnkit.tasks.string_features import CHAR_LM_BACKWARD_HELP, CHAR_LM_HELP, CharLMs, StringFeatures
+from rnnkit.tasks.string_features import (
+    CHAR_LM_BACKWARD_HELP,
+    CHAR_LM_HELP,
+    CharLMs,
+    StringFeatures,
+    character_vocabulary,
+)
 from rnnkit.tasks.tag import SequenceTagger, TagBatch, TagConfig, collate, tagging_scores
 from rnnkit.tasks.tag_ensemble import EnsembleEncoded, TaggerEnsemble
 from rnnkit.train import checkpoint as ckpt
@@ -260,7 +266,7 @@ def build_vocabs(sentences: list[TaggedSentence], data: TagDataConfig, model: Ta
     intents = Labels.build(s.intent for s in sentences) if model.intent else None
     char_lms = CharLMs.from_runs(data.char_lm, data.char_lm_backward)
     read_chars = model.char or char_lms is not None
-    chars = Vocabulary.build(c for s in sentences for w in s.tokens for c in w) if read_chars else None
+    chars = character_vocabulary((w for s in sentences for w in s.tokens), char_lms) if read_chars else None
     return Vocabs(words, tags, intents, chars, char_lms)
 
 

@@ -156,6 +156,11 @@ def test_tag_train_with_char_lms_as_a_user_runs_it(char_lms, tmp_path, cli):
     code, _, err = cli(*argv, "--out", run, "--epochs", "1", "--char-lm", copies[0], "--char-lm-backward", copies[1])
     assert code == 0 and "frozen character LM features from fwd (forward, 7 units) and bwd" in err, err
     assert (run / "char_lms.json").is_file() and (run / "chars.json").is_file()
+    chars = Vocabulary.load(run / "chars.json").tokens  # the training text's characters, then those only the LMs
+    trained = set("Goodfilmdullplotagood")  # know, so that "s" (as in "plots") reaches them as itself, not <unk>
+    assert len(trained) == 12 and set(chars[4:16]) == trained and set(chars[16:]) == set("ehnrsw")
+    features = StringFeatures(CharLMs.in_run(run), chars)
+    assert features.map_forward[chars.index("s")] == Vocabulary.load(copies[0] / "vocab.json").index("s")
     lm_weights = load_file(str(copies[0] / "best.safetensors"))
     for copy in copies:
         shutil.rmtree(copy)
