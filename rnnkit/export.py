@@ -31,6 +31,8 @@ sits in the padding::
     ctc:       features (B, T, F) (the run's normalised log-mel or MFCC frames), lengths
                -> log_probs (B, T', C) (blank = 0), out_lengths (B,) after subsampling
 
+Taggers and classifiers export with ``ensemble`` (``--ensemble RUN2 ...``) as one graph of the same inputs and
+outputs that answers as the runs do as one (:mod:`rnnkit.export_tasks`), over the union of their vocabularies.
 The metadata (``rnnkit`` in ``metadata_props``) carries the vocabularies and labels, special ids, lowercasing,
 input and output names with their shapes, and CTC's feature settings. TorchScript holds the step graphs only: a
 sequence task's graph loops over time in a scan, which a trace would fix at the example's length; the command
@@ -43,6 +45,7 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +112,13 @@ def _music_step(model: nn.Module, frames: Tensor, state: Any) -> tuple[Tensor, A
     return model(frames, state)
 
 
-def export_run(path: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+def export_run(path: str | Path, fmt: str, out: str | Path, ensemble: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Export the run folder ``path`` as ``fmt`` (onnx or torchscript) to ``out``; returns the metadata written
     (a translation model writes two files, ``out`` with ``.encoder.onnx`` and ``.decoder.onnx`` for its suffix:
-    the metadata's ``files`` names them)."""
+    the metadata's ``files`` names them). With ``ensemble`` (taggers and classifiers), one graph of ``path``'s
+    run and those runs as one, as ``rnnkit tag|classify predict --ensemble`` answers."""
     from rnnkit.export_tasks import TASK_GRAPHS
-    from rnnkit.tasks.registry import load_run, task_of
+    from rnnkit.tasks.registry import ensemble_loader, task_of
 
     if fmt not in FORMATS:
         raise RnnkitError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -130,8 +134,10 @@ def export_run(path: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
             f"TorchScript cannot export a {task} run: its graph loops over time in a scan, which torch.jit.trace "
             "would fix at the traced example's length; use --format onnx"
         )
-    run = load_run(path)
-    run.model.eval().requires_grad_(False)  # a deployed graph computes no gradients (and TorchScript would keep them)
+    run = ensemble_loader(path, ensemble, what="exports")()
+    for member in getattr(run, "members", ()) or (run,):  # a deployed graph computes no gradients (and TorchScript
+        member.model.eval().requires_grad_(False)  # would keep them)
+    run.model.eval()
     cell = run.model_config.cell
     if task in TASK_GRAPHS:
         return _export_graphs(TASK_GRAPHS[task](run), task, cell, out)

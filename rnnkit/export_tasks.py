@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.errors import RnnkitError
 from rnnkit.export_layers import char_features, lm_string_features, pool, run_layer, time_mask, viterbi
 from rnnkit.tasks.classify import top_label_weights
 from rnnkit.tasks.tag import context_window
@@ -56,29 +58,60 @@ def _io(names: list[str], shapes: list[list[str | int]], dtypes: list[str]) -> l
     return [{"name": n, "shape": s, "dtype": d} for n, s, d in zip(names, shapes, dtypes, strict=True)]
 
 
-# -- classify ---------------------------------------------------------------------------------------------------
+# -- classify and tag: one run, or several as one ensemble ------------------------------------------------------
 
 
-class ClassifierGraph(nn.Module):
-    """ids (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> probabilities (B, K) (softmax, or
-    sigmoids with several labels) [, attention (B, T) with attention pooling; label attention: the top label's]."""
+class Member(nn.Module):
+    """One run's model in a graph, and the maps from the graph's word and character ids to the model's own (None:
+    the same ids). An ensemble's graph reads one vocabulary, the union of its runs' (:func:`_members`)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, word_map: Tensor | None, char_map: Tensor | None) -> None:
         super().__init__()
         self.model = model
+        self.register_buffer("word_map", word_map, persistent=False)
+        self.register_buffer("char_map", char_map, persistent=False)
 
-    def forward(self, ids: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
-        m = self.model
-        x = _word_features(m, m.embedding(ids), lengths, chars)
-        h, _ = run_layer(m.rnn, x, lengths)
-        if m.head is None:  # label attention: it checks nothing, so it traces as it is
-            logits, weights = m.pooling(h, lengths)
-            weights = top_label_weights(logits, weights)
-        else:
-            pooled, weights = pool(m.pooling, h, lengths)
-            logits = m.head(pooled)
-        probs = torch.sigmoid(logits) if m.config.multi_label else torch.softmax(logits, dim=-1)
-        return (probs,) if weights is None else (probs, weights)
+    def inputs(self, ids: Tensor, chars: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The graph's ids (B, T) and characters as this model's."""
+        ids = ids if self.word_map is None else self.word_map[ids]
+        if chars and self.char_map is not None:
+            chars = (self.char_map[chars[0]], *chars[1:])
+        return ids, chars
+
+
+def _members(run: Any, vocabularies: Any) -> tuple[list[Member], Vocabulary, Vocabulary | None]:
+    """The members of a loaded run (an ensemble's runs, else the run alone), the graph's word and character
+    vocabularies (the union of theirs: the first run's tokens, then each other run's new ones), and each
+    member's maps into its own. ``vocabularies(run)`` gives a run's (words, characters or None)."""
+    runs = list(getattr(run, "members", ())) or [run]
+    cases = {r.data.lowercase for r in runs}
+    if len(cases) > 1:
+        raise RnnkitError(
+            "--ensemble: the runs differ in --lowercase, so one graph cannot read their words; export runs that "
+            "lowercase alike"
+        )
+    words, chars = zip(*(vocabularies(r) for r in runs), strict=True)
+    all_words, all_chars = _union(words), _union([c for c in chars if c is not None])
+    models = list(run.model.members) if len(runs) > 1 and hasattr(run.model, "members") else [r.model for r in runs]
+    members = [Member(m, _map(all_words, w), _map(all_chars, c)) for m, w, c in zip(models, words, chars, strict=True)]
+    return members, all_words, all_chars  # type: ignore[return-value]
+
+
+def _union(vocabs: list[Any]) -> Vocabulary | None:
+    if not vocabs:
+        return None
+    return vocabs[0] if len(vocabs) == 1 else Vocabulary(list(dict.fromkeys(t for v in vocabs for t in v.tokens)))
+
+
+def _map(union: Any, vocab: Any) -> Tensor | None:
+    """The ids of ``union``'s tokens in ``vocab`` (its ``<unk>`` for those it lacks), or None when the same."""
+    if vocab is None or list(vocab.tokens) == list(union.tokens):
+        return None
+    return torch.tensor(vocab.encode(union.tokens), dtype=torch.long)
+
+
+def _mean(values: list[Tensor]) -> Tensor:
+    return values[0] if len(values) == 1 else torch.stack(values).mean(0)
 
 
 def _word_features(m: nn.Module, x: Tensor, lengths: Tensor, chars: tuple[Tensor, ...]) -> Tensor:
@@ -94,78 +127,125 @@ def _reads_chars(m: nn.Module) -> bool:
     return m.chars is not None or m.lm_features is not None
 
 
+def _inputs(names: list[str], example: tuple[Tensor, ...], chars: Any) -> tuple:
+    """The inputs of a graph over words (``names``: the ids' and the lengths'), with characters when ``chars``
+    (the graph's character vocabulary) is not None: names, example, dynamic dimensions, shapes, dtypes."""
+    dynamic, shapes = [{0: BATCH, 1: TIME}, {0: BATCH}], [[BATCH, TIME], [BATCH]]
+    if chars is None:
+        return names, example, dynamic, shapes, ["int64"] * 2
+    example += _chars_example(example[0], len(chars))
+    dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
+    return (
+        [*names, "chars", "char_lengths"],
+        example,
+        dynamic,
+        [*shapes, [BATCH, TIME, CHARS], [BATCH, TIME]],
+        ["int64"] * 4,
+    )
+
+
+def _ensemble_meta(run: Any) -> dict[str, Any]:
+    runs = getattr(run, "members", ())
+    return {"ensemble": [str(r.path.name) for r in runs]} if len(runs) > 1 else {}
+
+
+class ClassifierGraph(nn.Module):
+    """ids (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> probabilities (B, K) (softmax, or
+    sigmoids with several labels) [, attention (B, T) with attention pooling; label attention: the top label's].
+    An ensemble's: its members' mean probabilities and the mean attention of those that attend."""
+
+    def __init__(self, members: list[Member]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, ids: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
+        outputs = [_classify(member.model, *member.inputs(ids, chars), lengths) for member in self.members]
+        attention = [w for _, w in outputs if w is not None]
+        probs = _mean([p for p, _ in outputs])
+        return (probs, _mean(attention)) if attention else (probs,)
+
+
+def _classify(m: nn.Module, ids: Tensor, chars: tuple[Tensor, ...], lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+    x = _word_features(m, m.embedding(ids), lengths, chars)
+    h, _ = run_layer(m.rnn, x, lengths)
+    if m.head is None:  # label attention: it checks nothing, so it traces as it is
+        logits, weights = m.pooling(h, lengths)
+        weights = top_label_weights(logits, weights)
+    else:
+        pooled, weights = pool(m.pooling, h, lengths)
+        logits = m.head(pooled)
+    return (torch.sigmoid(logits) if m.config.multi_label else torch.softmax(logits, dim=-1)), weights
+
+
 def classify_graphs(run: Any) -> list[Graph]:
-    m = run.model
-    ids, lengths = _example(high=len(run.vocab))
-    inputs, example, dynamic = ["ids", "lengths"], (ids, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
-    shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
-    meta: dict[str, Any] = {"vocab": _vocab(run.vocab), "lowercase": run.data.lowercase}
-    if _reads_chars(m):
-        example += _chars_example(ids, len(run.chars))
-        inputs += ["chars", "char_lengths"]
-        dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
-        shapes += [[BATCH, TIME, CHARS], [BATCH, TIME]]
-        dtypes += ["int64", "int64"]
-        meta["chars"] = _vocab(run.chars)
-    attends = m.head is None or m.pooling.attention is not None
+    members, vocab, chars = _members(run, lambda r: (r.vocab, r.chars if _reads_chars(r.model) else None))
+    inputs, example, dynamic, shapes, dtypes = _inputs(["ids", "lengths"], _example(high=len(vocab)), chars)
+    meta: dict[str, Any] = {"vocab": _vocab(vocab), "lowercase": run.data.lowercase} | _ensemble_meta(run)
+    if chars is not None:
+        meta["chars"] = _vocab(chars)
+    attends = any(m.model.head is None or m.model.pooling.attention is not None for m in members)
     outputs = ["probabilities"] + (["attention"] if attends else [])
     meta |= {
         "labels": list(run.labels.names),
-        "multi_label": m.config.multi_label,
-        "threshold": float(m.threshold),
+        "multi_label": run.model.config.multi_label,
+        "threshold": float(run.threshold),
         "inputs": _io(inputs, shapes, dtypes),
         "outputs": _io(outputs, [[BATCH, len(run.labels)], [BATCH, TIME]][: len(outputs)], ["float32"] * len(outputs)),
     }
-    return [Graph(ClassifierGraph(m), example, inputs, outputs, dynamic, meta)]
-
-
-# -- tag ----------------------------------------------------------------------------------------------------------
+    return [Graph(ClassifierGraph(members), example, inputs, outputs, dynamic, meta)]
 
 
 class TaggerGraph(nn.Module):
     """words (B, T), lengths (B,) [, chars (B, T, C), char_lengths (B, T)] -> emissions (B, T, K), tags (B, T)
-    (Viterbi with a CRF, else each word's argmax; -1 after each length) [, intent_probabilities (B, I)]."""
+    (Viterbi with a CRF, else each word's argmax; -1 after each length) [, intent_probabilities (B, I)]. An
+    ensemble's: its members' mean emissions, decoded with ``crf`` (their mean CRF, rnnkit.tasks.tag_ensemble), and
+    the softmax of their mean intent logits."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, members: list[Member], crf: nn.Module | None) -> None:
         super().__init__()
-        self.model = model
+        self.members, self.crf = nn.ModuleList(members), crf
 
     def forward(self, words: Tensor, lengths: Tensor, *chars: Tensor) -> tuple[Tensor, ...]:
-        m, cfg = self.model, self.model.config
         mask = time_mask(lengths, words.shape[1]).t()  # (B, T)
-        x = context_window(_word_features(m, m.embedding(words), lengths, chars), cfg.window, mask)
-        h = m.encoder(x) if cfg.feedforward else run_layer(m.encoder, x, lengths)[0]
-        emissions = m.emissions(h)
-        tags = viterbi(m.crf, emissions, lengths) if m.crf is not None else emissions.argmax(-1).masked_fill(~mask, -1)
-        if m.intent is None:
+        outputs = [_emit(member.model, *member.inputs(words, chars), lengths, mask) for member in self.members]
+        emissions = _mean([e for e, _ in outputs])
+        if self.crf is not None:
+            tags = viterbi(self.crf, emissions, lengths)
+        else:
+            tags = emissions.argmax(-1).masked_fill(~mask, -1)
+        if outputs[0][1] is None:
             return emissions, tags
-        return emissions, tags, torch.softmax(m.intent(m._pool(h, lengths, mask)), dim=-1)
+        return emissions, tags, torch.softmax(_mean([i for _, i in outputs]), dim=-1)
+
+
+def _emit(
+    m: nn.Module, words: Tensor, chars: tuple[Tensor, ...], lengths: Tensor, mask: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """A tagger's emissions (B, T, K) and intent logits (B, I) or None."""
+    cfg = m.config
+    x = context_window(_word_features(m, m.embedding(words), lengths, chars), cfg.window, mask)
+    h = m.encoder(x) if cfg.feedforward else run_layer(m.encoder, x, lengths)[0]
+    return m.emissions(h), (None if m.intent is None else m.intent(m._pool(h, lengths, mask)))
 
 
 def tag_graphs(run: Any) -> list[Graph]:
-    m, vocabs = run.model, run.vocabs
-    words, lengths = _example(high=len(vocabs.words))
-    inputs, example, dynamic = ["words", "lengths"], (words, lengths), [{0: BATCH, 1: TIME}, {0: BATCH}]
-    shapes, dtypes = [[BATCH, TIME], [BATCH]], ["int64", "int64"]
-    meta: dict[str, Any] = {"vocab": _vocab(vocabs.words), "lowercase": run.data.lowercase}
-    if _reads_chars(m):
-        example += _chars_example(words, len(vocabs.chars))
-        inputs += ["chars", "char_lengths"]
-        dynamic += [{0: BATCH, 1: TIME, 2: CHARS}, {0: BATCH, 1: TIME}]
-        shapes += [[BATCH, TIME, CHARS], [BATCH, TIME]]
-        dtypes += ["int64", "int64"]
-        meta["chars"] = _vocab(vocabs.chars)
-    outputs = ["emissions", "tags"] + (["intent_probabilities"] if m.intent is not None else [])
+    m = run.model  # (an ensemble's: rnnkit.tasks.tag_ensemble.TaggerEnsemble, its CRF the mean)
+    members, words, chars = _members(run, lambda r: (r.vocabs.words, r.vocabs.chars if _reads_chars(r.model) else None))
+    inputs, example, dynamic, shapes, dtypes = _inputs(["words", "lengths"], _example(high=len(words)), chars)
+    meta: dict[str, Any] = {"vocab": _vocab(words), "lowercase": run.data.lowercase} | _ensemble_meta(run)
+    if chars is not None:
+        meta["chars"] = _vocab(chars)
+    outputs = ["emissions", "tags"] + (["intent_probabilities"] if m.intent_names else [])
     out_shapes = [[BATCH, TIME, len(m.tag_names)], [BATCH, TIME], [BATCH, len(m.intent_names)]]
     meta |= {
         "tags": list(m.tag_names),
-        "intents": list(m.intent_names) if m.intent is not None else None,
+        "intents": list(m.intent_names) if m.intent_names else None,
         "crf": m.crf is not None,
         "tag_padding": -1,
         "inputs": _io(inputs, shapes, dtypes),
         "outputs": _io(outputs, out_shapes[: len(outputs)], ["float32", "int64", "float32"][: len(outputs)]),
     }
-    return [Graph(TaggerGraph(m), example, inputs, outputs, dynamic, meta)]
+    return [Graph(TaggerGraph(members, m.crf), example, inputs, outputs, dynamic, meta)]
 
 
 # -- translate: the encoder and the decoder step -----------------------------------------------------------------

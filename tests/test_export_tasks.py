@@ -20,6 +20,7 @@ SHAPES = [(1, 1), (2, 5), (4, 9)]  # (batch, longest length); each batch but the
 FLAGS = ["--epochs", "1", "--batch-size", "8", "--no-progress"]
 TRANSLATORS = {"translate": "general", "translate_dot": "dot", "translate_none": "none"}
 WORDS = ["the", "a", "film", "plot", "was", "very", "good", "bad", "story", "dull", "fun"]
+OTHER_WORDS = ["good", "bad", "film", "plot", "an", "awful", "great", "song", "the"]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,10 @@ def runs(tmp_path_factory, train_cli):
     small = ["--hidden", "8", "--embed", "6"]
     chars = ["--char", "--char-embed", "4", "--char-hidden", "3"]
     (tmp / "lm.txt").write_text("".join(" ".join(t) + "\n" for t in texts))
+    others = [[rng.choice(OTHER_WORDS) for _ in range(rng.randint(1, 6))] for _ in range(24)]  # another vocabulary
+    (tmp / "c2.tsv").write_text("".join(f"{'pos' if 'good' in t else 'neg'}\t{' '.join(t)}\n" for t in others))
+    rows = [{"tokens": t, "tags": [_tag(w) for w in t], "intent": "pos" if "good" in t else "neg"} for t in others]
+    (tmp / "t2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     train_cli("lm", "train", "--train", tmp / "lm.txt", "--out", tmp / "char_lm", "--level", "char", "--hidden", "5",
               "--embed", "3", "--max-steps", "2", "--batch-size", "4", "--bptt", "10", "--no-progress")  # fmt: skip
     lm = ["--char-lm", tmp / "char_lm", "--char-lm-backward", tmp / "char_lm"]  # (one LM both ways: the plumbing)
@@ -46,6 +51,8 @@ def runs(tmp_path_factory, train_cli):
         "tag_clockwork": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--cell", "clockwork"],
         "classify_charlm": ["classify", "train", "--train", tmp / "c.tsv", *small, "--pooling", "mean", *lm],
         "tag_charlm": ["tag", "train", "--train", tmp / "t.jsonl", *small, "--crf", "--window", "1", *chars, *lm],
+        "classify_other": ["classify", "train", "--train", tmp / "c2.tsv", *small, "--pooling", "last"],
+        "tag_other": ["tag", "train", "--train", tmp / "t2.jsonl", *small, "--crf", "--intent", "--cell", "gru"],
     }  # fmt: skip
     for name, argv in train.items():
         train_cli(*argv, "--out", tmp / name, *FLAGS)
@@ -78,10 +85,10 @@ def _manifest(tmp):
     return tmp / "manifest.jsonl"
 
 
-def export(cli, run, out):
+def export(cli, run, out, *more):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    code, _, err = cli("export", run, "--format", "onnx", "--out", out)
+    code, _, err = cli("export", run, "--format", "onnx", "--out", out, *more)
     assert code == 0, err
     return err
 
@@ -146,6 +153,83 @@ def test_tagger_emissions_and_viterbi_equal_torch(runs, name, tmp_path, cli):
         np.testing.assert_array_equal(got[1], decoded.tags.numpy())  # Viterbi (or argmax), -1 after each length
         if intents is not None:
             assert np.abs(got[2] - intents.softmax(-1).numpy()).max() < TOL
+
+
+def _encode(texts, vocab, lowercase):
+    """Texts (lists of words) as the padded arrays an exported graph reads, in its vocabularies' ids (the
+    metadata's): ids (B, T), lengths (B,), chars (B, T, C) and char_lengths (B, T) when ``vocab`` has "chars"."""
+    ids = {t: i for i, t in enumerate(vocab["vocab"]["tokens"])}
+    B, T = len(texts), max(map(len, texts))
+    words, lengths = np.zeros((B, T), np.int64), np.array([len(t) for t in texts])
+    for b, text in enumerate(texts):
+        words[b, : len(text)] = [ids.get(w.lower() if lowercase else w, vocab["vocab"]["unk_id"]) for w in text]
+    if "chars" not in vocab:
+        return words, lengths, {}
+    char_ids, C = {t: i for i, t in enumerate(vocab["chars"]["tokens"])}, max(len(w) for t in texts for w in t)
+    grid, sizes = np.zeros((B, T, C), np.int64), np.ones((B, T), np.int64)
+    for b, text in enumerate(texts):
+        for t, word in enumerate(text):
+            grid[b, t, : len(word)] = [char_ids.get(c, vocab["chars"]["unk_id"]) for c in word]
+            sizes[b, t] = len(word)
+    return words, lengths, {"chars": grid, "char_lengths": sizes}
+
+
+ENSEMBLE_TEXTS = [  # both vocabularies' words, words neither run knows, a character only one knows ("w", "z")
+    ["the", "awful", "film", "was", "good"],
+    ["a", "great", "song"],
+    ["zzz"],
+    ["fun", "story", "wow", "an", "dull", "plot", "bad"],
+]
+
+
+def test_an_ensemble_exports_as_one_graph_that_answers_as_the_ensemble(runs, tmp_path, cli):
+    """``rnnkit export RUN --ensemble RUN2 ...``: runs of different vocabularies, characters, cells and pooling as
+    one graph over the union of their vocabularies; onnxruntime's probabilities and attention (classify), and
+    emissions, Viterbi tags and intents (tag), equal the ensemble's own in torch; other tasks are one line."""
+    from rnnkit.tasks import classify_run, tag_run
+    from rnnkit.tasks.tag_run import TaggedSentence
+
+    names = ["classify", "classify_charlm", "classify_other"]
+    err = export(cli, runs[names[0]], tmp_path / "c.onnx", "--ensemble", runs[names[1]], runs[names[2]])
+    assert "classify graph of a lstm model and 2 more as one" in err, err
+    meta, s = metadata(tmp_path / "c.onnx"), session(tmp_path / "c.onnx")
+    run = classify_run.load_runs([runs[n] for n in names])
+    assert meta["ensemble"] == names and {"awful", "story"} <= set(meta["vocab"]["tokens"])
+    words, lengths, chars = _encode(ENSEMBLE_TEXTS, meta, meta["lowercase"])
+    got = s.run(None, {"ids": words, "lengths": lengths, **chars})
+    want = run.predict([" ".join(t) for t in ENSEMBLE_TEXTS])
+    alone = run.members[0].predict([" ".join(t) for t in ENSEMBLE_TEXTS])
+    probs = np.array([[r["probabilities"][k] for k in meta["labels"]] for r in want])
+    assert (
+        np.abs(got[0] - probs).max() < TOL
+        and np.abs(probs - [list(r["probabilities"].values()) for r in alone]).max() > 1e-3
+    )
+    for b, result in enumerate(want):  # the mean attention of the runs that attend: here the first's alone
+        assert np.abs(got[1][b, : lengths[b]] - [w for _, w in result["attention"]]).max() < TOL
+
+    names = ["tag", "tag_other"]
+    export(cli, runs[names[0]], tmp_path / "t.onnx", "--ensemble", runs[names[1]])
+    meta, s = metadata(tmp_path / "t.onnx"), session(tmp_path / "t.onnx")
+    run = tag_run.load_runs([runs[n] for n in names])
+    words, lengths, chars = _encode(ENSEMBLE_TEXTS, meta, meta["lowercase"])
+    emissions, tags, intents = s.run(None, {"words": words, "lengths": lengths, **chars})
+    batch = run.encode([TaggedSentence(t, []) for t in ENSEMBLE_TEXTS], gold=False).batch(range(len(ENSEMBLE_TEXTS)))
+    with torch.no_grad():
+        want_emissions, want_intents = run.model.eval()(batch)
+    real = np.arange(words.shape[1]) < lengths[:, None]
+    assert np.abs(emissions - want_emissions.numpy())[real].max() < TOL
+    assert np.abs(intents - want_intents.softmax(-1).numpy()).max() < TOL
+    predicted = run.predict(ENSEMBLE_TEXTS)
+    assert [[meta["tags"][i] for i in row[:n]] for row, n in zip(tags, lengths, strict=True)] == [
+        r["tags"] for r in predicted
+    ]
+    for argv, message in (
+        ([runs["translate"], "--ensemble", runs["tag"]], "--ensemble exports taggers and classifiers"),
+        ([runs["tag"], "--ensemble", runs["classify"]], "is a classify run, not a tag run like"),
+    ):
+        code, _, err = cli("export", *argv, "--format", "onnx", "--out", tmp_path / "bad.onnx")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad.onnx").exists()
 
 
 @pytest.mark.parametrize("name", TRANSLATORS)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rnnkit.errors import RnnkitError
 from rnnkit.serve.options import ServeOptions
@@ -55,11 +54,11 @@ def serve(
     import uvicorn
 
     from rnnkit.serve.app import create_app
-    from rnnkit.tasks.registry import task_of
+    from rnnkit.tasks.registry import ensemble_loader, task_of
 
     options = options or ServeOptions()
     task = task_of(path).name
-    loader = _loader(task, path, ensemble)
+    loader = ensemble_loader(path, ensemble, what="serves")
     sock = bind(host, port)  # before loading the model: a port in use is said at once
     try:
         app = create_app(loader(), options, task=task)
@@ -84,20 +83,3 @@ def serve(
         flush=True,
     )
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _loader(task: str, path: str | Path, ensemble: Sequence[str | Path]) -> Callable[[], Any]:
-    """What loads the run (or, with ``ensemble``, the runs as one), checked before the port is taken."""
-    from rnnkit.tasks.registry import load_run, task_of
-
-    if not ensemble:
-        return lambda: load_run(path)
-    if task not in ("tag", "classify"):
-        raise RnnkitError(f"--ensemble serves taggers and classifiers; {path} is a {task} run")
-    others = [p for p in ensemble if task_of(p).name != task]
-    if others:
-        raise RnnkitError(f"--ensemble: {others[0]} is a {task_of(others[0]).name} run, not a {task} run like {path}")
-    from rnnkit.tasks import classify_run, tag_run
-
-    load_runs = tag_run.load_runs if task == "tag" else classify_run.load_runs
-    return lambda: load_runs([path, *ensemble])

@@ -7,6 +7,7 @@ commands that serve every task (``serve``, ``export``) use.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,22 @@ def task_of(path: str | Path) -> TaskSpec:
 def load_run(path: str | Path, *, weights: str = "best") -> Any:
     """A trained run folder of any task, loaded: ``LMRun``, ``MusicRun``, ..."""
     return runs.open_run(task_of(path), path, weights=weights)
+
+
+#: the tasks whose runs answer as one ensemble (``--ensemble RUN ...``), by the function that loads them so
+ENSEMBLES = {"tag": tag_run.load_runs, "classify": classify_run.load_runs}
+
+
+def ensemble_loader(path: str | Path, ensemble: Sequence[str | Path], *, what: str) -> Callable[[], Any]:
+    """What loads the run ``path`` (with ``ensemble``, it and those runs as one), checked before anything is
+    loaded: one line where ``path``'s task has no ensembles or a run is of another task. ``what`` names the
+    command's verb in the message ("serves", "exports")."""
+    task = task_of(path).name
+    if not ensemble:
+        return lambda: load_run(path)
+    if task not in ENSEMBLES:
+        raise RnnkitError(f"--ensemble {what} taggers and classifiers; {path} is a {task} run")
+    others = [p for p in ensemble if task_of(p).name != task]
+    if others:
+        raise RnnkitError(f"--ensemble: {others[0]} is a {task_of(others[0]).name} run, not a {task} run like {path}")
+    return lambda: ENSEMBLES[task]([path, *ensemble])

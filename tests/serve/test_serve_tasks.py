@@ -127,13 +127,13 @@ def test_an_ensemble_is_served_as_it_predicts(task, runs, tmp_path, train_cli, c
     import rnnkit.cli
     from rnnkit.serve.app import create_app
     from rnnkit.serve.options import ServeOptions
-    from rnnkit.serve.server import _loader
+    from rnnkit.tasks.registry import ensemble_loader
 
     first = runs(task)
     data = first.parent / ("train.txt" if task == "tag" else "train.tsv")
     train_cli(task, "train", "--train", data, "--out", tmp_path / "second", "--no-progress", "--hidden", "6",
               "--embed", "5", "--epochs", "1", "--seed", "1", "--lr", "0.05")  # fmt: skip
-    run = _loader(task, first, [tmp_path / "second"])()
+    run = ensemble_loader(first, [tmp_path / "second"], what="serves")()
     texts = ["the very movie", "a plot was a film story"]
     with TestClient(create_app(run, ServeOptions(), task=task)) as client:
         assert client.get("/info").json()["ensemble"] == [first.name, "second"]
