@@ -186,6 +186,8 @@ def test_an_ensemble_exports_as_one_graph_that_answers_as_the_ensemble(runs, tmp
     """``rnnkit export RUN --ensemble RUN2 ...``: runs of different vocabularies, characters, cells and pooling as
     one graph over the union of their vocabularies; onnxruntime's probabilities and attention (classify), and
     emissions, Viterbi tags and intents (tag), equal the ensemble's own in torch; other tasks are one line."""
+    from rnnkit.errors import RnnkitError
+    from rnnkit.export_tasks import tag_graphs
     from rnnkit.tasks import classify_run, tag_run
     from rnnkit.tasks.tag_run import TaggedSentence
 
@@ -223,6 +225,9 @@ def test_an_ensemble_exports_as_one_graph_that_answers_as_the_ensemble(runs, tmp
     assert [[meta["tags"][i] for i in row[:n]] for row, n in zip(tags, lengths, strict=True)] == [
         r["tags"] for r in predicted
     ]
+    run.members[1].data.lowercase = not run.members[0].data.lowercase  # one graph reads one lowercasing
+    with pytest.raises(RnnkitError, match="the runs differ in --lowercase, so one graph cannot read their words"):
+        tag_graphs(run)
     for argv, message in (
         ([runs["translate"], "--ensemble", runs["tag"]], "--ensemble exports taggers and classifiers"),
         ([runs["tag"], "--ensemble", runs["classify"]], "is a classify run, not a tag run like"),
