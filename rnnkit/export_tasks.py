@@ -92,8 +92,8 @@ def _members(run: Any, vocabularies: Any) -> tuple[list[Member], Vocabulary, Voc
         )
     words, chars = zip(*(vocabularies(r) for r in runs), strict=True)
     all_words, all_chars = _union(words), _union([c for c in chars if c is not None])
-    models = list(run.model.members) if len(runs) > 1 and hasattr(run.model, "members") else [r.model for r in runs]
-    members = [Member(m, _map(all_words, w), _map(all_chars, c)) for m, w, c in zip(models, words, chars, strict=True)]
+    maps = [(_map(all_words, w), _map(all_chars, c)) for w, c in zip(words, chars, strict=True)]
+    members = [Member(r.model, *m) for r, m in zip(runs, maps, strict=True)]
     return members, all_words, all_chars  # type: ignore[return-value]
 
 
