@@ -35,6 +35,11 @@ class LMDataConfig:
         "strict", "undecodable bytes: stop, or replace/ignore them", choices=("strict", "replace", "ignore")
     )
     eval_batch_size: int = option(10, "parallel streams when evaluating", ge=1)
+    finetune: str | None = option(
+        None,
+        "an rnnkit lm run to start from: its vocabulary, architecture (it replaces the model options) and weights, "
+        "trained further on --train (ULMFiT's LM fine-tuning on the target text)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -214,8 +219,13 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     if data.train is None:
         raise RnnkitError("--train FILE is required: the text to learn from")
     rank, world = dist.rank_world()
+    source = None
     if run_dir is not None:
         vocab = Vocabulary.load(run_dir / "vocab.json")
+    elif data.finetune is not None:
+        source = _finetuned(data)
+        vocab, cfg["model"] = source.vocab, source.model_config  # (config.json saves the source's architecture)
+        model_cfg = cfg["model"]
     else:
         tokens = tokenize(read_text(data.train, encoding_errors=data.encoding_errors), data.level)
         vocab = Vocabulary.build(tokens, min_freq=data.min_freq, max_size=data.max_vocab)
@@ -235,10 +245,28 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
         f"training a {model_cfg.layers}-layer {model_cfg.cell} LM: vocabulary {len(vocab)}, {params:,} parameters, "
         f"{len(train_ids):,} training tokens"
     )
+    if source is not None:  # a new run only: a resumed one has its weights in its checkpoint
+        model.load_state_dict(source.model.state_dict())
+        summary += f", starting from {data.finetune}"
     train = train_batches.shard(rank, world)
     if train_cfg.variable_bptt:
         train = VariableStream(train, seed=train_cfg.seed)
     return Prepared(model, train, valid, {"vocab.json": vocab.save}, summary)
+
+
+def _finetuned(data: LMDataConfig) -> LMRun:
+    """The run ``--finetune`` names, loaded and checked to be an LM of ``data.level``."""
+    from rnnkit.tasks import registry
+
+    task = registry.task_of(data.finetune).name
+    if task != "lm":
+        raise RnnkitError(f"--finetune {data.finetune} is a {task} run: give an rnnkit lm run")
+    source = load_run(data.finetune)
+    if source.data.level != data.level:
+        raise RnnkitError(
+            f"--finetune {data.finetune} is a {source.data.level}-level LM: pass --level {source.data.level}"
+        )
+    return source
 
 
 def encode_file(path: str, vocab: Vocabulary, level: str, encoding_errors: str) -> torch.Tensor:

@@ -235,3 +235,33 @@ def test_encoder_lr_scales_the_embedding_and_recurrent_steps_only(task):
         factor = 0.25 if name.startswith(("embedding.", "rnn.", "encoder.")) else 1.0
         torch.testing.assert_close(scaled[name], factor * delta, rtol=1e-5, atol=1e-7, msg=name)
     assert sum(full[name].abs().sum() for name in full if name.startswith("embedding.")) > 0
+
+
+def test_lm_finetune_starts_from_the_run_and_trains_on_the_new_text(lms, tmp_path, cli):
+    """``rnnkit lm train --finetune RUN``: the new run has RUN's vocabulary and architecture (its own model flags
+    replaced) and starts from its weights (one step at learning rate 1e-30 leaves them as they were), then trains on its
+    own text and resumes; a run of another task or level is one line, nothing written."""
+    (tmp_path / "reviews.txt").write_text("a good plot\nthe dull film is good\n" * 5)
+    argv = ["lm", "train", "--train", tmp_path / "reviews.txt", "--level", "word", "--finetune", lms[0]]
+    argv += ["--hidden", "9", "--batch-size", "2", "--bptt", "4", "--no-progress"]
+    code, _, err = cli(*argv, "--out", tmp_path / "same", "--max-steps", "1", "--lr", "1e-30")
+    assert code == 0 and f"starting from {lms[0]}" in err, err
+    config = json.loads((tmp_path / "same" / "config.json").read_text())
+    assert config["model"]["hidden"] == 6 and config["data"]["finetune"] == str(lms[0])
+    assert (tmp_path / "same" / "vocab.json").read_text() == (lms[0] / "vocab.json").read_text()
+    source = load_file(str(lms[0] / "checkpoint" / "model.safetensors"))
+    start = load_file(str(tmp_path / "same" / "checkpoint" / "model.safetensors"))
+    assert source.keys() == start.keys() and all(torch.equal(source[k], start[k]) for k in source)
+    code, _, err = cli(*argv, "--out", tmp_path / "tuned", "--max-steps", "3", "--lr", "0.1")
+    assert code == 0, err
+    tuned = load_file(str(tmp_path / "tuned" / "checkpoint" / "model.safetensors"))
+    assert not torch.equal(tuned["decoder.weight"], source["decoder.weight"])
+    code, _, err = cli("lm", "train", "--out", tmp_path / "tuned", "--resume", "--max-steps", "5", "--no-progress")
+    assert code == 0 and "stopped at step 5" in err and "starting from" not in err, err
+    for source_run, level, message in (
+        (lms[0], "char", "is a word-level LM: pass --level word"),
+        (tmp_path / "missing", "word", "missing"),
+    ):
+        code, _, err = cli(*argv[:5], level, "--finetune", source_run, "--out", tmp_path / "bad", "--no-progress")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
