@@ -6,6 +6,7 @@
     python benchmarks/classify_sst2.py --config configs/classify/sst2_bilstm_lm.toml --pretrained  # ULMFiT's way:
         # the encoder from the forward and backward LMs of benchmarks/pretrain_lm.py (run it first)
     python benchmarks/classify_sst2.py --char-lms   # + frozen character LMs' features (pretrain_lm.py --level char)
+    python benchmarks/classify_sst2.py --char-lms sst2   # those LMs fine-tuned on SST-2's text (--finetune-on)
 
 6,920 training sentences (no phrase labels), 872 dev sentences; the test split is held out. Published test
 accuracy: Kim 2014 CNN from random vectors 82.7; Tai et al. 2015 LSTM 84.9 / BiLSTM 87.5 (GloVe and phrase labels).
@@ -58,7 +59,12 @@ def main() -> None:
         "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
     )
     parser.add_argument(
-        "--char-lms", action="store_true", help="add the character LMs of pretrain_lm.py --level char as features"
+        "--char-lms",
+        nargs="?",
+        const="pretrain",
+        default=None,
+        metavar="CORPUS",
+        help="add frozen character-LM features: pretrain_lm.py --level char's LMs, or those fine-tuned on CORPUS",
     )
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
@@ -70,8 +76,8 @@ def main() -> None:
     if args.pretrained:
         args.extra = [*pretrained_encoders(), *args.extra]
     if args.char_lms:
-        args.extra = [*char_lm_features(), *args.extra]
-        name += "_charlm"
+        args.extra = [*char_lm_features(args.char_lms), *args.extra]
+        name += "_charlm" + ("" if args.char_lms == "pretrain" else f"_{args.char_lms}")
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "stsa.binary.train", Path(args.data) / "stsa.binary.dev"
     result = run_task("classify", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)

@@ -144,14 +144,19 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
-def char_lm_features() -> list[str]:
-    """The flags that add the frozen character LMs of ``benchmarks/pretrain_lm.py --level char`` (forward and
-    backward) as word features; exits with a one-line message where they have not been trained."""
-    runs = [Path(__file__).resolve().parent.parent / "runs" / "bench" / f"pretrain_charlm_{d}" for d in DIRECTIONS]
-    for run, direction in zip(runs, DIRECTIONS, strict=True):
-        if not (run / "best.safetensors").exists():
-            sys.exit(f"{run}: no trained LM: first run benchmarks/pretrain_lm.py --level char --direction {direction}")
-    return ["--char-lm", str(runs[0]), "--char-lm-backward", str(runs[1])]
+def char_lm_features(runs: str = "pretrain") -> list[str]:
+    """The flags that add frozen character LMs as word features: ``runs`` "pretrain" takes those of
+    ``pretrain_lm.py --level char`` (forward and backward), a corpus name (sst2, inspec, ...) those fine-tuned on
+    it (``--finetune-on``); exits with a one-line message where they have not been trained."""
+    stem = "pretrain_charlm" if runs == "pretrain" else f"finetune_charlm_{runs}"
+    folders = [Path(__file__).resolve().parent.parent / "runs" / "bench" / f"{stem}_{d}" for d in DIRECTIONS]
+    how = "" if runs == "pretrain" else f" --finetune-on {runs}"
+    for run, direction in zip(folders, DIRECTIONS, strict=True):
+        if not (run / "config.json").exists():
+            sys.exit(
+                f"{run}: no trained LM: first run benchmarks/pretrain_lm.py --level char --direction {direction}{how}"
+            )
+    return ["--char-lm", str(folders[0]), "--char-lm-backward", str(folders[1])]
 
 
 DIRECTIONS = ("forward", "backward")

@@ -14,6 +14,11 @@ The LM is one tied LSTM layer (``--hidden`` units, embedding of the same size), 
 layer of that size per direction can start from it whole (``--encoder RUN`` of ``rnnkit classify train``), not
 just from its embedding. The runs go to runs/bench/pretrain_lm_<direction>; each is an ordinary ``rnnkit lm`` run.
 
+``--finetune-on CORPUS`` then trains the LM further on one corpus's training text alone (ULMFiT's target-task LM
+fine-tuning; ``rnnkit lm train --finetune``), into runs/bench/finetune_<level>lm_<corpus>_<direction>::
+
+    python benchmarks/pretrain_lm.py --level char --direction forward --finetune-on sst2 --epochs 3 --lr 0.001
+
 ``--level char`` trains character LMs of the same text instead (one LSTM layer of ``--hidden`` units over a 64-wide
 character embedding; ``backward`` reverses each line's characters), for the contextual string features of
 ``rnnkit tag train --lm-features`` (Akbik et al. 2018); they go to runs/bench/pretrain_charlm_<direction>.
@@ -32,22 +37,31 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
-def sentences(data: Path) -> list[str]:
-    """Every training sentence of the five corpora, lower-cased, words separated by single spaces."""
-    lines = (data / "ptb" / "ptb.train.txt").read_text().splitlines()
-    lines += [line.split(" ", 1)[1] for line in (data / "sst2" / "stsa.binary.train").read_text().splitlines()]
-    lines += (data / "multi30k" / "tok" / "train.lc.norm.tok.en").read_text().splitlines()
-    words: list[str] = []
-    for line in (data / "conll2003" / "eng.train").read_text().splitlines():
-        if line.startswith("-DOCSTART-"):
-            continue
-        if line.strip():
-            words.append(line.split(" ", 1)[0])
-        elif words:
-            lines.append(" ".join(words))
-            words = []
-    for line in (data / "inspec" / "train.jsonl").read_text().splitlines():
-        lines.append(" ".join(json.loads(line)["tokens"]))
+CORPORA = ("ptb", "sst2", "multi30k", "conll2003", "inspec")
+
+
+def sentences(data: Path, corpora: tuple[str, ...] = CORPORA) -> list[str]:
+    """Every training sentence of ``corpora`` (default: all five), lower-cased, words separated by single spaces."""
+    lines: list[str] = []
+    if "ptb" in corpora:
+        lines += (data / "ptb" / "ptb.train.txt").read_text().splitlines()
+    if "sst2" in corpora:
+        lines += [line.split(" ", 1)[1] for line in (data / "sst2" / "stsa.binary.train").read_text().splitlines()]
+    if "multi30k" in corpora:
+        lines += (data / "multi30k" / "tok" / "train.lc.norm.tok.en").read_text().splitlines()
+    if "conll2003" in corpora:
+        words: list[str] = []
+        for line in (data / "conll2003" / "eng.train").read_text().splitlines():
+            if line.startswith("-DOCSTART-"):
+                continue
+            if line.strip():
+                words.append(line.split(" ", 1)[0])
+            elif words:
+                lines.append(" ".join(words))
+                words = []
+    if "inspec" in corpora:
+        for line in (data / "inspec" / "train.jsonl").read_text().splitlines():
+            lines.append(" ".join(json.loads(line)["tokens"]))
     return [" ".join(line.lower().split()) for line in lines if line.strip()]
 
 
@@ -61,8 +75,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--resume", action="store_true", help="continue the run (exactly as if never stopped)")
+    parser.add_argument(
+        "--finetune-on",
+        choices=CORPORA,
+        default=None,
+        help="fine-tune the pretrained LM of --level and --direction on this corpus's training text alone",
+    )
+    parser.add_argument("--lr", type=float, default=0.002, help="Adam's learning rate")
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit lm train, after --")
     args = parser.parse_args()
+    if args.finetune_on:
+        return finetune(args)
     bench = ROOT / "runs" / "bench"
     bench.mkdir(parents=True, exist_ok=True)
     char = args.level == "char"
@@ -92,9 +115,33 @@ def main() -> None:
         else:
             command += ["--min-freq", "2", "--layers", "1", "--hidden", str(hidden), "--embed", str(hidden)]
             command += ["--tie-weights", "--bptt", "48"]
-        command += ["--dropout", "0.1", "--batch-size", "64", "--lr", "0.002", "--clip-norm", "1.0"]
+        command += ["--dropout", "0.1", "--batch-size", "64", "--lr", str(args.lr), "--clip-norm", "1.0"]
         command += ["--no-progress", *args.extra]
-    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+    run(command, args.threads)
+
+
+def finetune(args: argparse.Namespace) -> None:
+    """ULMFiT's second stage: the LM of pretrain_lm.py trained further on one task's training text
+    (``rnnkit lm train --finetune``), into runs/bench/finetune_<level>lm_<corpus>_<direction>; no validation
+    text, so the run keeps its last weights."""
+    bench, char = ROOT / "runs" / "bench", args.level == "char"
+    source = bench / f"pretrain_{'char' * char}lm_{args.direction}"
+    corpus = bench / f"finetune_{'char' * char}{args.direction}_{args.finetune_on}.txt"
+    words = [line.split() for line in sentences(Path(args.data), (args.finetune_on,))]
+    if args.direction == "backward":
+        words = [[w[::-1] for w in reversed(line)] if char else list(reversed(line)) for line in words]
+    corpus.write_text("".join(" ".join(w) + "\n" for w in words))
+    print(f"{corpus}: {len(words):,} sentences, {sum(map(len, words)):,} words", flush=True)
+    out = bench / f"finetune_{'char' * char}lm_{args.finetune_on}_{args.direction}"
+    command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out), "--train", str(corpus)]
+    command += ["--finetune", str(source), "--level", args.level, "--epochs", str(args.epochs), "--force"]
+    command += ["--bptt", "100" if char else "48", "--batch-size", "64", "--lr", str(args.lr), "--clip-norm", "1.0"]
+    command += (["--max-minutes", str(args.minutes)] if args.minutes else []) + ["--no-progress", *args.extra]
+    run(command, args.threads)
+
+
+def run(command: list[str], threads: int | None) -> None:
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, env=env)
 

@@ -5,6 +5,7 @@ the validation data, as a user runs them.
     python benchmarks/tag_ensemble.py --data-set conll2003 --seeds 0 1 2 --jobs 2
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --reuse   # train only the runs not there
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 --char-lms    # + the character LMs' features
+    python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 --char-lms inspec   # those fine-tuned on Inspec
 
 Each seed trains ``rnnkit tag train --config CONFIG --seed N`` into runs/bench/<config>_<tag>_seed<N> (``--jobs 2``:
 two at a time, one thread each; ``--reuse``: a run already trained there is kept), then every run is evaluated
@@ -49,7 +50,12 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="names the runs and the result (default: from the flags)")
     parser.add_argument("--reuse", action="store_true", help="keep the seeds' runs already trained in runs/bench")
     parser.add_argument(
-        "--char-lms", action="store_true", help="add --char-lm features from pretrain_lm.py --level char's LMs"
+        "--char-lms",
+        nargs="?",
+        const="pretrain",
+        default=None,
+        metavar="CORPUS",
+        help="add frozen character-LM features: pretrain_lm.py --level char's LMs, or those fine-tuned on CORPUS",
     )
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
@@ -59,8 +65,10 @@ def main() -> None:
     config = args.config or str(ROOT / default_config)
     threads = args.threads or (1 if args.jobs > 1 else None)
     tag = args.name or ("".join(args.extra).replace("--", "_").strip("_") or "plain")
-    tag = f"charlm_{tag}" if args.char_lms else tag
-    features = char_lm_features() if args.char_lms else []
+    tag = (
+        ("charlm" + ("" if args.char_lms == "pretrain" else f"-{args.char_lms}") + f"_{tag}") if args.char_lms else tag
+    )
+    features = char_lm_features(args.char_lms) if args.char_lms else []
     stem = f"{Path(config).stem}_{tag}"
     outs = {seed: ROOT / "runs" / "bench" / f"{stem}_seed{seed}" for seed in args.seeds}
 
