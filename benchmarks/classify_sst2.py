@@ -23,7 +23,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from common import char_lm_features, machine, pretrained_encoders, run_task, write_result
+from common import add_char_lms_flag, char_lm_features, machine, pretrained_encoders, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -58,14 +58,7 @@ def main() -> None:
     parser.add_argument(
         "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
     )
-    parser.add_argument(
-        "--char-lms",
-        nargs="?",
-        const="pretrain",
-        default=None,
-        metavar="CORPUS",
-        help="add frozen character-LM features: pretrain_lm.py --level char's LMs, or those fine-tuned on CORPUS",
-    )
+    add_char_lms_flag(parser)
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
     name = Path(args.config).stem

@@ -144,6 +144,18 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
+def add_char_lms_flag(parser: argparse.ArgumentParser) -> None:
+    """``--char-lms [CORPUS]``: the flag of the benchmarks that add :func:`char_lm_features`."""
+    parser.add_argument(
+        "--char-lms",
+        nargs="?",
+        const="pretrain",
+        default=None,
+        metavar="CORPUS",
+        help="add frozen character-LM features: pretrain_lm.py --level char's LMs, or those fine-tuned on CORPUS",
+    )
+
+
 def char_lm_features(runs: str = "pretrain") -> list[str]:
     """The flags that add frozen character LMs as word features: ``runs`` "pretrain" takes those of
     ``pretrain_lm.py --level char`` (forward and backward), a corpus name (sst2, inspec, ...) those fine-tuned on

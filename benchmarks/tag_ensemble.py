@@ -21,7 +21,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import char_lm_features, machine, rnnkit_cli, run_task, write_result
+from common import add_char_lms_flag, char_lm_features, machine, rnnkit_cli, run_task, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -49,14 +49,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: 1 with --jobs > 1)")
     parser.add_argument("--name", default=None, help="names the runs and the result (default: from the flags)")
     parser.add_argument("--reuse", action="store_true", help="keep the seeds' runs already trained in runs/bench")
-    parser.add_argument(
-        "--char-lms",
-        nargs="?",
-        const="pretrain",
-        default=None,
-        metavar="CORPUS",
-        help="add frozen character-LM features: pretrain_lm.py --level char's LMs, or those fine-tuned on CORPUS",
-    )
+    add_char_lms_flag(parser)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
