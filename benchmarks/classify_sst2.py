@@ -59,9 +59,10 @@ def main() -> None:
         "--pretrained", action="store_true", help="start the encoder from benchmarks/pretrain_lm.py's two LMs"
     )
     add_char_lms_flag(parser)
+    parser.add_argument("--name", default=None, help="the run's name in runs/bench (default: the config's)")
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit classify train, after --")
     args = parser.parse_args()
-    name = Path(args.config).stem
+    name = args.name or Path(args.config).stem
     if args.pretrain_minutes:
         embed = tomllib.loads(Path(args.config).read_text())["model"]["embed"]
         args.extra = [*args.extra, "--embeddings", str(pretrain(args, embed))]
