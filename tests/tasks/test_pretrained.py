@@ -258,8 +258,12 @@ def test_lm_finetune_starts_from_the_run_and_trains_on_the_new_text(lms, tmp_pat
     assert not torch.equal(tuned["decoder.weight"], source["decoder.weight"])
     code, _, err = cli("lm", "train", "--out", tmp_path / "tuned", "--resume", "--max-steps", "5", "--no-progress")
     assert code == 0 and "stopped at step 5" in err and "starting from" not in err, err
+    (tmp_path / "c.tsv").write_text("pos\ta good plot\nneg\tthe dull film\n")
+    assert cli("classify", "train", "--train", tmp_path / "c.tsv", "--out", tmp_path / "cls", "--max-steps", "1",
+               "--no-progress")[0] == 0  # fmt: skip
     for source_run, level, message in (
         (lms[0], "char", "is a word-level LM: pass --level word"),
+        (tmp_path / "cls", "word", "is a classify run: give an rnnkit lm run"),
         (tmp_path / "missing", "word", "missing"),
     ):
         code, _, err = cli(*argv[:5], level, "--finetune", source_run, "--out", tmp_path / "bad", "--no-progress")
