@@ -98,11 +98,7 @@ def main() -> None:
             line for line in (Path(args.data) / "ptb" / "ptb.valid.txt").read_text().splitlines() if line.strip()
         ]
         for path, lines in ((corpus, sentences(Path(args.data))), (valid, ptb_valid)):
-            words = [line.split() for line in lines]
-            if args.direction == "backward":  # (a character LM's line reversed whole, spaces too)
-                words = [[w[::-1] for w in reversed(line)] if char else list(reversed(line)) for line in words]
-            path.write_text("".join(" ".join(w) + "\n" for w in words))
-            print(f"{path}: {len(words):,} sentences, {sum(map(len, words)):,} words", flush=True)
+            write_corpus(path, lines, args.direction, char)
     out = bench / f"pretrain_{'char' * char}lm_{args.direction}"
     command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out)]
     command += ["--epochs", str(args.epochs)] + (["--max-minutes", str(args.minutes)] if args.minutes else [])
@@ -127,17 +123,23 @@ def finetune(args: argparse.Namespace) -> None:
     bench, char = ROOT / "runs" / "bench", args.level == "char"
     source = bench / f"pretrain_{'char' * char}lm_{args.direction}"
     corpus = bench / f"finetune_{'char' * char}{args.direction}_{args.finetune_on}.txt"
-    words = [line.split() for line in sentences(Path(args.data), (args.finetune_on,))]
-    if args.direction == "backward":
-        words = [[w[::-1] for w in reversed(line)] if char else list(reversed(line)) for line in words]
-    corpus.write_text("".join(" ".join(w) + "\n" for w in words))
-    print(f"{corpus}: {len(words):,} sentences, {sum(map(len, words)):,} words", flush=True)
+    write_corpus(corpus, sentences(Path(args.data), (args.finetune_on,)), args.direction, char)
     out = bench / f"finetune_{'char' * char}lm_{args.finetune_on}_{args.direction}"
     command = [sys.executable, "-m", "rnnkit", "lm", "train", "--out", str(out), "--train", str(corpus)]
     command += ["--finetune", str(source), "--level", args.level, "--epochs", str(args.epochs), "--force"]
     command += ["--bptt", "100" if char else "48", "--batch-size", "64", "--lr", str(args.lr), "--clip-norm", "1.0"]
     command += (["--max-minutes", str(args.minutes)] if args.minutes else []) + ["--no-progress", *args.extra]
     run(command, args.threads)
+
+
+def write_corpus(path: Path, lines: list[str], direction: str, char: bool) -> None:
+    """``lines`` into ``path``, one a line; ``backward`` reverses each line's words (a character LM's line whole,
+    spaces too)."""
+    words = [line.split() for line in lines]
+    if direction == "backward":
+        words = [[w[::-1] for w in reversed(line)] if char else list(reversed(line)) for line in words]
+    path.write_text("".join(" ".join(w) + "\n" for w in words))
+    print(f"{path}: {len(words):,} sentences, {sum(map(len, words)):,} words", flush=True)
 
 
 def run(command: list[str], threads: int | None) -> None:

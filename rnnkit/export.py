@@ -135,9 +135,10 @@ def export_run(path: str | Path, fmt: str, out: str | Path, ensemble: Sequence[s
             "would fix at the traced example's length; use --format onnx"
         )
     run = ensemble_loader(path, ensemble, what="exports")()
-    for member in getattr(run, "members", ()) or (run,):  # a deployed graph computes no gradients (and TorchScript
-        member.model.eval().requires_grad_(False)  # would keep them)
-    run.model.eval()
+    # a deployed graph computes no gradients (and TorchScript would keep them); an ensemble's: every run's model, and
+    # the tagger ensemble's own (its mean CRF)
+    for model in {run.model, *(member.model for member in getattr(run, "members", ()))}:
+        model.eval().requires_grad_(False)
     cell = run.model_config.cell
     if task in TASK_GRAPHS:
         return _export_graphs(TASK_GRAPHS[task](run), task, cell, out)

@@ -254,13 +254,17 @@ def _prepare(cfg: dict[str, Any], run_dir: Path | None) -> Prepared:
     return Prepared(model, train, valid, {"vocab.json": vocab.save}, summary)
 
 
-def _finetuned(data: LMDataConfig) -> LMRun:
-    """The run ``--finetune`` names, loaded and checked to be an LM of ``data.level``."""
+def check_lm_run(path: str | Path, wanted: str = "a folder of rnnkit lm train") -> None:
+    """One line where ``path`` holds a run of another task (``wanted`` says what to give instead)."""
     from rnnkit.tasks import registry
 
-    task = registry.task_of(data.finetune).name
-    if task != "lm":
-        raise RnnkitError(f"--finetune {data.finetune} is a {task} run: give an rnnkit lm run")
+    if registry.task_of(path).name != "lm":
+        raise RnnkitError(f"{path} is not an rnnkit lm run: give {wanted}")
+
+
+def _finetuned(data: LMDataConfig) -> LMRun:
+    """The run ``--finetune`` names, loaded and checked to be an LM of ``data.level``."""
+    check_lm_run(data.finetune)
     source = load_run(data.finetune)
     if source.data.level != data.level:
         raise RnnkitError(

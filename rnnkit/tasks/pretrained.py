@@ -186,9 +186,9 @@ def encoder_vocabulary(vocab: Vocabulary, data: Any) -> Vocabulary:
 def _lm_run(path: Path, alternative: str = "", *, load: bool = True) -> Any:
     """The LM run in ``path`` loaded, or with ``load=False`` its vocabulary alone."""
     from rnnkit.tasks import registry
+    from rnnkit.tasks.lm_run import check_lm_run
 
-    if registry.task_of(path).name != "lm":
-        raise RnnkitError(f"{path} is not an rnnkit lm run: give {alternative}a folder of rnnkit lm train")
+    check_lm_run(path, f"{alternative}a folder of rnnkit lm train")
     return registry.load_run(path) if load else Vocabulary.load(path / "vocab.json")
 
 

@@ -108,9 +108,9 @@ _NOT_TEXT = {*Vocabulary.SPECIALS, "\n", " "}  # an LM's characters that never o
 
 def _char_lm_run(path: Path, *, load: bool = True) -> Any:
     from rnnkit.tasks import registry
+    from rnnkit.tasks.lm_run import check_lm_run
 
-    if registry.task_of(path).name != "lm":
-        raise RnnkitError(f"{path} is not an rnnkit lm run: give a folder of rnnkit lm train --level char")
+    check_lm_run(path, "a folder of rnnkit lm train --level char")
     run = registry.load_run(path) if load else _configs_only(path)
     if run.data.level != "char":
         raise RnnkitError(f"{path} is a {run.data.level}-level LM: give a character LM (rnnkit lm train --level char)")

@@ -263,7 +263,7 @@ def test_lm_finetune_starts_from_the_run_and_trains_on_the_new_text(lms, tmp_pat
                "--no-progress")[0] == 0  # fmt: skip
     for source_run, level, message in (
         (lms[0], "char", "is a word-level LM: pass --level word"),
-        (tmp_path / "cls", "word", "is a classify run: give an rnnkit lm run"),
+        (tmp_path / "cls", "word", "is not an rnnkit lm run: give a folder of rnnkit lm train"),
         (tmp_path / "missing", "word", "missing"),
     ):
         code, _, err = cli(*argv[:5], level, "--finetune", source_run, "--out", tmp_path / "bad", "--no-progress")
