@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         verbs,
         "accuracy, macro-F1, per-class scores and the confusion matrix of labelled texts",
         f"rnnkit classify eval runs/sst2 --data {SST}/stsa.binary.dev --json\n"
-        f"  rnnkit classify eval runs/sst2 --ensemble runs/sst2-seed1 runs/sst2-seed2 --data {SST}/stsa.binary.dev",
+        f"  rnnkit classify eval runs/sst2 --ensemble runs/sst2-seed1 runs/sst2-seed2 --data {SST}/stsa.binary.dev\n"
+        f"  rnnkit classify eval runs/sst2-ensemble --data {SST}/stsa.binary.dev   # a folder of rnnkit ensemble",
         "labelled texts in the run's format (TSV, SST or JSON lines)",
         "texts",
         evaluate,

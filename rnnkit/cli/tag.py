@@ -45,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         verbs,
         "span precision/recall/F1 (conlleval), token accuracy, intent and sentence accuracy",
         f"rnnkit tag eval runs/atis --data {DATA}/atis/dev --json\n"
-        f"  rnnkit tag eval runs/ner-seed0 --ensemble runs/ner-seed1 runs/ner-seed2 --data {DATA}/conll2003/eng.testa",
+        f"  rnnkit tag eval runs/ner-seed0 --ensemble runs/ner-seed1 runs/ner-seed2 --data {DATA}/conll2003/eng.testa\n"
+        f"  rnnkit tag eval runs/ner-ensemble --data {DATA}/conll2003/eng.testa   # a folder of rnnkit ensemble",
         "tagged data: a CoNLL file, an ATIS folder or a JSON lines file",
         "sentences",
         evaluate,

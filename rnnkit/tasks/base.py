@@ -87,6 +87,8 @@ class TaskSpec:
     prepare: Callable[[dict[str, Any], Path | None], Prepared]  # (configs, run folder on resume else None)
     open: Callable[[Path, dict[str, Any], str], Any]  # (run folder, configs, "best"|"last") -> the loaded run
     distributed: bool = True  # whether it trains under torchrun (its batches shard over processes)
+    # (run folders, weights=) -> the runs loaded as one ensemble, for tasks that have ensembles (tag, classify)
+    ensemble: Callable[..., Any] | None = None
 
     @property
     def command(self) -> str:

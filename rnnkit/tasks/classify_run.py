@@ -28,7 +28,7 @@ from rnnkit.data.labels import Labels
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import check_model_memory
-from rnnkit.tasks import runs
+from rnnkit.tasks import ensemble_folder, runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.classify import (
     ClassifyBatch,
@@ -339,10 +339,11 @@ def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None
 
 
 def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str | None = None) -> ClassifyRun:
-    """One run folder loaded, or several as one ensemble: each reads the texts its own way (vocabulary,
+    """One run folder loaded, or several as one ensemble (an ensemble folder counts as its runs,
+    :mod:`rnnkit.tasks.ensemble_folder`): each reads the texts its own way (vocabulary,
     lowercasing, characters), and their probabilities are averaged (several labels: at their mean threshold).
     The runs must have the same labels."""
-    runs_ = [load_run(p, weights=weights, verb=verb) for p in paths]
+    runs_ = [load_run(p, weights=weights, verb=verb) for p in ensemble_folder.expand(paths, SPEC.name, verb)]
     first = runs_[0]
     for run in runs_[1:]:
         mine, theirs = (
@@ -488,4 +489,4 @@ def truncate(path: str, examples: list[Example], max_length: int | None) -> list
     return [Example(e.tokens[:max_length], e.labels) for e in examples]
 
 
-SPEC = TaskSpec("classify", SECTIONS, _prepare, _open)
+SPEC = TaskSpec("classify", SECTIONS, _prepare, _open, ensemble=load_runs)

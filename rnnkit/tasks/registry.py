@@ -65,8 +65,9 @@ def load_run(path: str | Path, *, weights: str = "best") -> Any:
     return runs.open_run(task_of(path), path, weights=weights)
 
 
-#: the tasks whose runs answer as one ensemble (``--ensemble RUN ...``), by the function that loads them so
-ENSEMBLES = {"tag": tag_run.load_runs, "classify": classify_run.load_runs}
+#: the tasks whose runs answer as one ensemble (``--ensemble RUN ...``, ensemble folders), by the function that
+#: loads them so
+ENSEMBLES = {name: spec.ensemble for name, spec in TASKS.items() if spec.ensemble is not None}
 
 
 def ensemble_loader(path: str | Path, ensemble: Sequence[str | Path], *, what: str) -> Callable[[], Any]:

@@ -25,6 +25,7 @@ import rnnkit
 from rnnkit.config import build, to_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.io import read_json, write_json
+from rnnkit.tasks import ensemble_folder
 from rnnkit.tasks.base import TaskSpec
 from rnnkit.train import Trainer, run_folder
 from rnnkit.train import distributed as dist
@@ -42,10 +43,14 @@ def config_json(spec: TaskSpec, cfg: dict[str, Any], files: list[str]) -> dict[s
 
 
 def saved_task(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """The task named in a run folder's config.json (None in runs older than the name) and the config."""
+    """The task named in a run folder's config.json (None in runs older than the name) and the config (an
+    ensemble folder's: its task and its first run's config)."""
     file = path / "config.json"
     if not path.is_dir():
         raise RnnkitError(f"{path}: no such run folder")
+    if ensemble_folder.is_ensemble(path):
+        task, members = ensemble_folder.read(path)
+        return task, saved_task(members[0])[1]
     config = read_json(file, what="run config")
     if not run_folder.looks_like_run(config):
         raise RnnkitError(
@@ -80,7 +85,17 @@ def open_run(spec: TaskSpec, path: str | Path, *, weights: str = "best", verb: s
     path = Path(path)
     if not path.is_dir():
         raise RnnkitError(f"{path}: no such run folder; train one with: {spec.command} train --out {path} ...")
+    if ensemble_folder.is_ensemble(path):
+        return _open_ensemble(spec, path, weights, verb)
     return spec.open(path, read_configs(spec, path, verb=verb), weights)
+
+
+def _open_ensemble(spec: TaskSpec, path: Path, weights: str, verb: str | None) -> Any:
+    """An ensemble folder (:mod:`rnnkit.tasks.ensemble_folder`), loaded as its task's ``--ensemble`` loads runs."""
+    _, members = ensemble_folder.read(path, spec.name, verb)
+    if spec.ensemble is None:
+        raise RnnkitError(f"{path} is an ensemble, and {spec.command} runs do not answer as ensembles")
+    return spec.ensemble(members, weights=weights)
 
 
 def train(spec: TaskSpec, cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, force: bool = False):

@@ -28,7 +28,7 @@ from rnnkit.data.labels import Labels
 from rnnkit.data.tags import SCHEMES, spans
 from rnnkit.errors import RnnkitError
 from rnnkit.resources import check_model_memory
-from rnnkit.tasks import runs
+from rnnkit.tasks import ensemble_folder, runs
 from rnnkit.tasks.base import Prepared, TaskSpec
 from rnnkit.tasks.keyphrase import keyphrase_scores, rank_spans
 from rnnkit.tasks.pretrained import (
@@ -234,9 +234,10 @@ def load_run(path: str | Path, *, weights: str = "best", verb: str | None = None
 
 
 def load_runs(paths: Sequence[str | Path], *, weights: str = "best", verb: str | None = None) -> TagRun:
-    """One run folder loaded, or several as one ensemble (:mod:`rnnkit.tasks.tag_ensemble`): the first run's
+    """One run folder loaded, or several as one ensemble (:mod:`rnnkit.tasks.tag_ensemble`; an ensemble folder
+    counts as its runs, :mod:`rnnkit.tasks.ensemble_folder`): the first run's
     data options read the data; the runs must tag the same tags (and intents)."""
-    runs_ = [load_run(p, weights=weights, verb=verb) for p in paths]
+    runs_ = [load_run(p, weights=weights, verb=verb) for p in ensemble_folder.expand(paths, SPEC.name, verb)]
     if len(runs_) == 1:
         return runs_[0]
     first = runs_[0]
@@ -392,4 +393,4 @@ def _check_intents(sentences: list[TaggedSentence], path: str) -> None:
         )
 
 
-SPEC = TaskSpec("tag", SECTIONS, _prepare, _open)
+SPEC = TaskSpec("tag", SECTIONS, _prepare, _open, ensemble=load_runs)
