@@ -39,7 +39,8 @@ def flights(n: int, seed: int) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, train_cli):
-    """Three taggers (the third with characters), two classifiers (the second with characters), one LM."""
+    """Three taggers (the third with characters) and one never validated, two classifiers (the second with
+    characters), one LM."""
     tmp = tmp_path_factory.mktemp("ensemble")
     (tmp / "tag.jsonl").write_text(flights(40, 1))
     (tmp / "tag-valid.jsonl").write_text(flights(12, 2))
@@ -50,6 +51,8 @@ def trained(tmp_path_factory, train_cli):
     for i, extra in enumerate([[], ["--seed", "1"], ["--seed", "2", "--char"]]):
         train_cli("tag", "train", "--train", tmp / "tag.jsonl", "--valid", tmp / "tag-valid.jsonl", "--crf",
                   "--out", tmp / f"tag{i}", *small, *extra)  # fmt: skip
+    train_cli("tag", "train", "--train", tmp / "tag.jsonl", "--valid", tmp / "tag-valid.jsonl", "--crf",
+              "--out", tmp / "unvalidated", *small, "--batch-size", "4", "--max-steps", "3")  # fmt: skip
     for i, extra in enumerate([[], ["--seed", "1", "--char"]]):
         train_cli("classify", "train", "--train", tmp / "cls.tsv", "--valid", tmp / "cls-valid.tsv",
                   "--out", tmp / f"cls{i}", *small, *extra)  # fmt: skip
@@ -138,3 +141,16 @@ def test_bad_ensembles_are_one_line_and_nothing_is_lost(trained, tmp_path, cli):
     (out / "ensemble.json").write_text('{"format": "rnnkit-ensemble", "members": ["../../tag0", "x"]}')
     code, _, err = cli("tag", "eval", out, "--data", trained / "tag-valid.jsonl")
     assert code == 2 and "is not an rnnkit ensemble file: make the ensemble again with rnnkit ensemble" in err
+
+
+def test_a_run_that_never_validated_joins_with_its_last_checkpoint(trained, tmp_path, cli):
+    t0, last = trained / "tag0", trained / "unvalidated"
+    assert not (last / "best.safetensors").exists()
+    assert cli("ensemble", t0, last, "--out", tmp_path / "e")[0] == 0
+    member = tmp_path / "e" / "members" / "unvalidated"
+    assert sorted(p.name for p in (member / "checkpoint").iterdir()) == [
+        "model.safetensors", "trainer.json", "trainer.safetensors"
+    ]  # fmt: skip
+    valid = trained / "tag-valid.jsonl"
+    expected = json.loads(cli("tag", "eval", t0, "--ensemble", last, "--data", valid, "--json")[1])
+    assert json.loads(cli("tag", "eval", tmp_path / "e", "--data", valid, "--json")[1]) == expected
