@@ -1,5 +1,5 @@
-"""Taggers of several seeds, each alone and as one ensemble (``rnnkit tag eval RUN --ensemble RUN2 ...``), on
-the validation data, as a user runs them.
+"""Taggers of several seeds, each alone and as one ensemble (``rnnkit ensemble`` into one run folder, then
+``rnnkit tag eval`` of it), on the validation data, as a user runs them.
 
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --jobs 2 -- --rare-word-dropout 0.25
     python benchmarks/tag_ensemble.py --data-set conll2003 --seeds 0 1 2 --jobs 2
@@ -9,8 +9,9 @@ the validation data, as a user runs them.
 
 Each seed trains ``rnnkit tag train --config CONFIG --seed N`` into runs/bench/<config>_<tag>_seed<N> (``--jobs 2``:
 two at a time, one thread each; ``--reuse``: a run already trained there is kept), then every run is evaluated
-alone and all together. The ensemble averages the
-members' CRF scores and decodes once (rnnkit.tasks.tag_ensemble). Writes benchmarks/results/
+alone and all together, the seeds kept as runs/bench/<config>_<tag>_ensemble (replaced on every run of the
+script). The ensemble averages the members' CRF scores and decodes once (rnnkit.tasks.tag_ensemble). Writes
+benchmarks/results/
 tag_ensemble_<config>_<tag>.json, ``<tag>`` naming the extra flags (``--name``).
 """
 
@@ -73,7 +74,11 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         members = dict(zip(args.seeds, pool.map(one, args.seeds), strict=True))
     first, *rest = (str(outs[seed]) for seed in args.seeds)
-    ensemble_args = ["tag", "eval", first, "--ensemble", *rest] if rest else ["tag", "eval", first]
+    ensemble_args = ["tag", "eval", first]
+    if rest:  # the seeds kept as one run folder (rnnkit ensemble), evaluated as a user evaluates any run
+        folder = str(ROOT / "runs" / "bench" / f"{stem}_ensemble")
+        rnnkit_cli("ensemble", first, *rest, "--out", folder, "--force", threads=threads, capture=True)
+        ensemble_args = ["tag", "eval", folder]
     ensemble = json.loads(rnnkit_cli(*ensemble_args, "--data", str(valid), "--json", threads=threads, capture=True))
     rows = {f"seed {seed}": summary(r["metrics"]) for seed, r in members.items()}
     rows["ensemble"] = summary(ensemble)
