@@ -99,7 +99,8 @@ class CRF(nn.Module):
         with torch.enable_grad():
             e = emissions.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self._log_partition(e, mask).sum(), e)
-        return grad.masked_fill(~mask[:, :, None], 0.0)
+        # rounding in float32 gives a near-certain tag up to 1 + 5e-5 (and its rivals -1e-9): a probability is in [0, 1]
+        return grad.clamp(0.0, 1.0).masked_fill(~mask[:, :, None], 0.0)
 
     @torch.no_grad()
     def decode(self, emissions: Tensor, mask: Tensor | None = None, *, lengths: Any = None, pad: int = -1) -> Decoded:

@@ -374,3 +374,12 @@ def test_marginals_equal_brute_force(constrained):
         expected = torch.stack([torch.zeros(len(BIO), dtype=p.dtype).index_add(0, ys[:, t], p) for t in range(L)])
         torch.testing.assert_close(marginals[b, :L], expected)
         assert (marginals[b, L:] == 0).all()
+
+
+def test_marginals_of_near_certain_tags_stay_probabilities():
+    """Peaked emissions (a trained tagger's) round a certain tag's marginal past 1 in float32: it is kept in [0, 1]."""
+    torch.manual_seed(0)
+    emissions = torch.randn(64, 40, 5) * 30
+    marginals = CRF(5).marginals(emissions, torch.ones(64, 40, dtype=torch.bool))
+    assert marginals.min() >= 0 and marginals.max() <= 1 and (marginals == 1).sum() > 100  # (unclamped: 1.00005)
+    torch.testing.assert_close(marginals.sum(-1), torch.ones(64, 40), atol=1e-4, rtol=0)
