@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def ensemble(args: argparse.Namespace) -> int:
     from rnnkit.errors import RnnkitError
     from rnnkit.tasks import ensemble_folder
-    from rnnkit.tasks.registry import ENSEMBLES, task_of
+    from rnnkit.tasks.registry import ENSEMBLES, ensemble_task
 
     out = Path(args.out)
     ensemble_folder.check_target(out, force=args.force)  # before minutes of loading: a refusal comes first
@@ -45,12 +45,7 @@ def ensemble(args: argparse.Namespace) -> int:
         seen[run.resolve()] = run
     if len(runs) < 2:
         raise RnnkitError("an ensemble needs two runs or more: rnnkit ensemble RUN RUN2 ... --out DIR")
-    task = task_of(runs[0]).name
-    if task not in ENSEMBLES:
-        raise RnnkitError(f"ensembles are of taggers and classifiers; {runs[0]} is a {task} run")
-    other = next((r for r in runs if task_of(r).name != task), None)
-    if other is not None:
-        raise RnnkitError(f"{other} is a {task_of(other).name} run, not a {task} run like {runs[0]}")
+    task = ensemble_task(runs, lead="rnnkit ensemble", what="keeps")
     ENSEMBLES[task](runs)  # each run loads (weights intact) and they answer as one (same tags or labels)
     ensemble_folder.write(out, runs, task, sources=args.runs, force=args.force)
     made = ensemble_folder.describe(out)

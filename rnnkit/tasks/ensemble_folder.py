@@ -87,7 +87,7 @@ def check_target(out: Path, *, force: bool) -> None:
         return
     own = is_ensemble(out) and all(e.name in (FILE, MEMBERS) or e.name.endswith(".tmp") for e in entries)
     if not own:
-        shown = ", ".join(e.name for e in entries[:5])
+        shown = ", ".join(run_folder.shown_name(e.name) for e in entries[:5])
         raise RnnkitError(
             f"{out} is not an empty folder or an ensemble (it holds {shown}); rnnkit never deletes what it did "
             "not write: choose another --out"

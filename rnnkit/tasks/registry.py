@@ -70,16 +70,25 @@ def load_run(path: str | Path, *, weights: str = "best") -> Any:
 ENSEMBLES = {name: spec.ensemble for name, spec in TASKS.items() if spec.ensemble is not None}
 
 
+def ensemble_task(paths: Sequence[str | Path], *, lead: str = "--ensemble", what: str) -> str:
+    """The task of runs that are to answer as one ensemble, checked before anything is loaded: one line where
+    the first run's task has no ensembles or another run is of another task. ``lead`` and ``what`` name the
+    flag or command and its verb in the message ("--ensemble" "serves", "rnnkit ensemble" "keeps")."""
+    path, *others = paths
+    task = task_of(path).name
+    if task not in ENSEMBLES:
+        raise RnnkitError(f"{lead} {what} taggers and classifiers; {path} is a {task} run")
+    other = next((p for p in others if task_of(p).name != task), None)
+    if other is not None:
+        raise RnnkitError(f"{lead}: {other} is a {task_of(other).name} run, not a {task} run like {path}")
+    return task
+
+
 def ensemble_loader(path: str | Path, ensemble: Sequence[str | Path], *, what: str) -> Callable[[], Any]:
     """What loads the run ``path`` (with ``ensemble``, it and those runs as one), checked before anything is
-    loaded: one line where ``path``'s task has no ensembles or a run is of another task. ``what`` names the
-    command's verb in the message ("serves", "exports")."""
-    task = task_of(path).name
+    loaded (:func:`ensemble_task`). ``what`` names the command's verb in the message ("serves", "exports")."""
+    task_of(path)  # a missing or damaged run is one line before anything is loaded, ensemble or not
     if not ensemble:
         return lambda: load_run(path)
-    if task not in ENSEMBLES:
-        raise RnnkitError(f"--ensemble {what} taggers and classifiers; {path} is a {task} run")
-    others = [p for p in ensemble if task_of(p).name != task]
-    if others:
-        raise RnnkitError(f"--ensemble: {others[0]} is a {task_of(others[0]).name} run, not a {task} run like {path}")
+    task = ensemble_task([path, *ensemble], what=what)
     return lambda: ENSEMBLES[task]([path, *ensemble])

@@ -138,7 +138,7 @@ def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> N
     if not entries:
         return
     if not is_run(run_dir):
-        shown = ", ".join(_shown(n) for n in (foreign_entries(run_dir)[:5] or entries[:5]))
+        shown = ", ".join(shown_name(n) for n in (foreign_entries(run_dir)[:5] or entries[:5]))
         raise RnnkitError(
             f"{run_dir} is not an empty folder or an rnnkit run (it holds {shown}); rnnkit never deletes "
             "what it did not write: choose another --out"
@@ -151,12 +151,12 @@ def check_target(run_dir: Path, *, resume: bool, force: bool, command: str) -> N
     foreign = foreign_entries(run_dir)
     if foreign:
         raise RnnkitError(
-            f"{run_dir} also holds files rnnkit did not write ({', '.join(map(_shown, foreign[:5]))}): --force "
+            f"{run_dir} also holds files rnnkit did not write ({', '.join(map(shown_name, foreign[:5]))}): --force "
             "replaces only a folder of rnnkit's own files; move them out or choose another --out"
         )
 
 
-def _shown(name: str) -> str:
+def shown_name(name: str) -> str:
     """A file name as a message can show it on one line (control characters escaped)."""
     return name if name.isprintable() and name.strip() else ascii(name)
 

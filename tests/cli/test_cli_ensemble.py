@@ -106,8 +106,8 @@ def test_bad_ensembles_are_one_line_and_nothing_is_lost(trained, tmp_path, cli):
     t0, t1, c0, lm = trained / "tag0", trained / "tag1", trained / "cls0", trained / "lm"
     out = tmp_path / "out"
     for argv, message in (
-        ([t0, c0], f"rnnkit: error: {c0} is a classify run, not a tag run like {t0}"),
-        ([lm, t0], f"rnnkit: error: ensembles are of taggers and classifiers; {lm} is a lm run"),
+        ([t0, c0], f"rnnkit: error: rnnkit ensemble: {c0} is a classify run, not a tag run like {t0}"),
+        ([lm, t0], f"rnnkit: error: rnnkit ensemble keeps taggers and classifiers; {lm} is a lm run"),
         ([t0], "rnnkit: error: an ensemble needs two runs or more"),
         ([t0, t1, t0], f"rnnkit: error: {t0} is given twice"),
         ([t0, tmp_path / "nope"], f"rnnkit: error: {tmp_path / 'nope'}: no such run folder"),
