@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint format bench clean
 
-$(STAMP): pyproject.toml rnnkit/native/gated_steps.cpp
+$(STAMP): pyproject.toml $(wildcard rnnkit/native/*.cpp rnnkit/native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: on this machine 2.13.0 is a local CPU wheel; unpinned would fetch CUDA builds
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
-	# the LSTM loop's C++ kernels (about a minute); without a compiler rnnkit runs that loop in Python
+	# the C++ kernels of rnnkit's loops (about 30 s); without a compiler rnnkit runs those loops in Python
 	$(BIN)/python -m rnnkit.native || true
 	touch $(STAMP)
 

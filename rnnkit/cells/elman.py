@@ -61,11 +61,12 @@ class ElmanCell(WeightedCell):
     def sequence(
         self, xs_proj: Tensor, state: ElmanState, mask: Tensor | None = None, keep_steps: bool = False
     ) -> tuple[Tensor, ElmanState, list[ElmanState] | None]:
-        """The reference loop, or, when a gradient is wanted, the same equations with backpropagation through
-        time written out (:func:`rnnkit.bptt.elman_sequence`; tested against this loop): the path of the
-        activations torch's fused kernel does not have (identity, sigmoid, ...) and of ``fused=False``."""
+        """The reference loop, or, when a gradient is wanted or rnnkit.native is built, the same equations with
+        backpropagation through time written out (:func:`rnnkit.bptt.elman_sequence`; tested against this loop):
+        the path of the activations torch's fused kernel does not have (identity, sigmoid, ...) and of
+        ``fused=False``."""
         tensors = (xs_proj, state.h, self.weight_hh, self.bias_hh)
-        if not bptt.usable(tensors, keep_steps, self.nonlinearity):
+        if not bptt.loop_usable(tensors, keep_steps, self.nonlinearity):
             return super().sequence(xs_proj, state, mask, keep_steps)
         us = xs_proj if self.bias_hh is None else xs_proj + self.bias_hh
         hs, h = bptt.elman_sequence(us, state.h, self.weight_hh, self.nonlinearity, mask)

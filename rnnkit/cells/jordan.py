@@ -83,10 +83,10 @@ class JordanCell(Cell):
     def sequence(
         self, xs_proj: Tensor, state: JordanState, mask: Tensor | None = None, keep_steps: bool = False
     ) -> tuple[Tensor, JordanState, list[JordanState] | None]:
-        """The reference loop, or, when a gradient is wanted, the same equations with backpropagation through
-        time written out (:mod:`rnnkit.bptt`; tested against this loop)."""
+        """The reference loop, or, when a gradient is wanted or rnnkit.native is built, the same equations with
+        backpropagation through time written out (:mod:`rnnkit.bptt`; tested against this loop)."""
         weights = (xs_proj, state.y, self.weight_yh, self.weight_hy, self.bias_hy)
-        if not bptt.usable(weights, keep_steps, self.nonlinearity, self.output_activation):
+        if not bptt.loop_usable(weights, keep_steps, self.nonlinearity, self.output_activation):
             return super().sequence(xs_proj, state, mask, keep_steps)
         ys, y = bptt.jordan_sequence(self, xs_proj, state.y, mask)
         return ys, JordanState(y), None

@@ -14,107 +14,10 @@
 // GRU (rnnkit/cells/gru.py, reset after the product), x = W_ih x + b_ih and g = W_hh h + b_hh, each [r z n]:
 //   r, z = sigma(x_r + g_r, x_z + g_z);  n = phi(x_n + r g_n);  h = n + z (h_prev - n)
 //
-// float32 takes exp from a polynomial written so that the compiler vectorises it (Cephes' expf, within 2 ulp);
-// tanh is 2 sigmoid(2x) - 1 there, as in rnnkit.bptt. float64 (the tests' gradchecks) uses the C library.
-#include <torch/extension.h>
+// The activations are kernels.h's. This file also holds the module's bindings, loops.cpp's among them.
+#include "kernels.h"
 
-#include <ATen/Parallel.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <bit>
-#include <vector>
-
-namespace {
-
-enum Activation : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2, kIdentity = 3, kHardSigmoid = 4 };
-
-inline float exp_approx(float x) {
-  // x = n ln2 + r with |r| <= ln2 / 2; exp(r) by Cephes' polynomial; 2^n written into the exponent bits
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);  // (floor(x + 0.5) keeps GCC from vectorising)
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  return p * std::bit_cast<float>(bits);
-}
-
-inline double exp_approx(double x) { return std::exp(x); }
-
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + exp_approx(-x));
-}
-
-inline float tanh_of(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f; }
-inline double tanh_of(double x) { return std::tanh(x); }
-
-// y = act(x) over n contiguous values, in place allowed
-template <typename T>
-void activate(const T* x, T* y, int64_t n, int64_t act) {
-  switch (act) {
-    case kTanh:
-      for (int64_t j = 0; j < n; ++j) y[j] = tanh_of(x[j]);
-      break;
-    case kSigmoid:
-      for (int64_t j = 0; j < n; ++j) y[j] = sigmoid(x[j]);
-      break;
-    case kRelu:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > T(0) ? x[j] : T(0);
-      break;
-    case kIdentity:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j];
-      break;
-    case kHardSigmoid:  // relu6(x + 3) / 6, as torch's hardsigmoid
-      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(x[j] + T(3), T(0)), T(6)) / T(6);
-      break;
-    default:
-      TORCH_CHECK(false, "rnnkit native: unknown activation ", act);
-  }
-}
-
-// out = act'(from its output y) * grad over n values
-template <typename T>
-void derivative(const T* y, const T* grad, T* out, int64_t n, int64_t act) {
-  switch (act) {
-    case kTanh:
-      for (int64_t j = 0; j < n; ++j) out[j] = grad[j] * (T(1) - y[j] * y[j]);
-      break;
-    case kSigmoid:
-      for (int64_t j = 0; j < n; ++j) out[j] = grad[j] * ((T(1) - y[j]) * y[j]);
-      break;
-    case kRelu:
-      for (int64_t j = 0; j < n; ++j) out[j] = y[j] > T(0) ? grad[j] : T(0);
-      break;
-    case kIdentity:
-      for (int64_t j = 0; j < n; ++j) out[j] = grad[j];
-      break;
-    case kHardSigmoid:  // slope 1/6 strictly inside (0, 1), as torch's hardsigmoid_backward
-      for (int64_t j = 0; j < n; ++j) out[j] = (y[j] > T(0) && y[j] < T(1)) ? grad[j] / T(6) : T(0);
-      break;
-    default:
-      TORCH_CHECK(false, "rnnkit native: unknown activation ", act);
-  }
-}
-
-void check_rows(const torch::Tensor& t, int64_t rows, int64_t width, const char* name) {
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == width, "rnnkit native: ", name, " must be (",
-              rows, ", ", width, "), got ", t.sizes());
-  TORCH_CHECK(t.stride(1) == 1, "rnnkit native: ", name, " must have contiguous rows");
-  TORCH_CHECK(t.device().is_cpu(), "rnnkit native: ", name, " must be on the CPU");
-}
-
-// rows of at least this many values a thread (torch's own grain for elementwise work)
-constexpr int64_t kGrain = 32768;
-
-}  // namespace
+using namespace rnnkit_native;
 
 // z (B, 4H): the gates before activation (W_ih x + biases), replaced by their activations; zh, when given, is
 // added first (the recurrent product W_hh h, so that its sum takes no pass of its own). Writes c, phi(c) and h.
@@ -253,4 +156,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward_step", &gru_forward_step, "one GRU step forward, reset after the product (generation)");
   m.def("lstm_forward_step", &lstm_forward_step, "one LSTM step's elementwise forward (rnnkit.bptt)");
   m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
+  m.def("elman_forward", &elman_forward, "the Elman loop h_t = g(u_t + W_hh h_{t-1}), forward (rnnkit.bptt)");
+  m.def("elman_backward", &elman_backward, "the Elman loop's backward through time (rnnkit.bptt)");
+  m.def("jordan_forward", &jordan_forward, "the Jordan loop, forward (rnnkit.bptt)");
+  m.def("jordan_backward", &jordan_backward, "the Jordan loop's backward through time (rnnkit.bptt)");
 }

@@ -17,7 +17,8 @@ MASK = torch.arange(7).unsqueeze(1) < torch.tensor([7, 4, 1])  # (T, B): three l
 
 @pytest.fixture(params=["native", "python"])
 def elementwise(request, monkeypatch):
-    """The LSTM loop's elementwise work through rnnkit.native's kernels, and through torch's operations."""
+    """The loops through rnnkit.native (the LSTM's elementwise work, the Elman and Jordan loops whole), and through
+    torch's operations from Python."""
     if request.param == "native" and native.load() is None:
         pytest.skip("rnnkit.native is not built (python -m rnnkit.native)")
     monkeypatch.setenv("RNNKIT_NATIVE", "1" if request.param == "native" else "0")
@@ -62,7 +63,7 @@ def tolerance(*names):
 
 @pytest.mark.parametrize("names", JORDAN)
 @pytest.mark.parametrize("masked", [False, True])
-def test_jordan_equals_the_reference_loop(names, masked):
+def test_jordan_equals_the_reference_loop(names, masked, elementwise):
     torch.manual_seed(0)
     cell = jordan(*names)
     state = rnnkit.JordanState(torch.rand(3, 4, dtype=torch.float64, requires_grad=True))
@@ -71,7 +72,7 @@ def test_jordan_equals_the_reference_loop(names, masked):
 
 @pytest.mark.parametrize("g", ELMAN)
 @pytest.mark.parametrize("masked", [False, True])
-def test_elman_equals_the_reference_loop(g, masked):
+def test_elman_equals_the_reference_loop(g, masked, elementwise):
     torch.manual_seed(0)
     cell = rnnkit.ElmanCell(3, 5, nonlinearity=g, dtype=torch.float64)
     state = rnnkit.ElmanState(torch.rand(3, 5, dtype=torch.float64, requires_grad=True))
@@ -79,7 +80,7 @@ def test_elman_equals_the_reference_loop(g, masked):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_scrn_equals_the_reference_loop(masked):
+def test_scrn_equals_the_reference_loop(masked, elementwise):
     """The SCRN's loop once its context is scanned is an Elman loop with sigmoid (bptt.elman_sequence)."""
     torch.manual_seed(0)
     cell = rnnkit.SCRNCell(3, 5, context_size=2, dtype=torch.float64)
@@ -137,7 +138,7 @@ def test_the_layers_take_the_hand_written_path_only_where_it_applies():
     layer = rnnkit.Jordan(3, 5, 4)
     assert "_JordanBackward" in nodes(layer(x)[0])
     with torch.no_grad():
-        assert layer(x)[0].grad_fn is None  # nothing to differentiate: the plain loop
+        assert layer(x)[0].grad_fn is None  # nothing to differentiate
     with bptt.reference_loop():
         assert "_JordanBackward" not in nodes(layer(x)[0])
     assert "_JordanBackward" not in nodes(layer(x, return_steps=True)[0])  # per-step states asked for
@@ -254,7 +255,7 @@ def test_the_weight_gradients_library_follows_the_cpu_or_the_override(monkeypatc
     assert onednn.mkl_is_fast() is intel and typo is intel
 
 
-def test_scrn_without_a_gradient_runs_the_hand_loops_forward_with_the_same_numbers():
+def test_scrn_without_a_gradient_runs_the_hand_loops_forward_with_the_same_numbers(elementwise):
     torch.manual_seed(0)
     cell = rnnkit.SCRNCell(3, 5, context_size=2, dtype=torch.float64)
     xs = torch.randn(7, 3, 3, dtype=torch.float64)
@@ -265,4 +266,98 @@ def test_scrn_without_a_gradient_runs_the_hand_loops_forward_with_the_same_numbe
             ref = cell.sequence(cell.project_inputs(xs), state, MASK)
     torch.testing.assert_close(fast[0], ref[0], rtol=0, atol=1e-12)
     for a, b in zip(fast[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make, loop",
+    [
+        (lambda: jordan("relu", "sigmoid"), "jordan_sequence"),
+        (lambda: rnnkit.ElmanCell(3, 5, nonlinearity="tanh", dtype=torch.float64), "elman_sequence"),
+    ],
+    ids=["jordan", "elman"],
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_without_a_gradient_the_native_loop_runs_where_built_with_the_reference_loops_numbers(
+    make, loop, masked, elementwise, monkeypatch
+):
+    """No gradient: rnnkit.native's forward where it is built (one call a sequence), else the step-by-step loop."""
+    torch.manual_seed(0)
+    cell = make()
+    xs = torch.randn(7, 3, 3, dtype=torch.float64)
+    state = type(cell.initial_state(3))(torch.rand_like(cell.initial_state(3)[0]))
+    calls, original = [], getattr(bptt, loop)
+    monkeypatch.setattr(bptt, loop, lambda *a: calls.append(1) or original(*a))
+    mask = MASK if masked else None
+    with torch.no_grad():
+        fast = cell.sequence(cell.project_inputs(xs), state, mask)
+        with bptt.reference_loop():
+            ref = cell.sequence(cell.project_inputs(xs), state, mask)
+    assert calls == ([1] if elementwise == "native" else [])
+    torch.testing.assert_close(fast[0], ref[0], rtol=0, atol=1e-13)
+    torch.testing.assert_close(fast[1][0], ref[1][0], rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnkit.Jordan(6, 32, 16, num_layers=2, bidirectional=True),
+        lambda: rnnkit.RNN(6, 32, num_layers=2, bidirectional=True, nonlinearity="relu", fused=False),
+        lambda: rnnkit.SCRN(6, 32, num_layers=2),
+        lambda: rnnkit.Jordan(6, onednn.LOOP_MIN_INPUTS, onednn.LOOP_MIN_INPUTS),  # oneDNN's forward products
+        lambda: rnnkit.RNN(6, onednn.LOOP_MIN_INPUTS, nonlinearity="relu", fused=False),
+    ],
+    ids=["jordan", "elman", "scrn", "jordan-onednn", "elman-onednn"],
+)
+def test_float32_layers_with_lengths_take_the_same_numbers_native_or_not(make, monkeypatch):
+    """The whole float32 path, stacked and with lengths: rnnkit.native's loops (their float32 tanh and sigmoid,
+    and from onednn.LOOP_MIN_INPUTS inputs oneDNN's products) against the Python loops, outputs and every
+    gradient."""
+    if native.load() is None:
+        pytest.skip("rnnkit.native is not built (python -m rnnkit.native)")
+    torch.manual_seed(0)
+    layer = make()
+    x = torch.randn(11, 9, 6, requires_grad=True)
+    lengths = torch.tensor([11, 4, 1, 11, 7, 2, 9, 3, 5])
+
+    def run():
+        out, h = layer(x, lengths=lengths)
+        h = h[0] if isinstance(h, tuple) else h
+        loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + h.square().sum()
+        return [out, h, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+    fast = run()
+    monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    slow = run()
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_loops_take_onednns_products_from_the_measured_size():
+    w = torch.randn(onednn.LOOP_MIN_INPUTS, onednn.LOOP_MIN_INPUTS)
+    if not onednn.usable():
+        pytest.skip("torch is built without oneDNN")
+    assert onednn.loop_pack(w, onednn.MIN_ROWS) is not None
+    assert onednn.loop_pack(w[:, :-1], onednn.MIN_ROWS) is None  # fewer inputs: MKL's
+    assert onednn.loop_pack(w, onednn.MIN_ROWS - 1) is None  # fewer rows
+    assert onednn.loop_pack(w.double(), onednn.MIN_ROWS) is None
+
+
+@pytest.mark.parametrize("make", [lambda: jordan("tanh", "sigmoid"), lambda: rnnkit.ElmanCell(3, 5).double()])
+def test_a_broadcast_output_gradient_is_read_in_place(make, elementwise):
+    """The gradient of ``out.sum()`` reaches the loop as one value broadcast (stride 0), which rnnkit.native's
+    backward reads through its strides rather than a copy."""
+    torch.manual_seed(0)
+    cell = make()
+    xs = torch.randn(7, 3, 3, dtype=torch.float64, requires_grad=True)
+    state = type(cell.initial_state(3))(torch.rand_like(cell.initial_state(3)[0]))
+
+    def grads():
+        out = cell.sequence(cell.project_inputs(xs), state, MASK)[0]
+        return torch.autograd.grad(out.sum(), [xs, *cell.parameters()])
+
+    fast = grads()
+    with bptt.reference_loop():
+        ref = grads()
+    for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -41,9 +41,9 @@ def test_off_switch_and_a_changed_source_are_never_loaded(monkeypatch, tmp_path)
     monkeypatch.setenv("RNNKIT_NATIVE", "0")
     assert native.load() is None
     monkeypatch.setenv("RNNKIT_NATIVE", "1")
-    changed = tmp_path / "gated_steps.cpp"
-    changed.write_text(native.SOURCE.read_text() + "\n// changed\n")
-    monkeypatch.setattr(native, "SOURCE", changed)
+    changed = tmp_path / "loops.cpp"
+    changed.write_text(native.SOURCES[1].read_text() + "\n// changed\n")
+    monkeypatch.setattr(native, "SOURCES", (native.SOURCES[0], changed))
     native._load.cache_clear()
     try:
         assert native.load() is None  # its hash names no built library
