@@ -349,11 +349,18 @@ def _lstm_reference(cell: Any, xs, h0, c0, w_hh, b_hh, mask) -> tuple[Tensor, Te
 
 def lstm_inference(cell: Any, xs_proj: Tensor, h0: Tensor, c0: Tensor, mask: Tensor | None):
     """The forward loop alone, where no gradient is wanted: the same as the reference loop's outputs (within
-    float rounding), each step's elementwise work one call of rnnkit.native's kernel."""
+    float rounding), the whole loop one call of rnnkit.native (its products through oneDNN where the layer
+    packed the weight for them, as the training loop's), keeping nothing for a backward."""
     w = cell.weight_hh
     original, packed = getattr(w, "original", w), getattr(w, "packed", None)
     names = cell.activation, cell.recurrent_activation
-    _, hs, _, _, _, h, c, _ = _lstm_forward(names, xs_proj, h0, c0, original, cell.bias_hh, mask, packed)
+    T, B, G = xs_proj.shape
+    hs = xs_proj.new_empty(T, B, G // 4)
+    h, c = torch.empty_like(h0, memory_format=CONTIGUOUS), torch.empty_like(c0, memory_format=CONTIGUOUS)
+    kernels = _native(xs_proj, *names)
+    pack = packed if B >= onednn.MIN_ROWS else None
+    ids = ACT_IDS[names[0]], ACT_IDS[names[1]]
+    kernels.lstm_inference(xs_proj.contiguous(), cell.bias_hh, h0, c0, original, pack, _mask_rows(mask), hs, h, c, *ids)
     return hs, h, c
 
 

@@ -42,15 +42,7 @@ void lstm_forward_step(torch::Tensor z, const c10::optional<torch::Tensor>& zh, 
           const T* zh_b = zhp + b * zhs;
           for (int64_t j = 0; j < 4 * H; ++j) zi[j] += zh_b[j];
         }
-        T *i = zi, *f = zi + H, *g = zi + 2 * H, *o = zi + 3 * H;
-        activate(i, i, 2 * H, gate);  // i and f lie side by side
-        activate(g, g, H, act);
-        activate(o, o, H, gate);
-        const T* cprev_b = cprev + b * cps;
-        T *c_b = cp + b * cs, *phi_b = pp + b * ps, *h_b = hp + b * hs;
-        for (int64_t j = 0; j < H; ++j) c_b[j] = f[j] * cprev_b[j] + i[j] * g[j];
-        activate(c_b, phi_b, H, act);
-        for (int64_t j = 0; j < H; ++j) h_b[j] = o[j] * phi_b[j];
+        lstm_row(zi, cprev + b * cps, cp + b * cs, pp + b * ps, hp + b * hs, H, act, gate);
       }
     });
   });
@@ -158,6 +150,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
   m.def("elman_forward", &elman_forward, "the Elman loop h_t = g(u_t + W_hh h_{t-1}), forward (rnnkit.bptt)");
   m.def("elman_backward", &elman_backward, "the Elman loop's backward through time (rnnkit.bptt)");
+  m.def("lstm_inference", &lstm_inference, "the LSTM loop's forward alone, products included (rnnkit.bptt)");
   m.def("jordan_forward", &jordan_forward, "the Jordan loop, forward (rnnkit.bptt)");
   m.def("jordan_backward", &jordan_backward, "the Jordan loop's backward through time (rnnkit.bptt)");
 }

@@ -99,6 +99,19 @@ inline void check_rows(const torch::Tensor& t, int64_t rows, int64_t width, cons
   TORCH_CHECK(t.device().is_cpu(), "rnnkit native: ", name, " must be on the CPU");
 }
 
+// One row of an LSTM step after the product: z = [i f g o] (4H) before activation, replaced by the activations;
+// writes c = f c_prev + i g, phi = act(c) and h = o phi (gated_steps.cpp has the equations)
+template <typename T>
+inline void lstm_row(T* z, const T* c_prev, T* c, T* phi, T* h, int64_t H, int64_t act, int64_t gate) {
+  T *i = z, *f = z + H, *g = z + 2 * H, *o = z + 3 * H;
+  activate(i, i, 2 * H, gate);  // i and f lie side by side
+  activate(g, g, H, act);
+  activate(o, o, H, gate);
+  for (int64_t j = 0; j < H; ++j) c[j] = f[j] * c_prev[j] + i[j] * g[j];
+  activate(c, phi, H, act);
+  for (int64_t j = 0; j < H; ++j) h[j] = o[j] * phi[j];
+}
+
 // rows of at least this many values a thread (torch's own grain for elementwise work)
 constexpr int64_t kGrain = 32768;
 
@@ -112,6 +125,10 @@ void elman_forward(const torch::Tensor& us, const torch::Tensor& h0, const torch
 void elman_backward(const c10::optional<torch::Tensor>& d_news, torch::Tensor carry, const torch::Tensor& news,
                     const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& mask, torch::Tensor dz,
                     int64_t act);
+void lstm_inference(const torch::Tensor& xs, const c10::optional<torch::Tensor>& b_hh, const torch::Tensor& h0,
+                    const torch::Tensor& c0, const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& pack,
+                    const c10::optional<torch::Tensor>& mask, torch::Tensor hs, torch::Tensor h, torch::Tensor c,
+                    int64_t act, int64_t gate);
 void jordan_forward(const torch::Tensor& xs, const torch::Tensor& y0, const torch::Tensor& w_yh,
                     const torch::Tensor& w_hy, const c10::optional<torch::Tensor>& b_hy,
                     const c10::optional<torch::Tensor>& pack_yh, const c10::optional<torch::Tensor>& pack_hy,

@@ -233,6 +233,63 @@ void elman_backward(const c10::optional<torch::Tensor>& d_news, torch::Tensor ca
   });
 }
 
+// The LSTM's forward alone (no gradient wanted: nothing kept for a backward). xs (T, B, 4H): the inputs' share
+// (W_ih x + b_ih); b_hh (4H) or none; h and c (B, H): h0 and c0 in, the final state out. Writes each step's h into hs
+// (T, B, H). A step is z = h W_hh^T (oneDNN's product where Python passes the packed weight, as the training loop
+// takes it), then per row z + x_t + b_hh and gated_steps.cpp's equations; a padding row keeps its h and c.
+void lstm_inference(const torch::Tensor& xs, const c10::optional<torch::Tensor>& b_hh, const torch::Tensor& h0,
+                    const torch::Tensor& c0, const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& pack,
+                    const c10::optional<torch::Tensor>& mask, torch::Tensor hs, torch::Tensor h, torch::Tensor c,
+                    int64_t act, int64_t gate) {
+  const int64_t T = xs.size(0), B = xs.size(1), H = xs.size(2) / 4;
+  check_steps(xs, T, B, 4 * H, "inputs' share");
+  check_steps(hs, T, B, H, "outputs");
+  for (const torch::Tensor* t : {&h, &c}) {
+    check_rows(*t, B, H, "state");
+    TORCH_CHECK(t->is_contiguous(), "rnnkit native: the state must be contiguous");
+  }
+  torch::Tensor bias;
+  if (b_hh.has_value() && b_hh->defined()) {
+    bias = b_hh->contiguous();
+    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == 4 * H, "rnnkit native: the bias must be (", 4 * H, ")");
+  }
+  const bool* m = mask_rows(mask, T, B);
+  const Product recurrent(w_hh, pack);
+  h.copy_(h0);
+  c.copy_(c0);
+  torch::Tensor z = torch::empty({B, 4 * H}, xs.options()), c_new = torch::empty({B, H}, xs.options()),
+                phi = torch::empty({B, H}, xs.options());
+  AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "lstm_inference", [&] {
+    using T_ = scalar_t;
+    const T_* b_p = bias.defined() ? bias.data_ptr<T_>() : nullptr;
+    T_ *zp = z.data_ptr<T_>(), *hp = h.data_ptr<T_>(), *cp = c.data_ptr<T_>(), *np = c_new.data_ptr<T_>(),
+       *pp = phi.data_ptr<T_>();
+    for (int64_t t = 0; t < T; ++t) {
+      recurrent(h, z);
+      const T_* x_t = xs.data_ptr<T_>() + t * B * 4 * H;
+      T_* out_t = hs.data_ptr<T_>() + t * B * H;
+      const bool* mt = m == nullptr ? nullptr : m + t * B;
+      at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (4 * H)), [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          T_* zb = zp + b * 4 * H;
+          const T_* xb = x_t + b * 4 * H;
+          if (b_p != nullptr) {
+            for (int64_t j = 0; j < 4 * H; ++j) zb[j] += xb[j] + b_p[j];
+          } else {
+            for (int64_t j = 0; j < 4 * H; ++j) zb[j] += xb[j];
+          }
+          T_* out = out_t + b * H;
+          lstm_row(zb, cp + b * H, np + b * H, pp + b * H, out, H, act, gate);
+          if (mt == nullptr || mt[b]) {  // the new state; a padding row's stays
+            std::copy(np + b * H, np + (b + 1) * H, cp + b * H);
+            std::copy(out, out + H, hp + b * H);
+          }
+        }
+      });
+    }
+  });
+}
+
 // xs (T, B, H): the inputs' share (W_ih x + b_ih); writes hs (T, B, H), ys (T, B, O) and, under a mask, states (the
 // y after each step; without a mask pass ys again).
 void jordan_forward(const torch::Tensor& xs, const torch::Tensor& y0, const torch::Tensor& w_yh,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit import bptt, native
+from rnnkit import bptt, native, onednn
 
 ACTS = ["tanh", "sigmoid", "relu", "identity", "hard_sigmoid"]
 TORCH = {
@@ -167,3 +167,23 @@ def test_the_backward_takes_the_path_its_forward_took(kernels, monkeypatch):
     assert calls == []
     layer(x)[0].sum().backward()
     assert calls == [1]
+
+
+@pytest.mark.parametrize("onednn_products", [False, True])
+def test_float32_without_a_gradient_is_the_reference_loop_within_float_rounding(kernels, monkeypatch, onednn_products):
+    """rnnkit.native's LSTM forward alone at batch 32 with lengths, its products through MKL or, packed by the
+    layer, oneDNN, against the step-by-step loop."""
+    monkeypatch.setattr(onednn, "mkl_is_fast", lambda: not onednn_products)  # which weights the layer packs
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(16, 32, num_layers=2, bidirectional=True, recurrent_activation="hard_sigmoid")
+    x = torch.randn(20, 32, 16)
+    lengths = torch.randint(1, 21, (32,))
+    calls, inference = [], bptt.lstm_inference
+    monkeypatch.setattr(bptt, "lstm_inference", lambda *a: calls.append(a[0].weight_hh) or inference(*a))
+    with torch.no_grad():
+        out, (h, c) = layer(x, lengths=lengths)
+        assert len(calls) == 4 and all(hasattr(w, "packed") is onednn_products for w in calls)
+        with bptt.reference_loop():
+            ref, (h_ref, c_ref) = layer(x, lengths=lengths)
+    for a, b in ((out, ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
