@@ -1,0 +1,70 @@
+"""CoNLL-2000 chunking, as a user runs it: ``rnnkit tag train`` then ``rnnkit tag eval --json``.
+
+    python benchmarks/tag_conll2000.py
+    python benchmarks/tag_conll2000.py --config configs/tag/conll2000_bilstm_crf.toml --threads 1
+
+The shared task has no development set, and its test file (WSJ section 20) is held out, so the last
+``--valid-sentences`` sentences of train.txt (the end of section 18: whole articles, none shared with what is
+trained on) are the validation split, written once into runs/bench/conll2000_split/ (train.txt and valid.txt, the
+same three columns). The tagger reads the words and the chunk tags (the first and last columns), not the POS
+column. Published test F1 (conlleval): the shared task's best, an SVM with POS features, 93.48; SENNA 94.32;
+Huang et al. 2015's BiLSTM-CRF with SENNA embeddings and features 94.46. Writes
+benchmarks/results/tag_<config>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import machine, run_task, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "conll2000"
+SPLIT = ROOT / "runs" / "bench" / "conll2000_split"
+
+
+def split(train: Path, held_out: int, folder: Path) -> tuple[Path, Path]:
+    """train.txt's sentences but the last ``held_out`` into folder/train.txt, those into folder/valid.txt (rewritten
+    only when they differ, so that a rerun finds the same files)."""
+    sentences = [s for s in train.read_text(encoding="utf-8").split("\n\n") if s.strip()]
+    if not 0 < held_out < len(sentences):
+        raise SystemExit(f"--valid-sentences must lie in 1..{len(sentences) - 1}, got {held_out}")
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {"train.txt": sentences[:-held_out], "valid.txt": sentences[-held_out:]}
+    for name, part in parts.items():
+        text = "\n\n".join(s.strip("\n") for s in part) + "\n"
+        path = folder / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+    return folder / "train.txt", folder / "valid.txt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs/tag/conll2000_bilstm_crf.toml"))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
+    parser.add_argument("--data", default=str(DATA), help="the folder of train.txt")
+    parser.add_argument("--valid-sentences", type=int, default=1000, help="the last N sentences validate")
+    parser.add_argument("--name", default=None, help="the run's name (default: the config's)")
+    parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
+    args = parser.parse_args()
+    name = args.name or Path(args.config).stem
+    train, valid = split(Path(args.data) / "train.txt", args.valid_sentences, SPLIT)
+    out = ROOT / "runs" / "bench" / name
+    result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
+    metrics = result["metrics"]
+    summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
+    summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
+    setting = machine() | {"config": args.config, "extra": args.extra, "valid_sentences": args.valid_sentences}
+    payload = {"setting": setting, "valid": summary} | result
+    path = write_result(f"tag_{name}", payload)
+    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""benchmarks/tag_conll2000.py's validation split: CoNLL-2000 has none, so the end of train.txt is held out."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "conll2000" / "train.txt"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling common.py
+        spec = importlib.util.spec_from_file_location("tag_conll2000", BENCHMARKS / "tag_conll2000.py")
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, "tag_conll2000", module)
+        spec.loader.exec_module(module)
+        yield module
+
+
+def sentence(i):
+    return f"w{i} NN B-NP\nran VBD B-VP\n"
+
+
+def test_the_last_sentences_validate_and_a_rerun_rewrites_nothing(bench, tmp_path):
+    source = tmp_path / "train.txt"
+    source.write_text("\n".join(sentence(i) for i in range(5)) + "\n")
+    train, valid = bench.split(source, 2, tmp_path / "split")
+    assert train.read_text() == "\n".join(sentence(i) for i in range(3))
+    assert valid.read_text() == "\n".join(sentence(i) for i in (3, 4))
+    stamps = train.stat().st_mtime_ns, valid.stat().st_mtime_ns
+    bench.split(source, 2, tmp_path / "split")
+    assert (train.stat().st_mtime_ns, valid.stat().st_mtime_ns) == stamps
+    for bad in (0, 5):
+        with pytest.raises(SystemExit, match=r"--valid-sentences must lie in 1\.\.4"):
+            bench.split(source, bad, tmp_path / "split")
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data/conll2000 is not here")
+def test_the_split_of_the_real_file_keeps_every_sentence(bench, tmp_path):
+    train, valid = bench.split(DATA, 1000, tmp_path)
+    assert (sentences(train), sentences(valid)) == (7936, 1000)
+    assert tokens(train) + tokens(valid) == 211_727  # SOURCE.md's count
+
+
+def sentences(path):
+    return sum(1 for s in path.read_text().split("\n\n") if s.strip())
+
+
+def tokens(path):
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
