@@ -1,7 +1,11 @@
 """Shared test helpers, offered as fixtures (tests/ is not a package)."""
 
+import importlib.util
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -131,3 +135,26 @@ def train_cli() -> Callable[..., None]:
             warnings.formatwarning = previous
 
     return run
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture
+def benchmarks(monkeypatch, tmp_path) -> Callable[..., ModuleType]:
+    """Loads benchmark scripts for their tests: ``benchmarks("long_range", "long_memory")`` runs benchmarks/<name>.py
+    for each name in turn as the module of that name (a script imports its siblings, common.py among them) and
+    returns the last. What they write into benchmarks/results goes to the test's tmp_path; all is undone after it."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def load(*names: str) -> ModuleType:
+        for name in names:
+            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+            spec.loader.exec_module(module)
+            monkeypatch.setattr(module, "RESULTS", tmp_path, raising=False)  # a script's own `from common import`
+        monkeypatch.setattr(sys.modules["common"], "RESULTS", tmp_path)
+        return module
+
+    return load

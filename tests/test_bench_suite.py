@@ -1,29 +1,17 @@
 """benchmarks/suite.py (make bench): the quick suite runs every in-process section and writes JSON and Markdown."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import rnnkit
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
 
 @pytest.fixture
-def suite(tmp_path):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))  # the suite imports its siblings
-        for name in ("common", "generation_speed", "lm_speed", "suite"):
-            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, name, module)
-            spec.loader.exec_module(module)
-            mp.setattr(module, "RESULTS", tmp_path, raising=False)
-        yield module
+def suite(benchmarks):
+    return benchmarks("common", "generation_speed", "lm_speed", "suite")
 
 
 def test_forward_flops_count_two_per_weight_matrix_entry(suite):

@@ -1,27 +1,15 @@
 """benchmarks/clockwork_waveform.py: each model and size reports the learning rate whose median over the seeds
 is lowest, among the rates run on the most seeds, and runs at several rates add up in one results file."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
 
 @pytest.fixture
-def clockwork(tmp_path):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))
-        spec = importlib.util.spec_from_file_location("clockwork_waveform", BENCHMARKS / "clockwork_waveform.py")
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, "clockwork_waveform", module)
-        spec.loader.exec_module(module)
-        mp.setattr(sys.modules["common"], "RESULTS", tmp_path)
-        mp.setattr(module, "RESULTS", tmp_path)
-        yield module
+def clockwork(benchmarks):
+    return benchmarks("clockwork_waveform")
 
 
 def run(model, lr, seed, nmse):

@@ -1,7 +1,5 @@
 """benchmarks/tag_conll2000.py's validation split: CoNLL-2000 has none, so the end of train.txt is held out."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,15 +8,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "conll2000" / "train.txt"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling common.py
-        spec = importlib.util.spec_from_file_location("tag_conll2000", BENCHMARKS / "tag_conll2000.py")
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, "tag_conll2000", module)
-        spec.loader.exec_module(module)
-        yield module
+@pytest.fixture
+def bench(benchmarks):
+    return benchmarks("tag_conll2000")
 
 
 def sentence(i):

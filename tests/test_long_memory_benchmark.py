@@ -1,27 +1,14 @@
 """benchmarks/long_memory.py: the learning rate is chosen on validation (never on test), then three seeds."""
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
 
 @pytest.fixture
-def long_memory(tmp_path):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))  # the script imports its siblings common.py and long_range.py
-        for name in ("long_range", "long_memory"):
-            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, name, module)
-            spec.loader.exec_module(module)
-        mp.setattr(sys.modules["common"], "RESULTS", tmp_path)
-        mp.setattr(module, "RESULTS", tmp_path)
-        yield module
+def long_memory(benchmarks):
+    return benchmarks("long_range", "long_memory")
 
 
 def args(**kw):

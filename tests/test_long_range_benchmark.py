@@ -1,24 +1,13 @@
 """Smoke test of benchmarks/long_range.py: a few updates of every cell on a tiny config."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def long_range():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling common.py
-        spec = importlib.util.spec_from_file_location("long_range", BENCHMARKS / "long_range.py")
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, "long_range", module)  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        yield module
+@pytest.fixture
+def long_range(benchmarks):
+    return benchmarks("long_range")
 
 
 @pytest.mark.parametrize("task", ["adding", "copy"])

@@ -106,6 +106,16 @@ void hold(const bool* m, const torch::Tensor& fresh, const torch::Tensor& prev, 
   }
 }
 
+// The state after step t: its output, or, under a mask, states[t] with the padding rows holding prev
+template <typename T>
+torch::Tensor advance(const bool* m, int64_t t, const torch::Tensor& out, const torch::Tensor& prev,
+                      torch::Tensor& states) {
+  if (m == nullptr) return out;
+  torch::Tensor state = states.select(0, t);
+  hold<T>(m + t * out.size(0), out, prev, state);
+  return state;
+}
+
 // The gradient reaching step t's outputs from the loss: d_t's (B, N) rows, any strides (the gradient of a sum is one
 // value broadcast), or none (0)
 template <typename T>
@@ -195,13 +205,7 @@ void elman_forward(const torch::Tensor& us, const torch::Tensor& h0, const torch
       torch::Tensor out = news.select(0, t);
       recurrent(h, out);
       add_activate<scalar_t>(out, us.data_ptr<scalar_t>() + t * B * H, H, act);
-      if (m != nullptr) {
-        torch::Tensor state = states.select(0, t);
-        hold<scalar_t>(m + t * B, out, h, state);
-        h = state;
-      } else {
-        h = out;
-      }
+      h = advance<scalar_t>(m, t, out, h, states);
     }
   });
 }
@@ -318,13 +322,7 @@ void jordan_forward(const torch::Tensor& xs, const torch::Tensor& y0, const torc
       add_activate<scalar_t>(h, xs.data_ptr<scalar_t>() + t * B * H, H, act_h);
       output(h, out);
       add_activate<scalar_t>(out, b, 0, act_y);
-      if (m != nullptr) {
-        torch::Tensor state = states.select(0, t);
-        hold<scalar_t>(m + t * B, out, y, state);
-        y = state;
-      } else {
-        y = out;
-      }
+      y = advance<scalar_t>(m, t, out, y, states);
     }
   });
 }
