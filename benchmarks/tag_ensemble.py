@@ -3,6 +3,8 @@
 
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --jobs 2 -- --rare-word-dropout 0.25
     python benchmarks/tag_ensemble.py --data-set conll2003 --seeds 0 1 2 --jobs 2
+    python benchmarks/tag_ensemble.py --data-set conll2000 --seeds 0 1 2 --jobs 2   # validated on tag_conll2000.py's
+                                                                                     # split of train.txt
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 1 2 --reuse   # train only the runs not there
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 --char-lms    # + the character LMs' features
     python benchmarks/tag_ensemble.py --data-set inspec --seeds 0 --char-lms inspec   # those fine-tuned on Inspec
@@ -30,6 +32,7 @@ SETS = {  # name: (train, valid, default config)
     "inspec": ("inspec/train.jsonl", "inspec/valid.jsonl", "configs/tag/inspec_bilstm_crf.toml"),
     "conll2003": ("conll2003/eng.train", "conll2003/eng.testa", "configs/tag/conll2003_bilstm_crf.toml"),
     "atis": ("atis/train", "atis/dev", "configs/tag/atis_bilstm_crf.toml"),
+    "conll2000": ("conll2000/train.txt", None, "configs/tag/conll2000_bilstm_crf.toml"),  # valid: split off train
 }
 
 
@@ -55,7 +58,12 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
     train_path, valid_path, default_config = SETS[args.data_set]
-    train, valid = Path(args.data) / train_path, Path(args.data) / valid_path
+    if valid_path is None:  # CoNLL-2000 has no development set: tag_conll2000.py's split of its train.txt
+        from tag_conll2000 import SPLIT, split
+
+        train, valid = split(Path(args.data) / train_path, 1000, SPLIT)
+    else:
+        train, valid = Path(args.data) / train_path, Path(args.data) / valid_path
     config = args.config or str(ROOT / default_config)
     threads = args.threads or (1 if args.jobs > 1 else None)
     tag = args.name or ("".join(args.extra).replace("--", "_").strip("_") or "plain")
