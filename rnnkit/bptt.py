@@ -24,7 +24,7 @@ The LSTM loop's per-step elementwise work (activations, the cell update, their d
 otherwise; the same kernels run the forward alone when no gradient is wanted (:func:`lstm_inference`). The Elman
 and Jordan loops, a product or two and an activation a step, are one call of rnnkit.native each way, products
 included, with or without a gradient (:func:`loop_usable`): a Jordan layer at B32 T100 H256 then ran forward and
-backward at 0.81-0.83x of torch.nn.RNN (the Python loop: 0.65x; benchmarks/speed_layers.py, an Intel Xeon).
+backward at 0.81-0.86x of torch.nn.RNN (the Python loop: 0.65x; benchmarks/speed_layers.py, an Intel Xeon).
 """
 
 from __future__ import annotations
