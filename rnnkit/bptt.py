@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from rnnkit import native, onednn
 from rnnkit.activations import get_activation
@@ -104,13 +105,15 @@ def _gradient_wanted(*tensors: Tensor | None) -> bool:
 def loop_is_ours(keep_steps: bool) -> bool:
     """Nothing asks for the reference loop: no per-step states, no torch.compile or torch.export tracing, no
     TorchScript tracing (``rnnkit export``: a graph records torch's operators, not these loops' calls), no
-    torch.func transform, no :func:`reference_loop` block."""
+    torch.func transform, no forward-mode differentiation (``torch.autograd.forward_ad``: these loops have no jvp),
+    no :func:`reference_loop` block."""
     return (
         not torch.compiler.is_compiling()  # first: what follows is not for torch.compile to trace
         and not torch.jit.is_tracing()
         and not keep_steps
         and not _REFERENCE.get()
         and not torch._C._are_functorch_transforms_active()
+        and forward_ad._current_level < 0  # (torch keeps the open dual level there; -1: none)
     )
 
 

@@ -361,3 +361,23 @@ def test_a_broadcast_output_gradient_is_read_in_place(make, elementwise):
         ref = grads()
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_forward_mode_differentiation_takes_the_reference_loop(grad):
+    """The hand-written loops have no jvp: inside torch.autograd.forward_ad's dual level the layers run the
+    reference loop, with or without a gradient, and the tangent is the reference loop's."""
+    import torch.autograd.forward_ad as fwAD
+
+    torch.manual_seed(0)
+    layer = rnnkit.Jordan(3, 5, 4, dtype=torch.float64)
+    x, t = torch.randn(6, 2, 3, dtype=torch.float64), torch.randn(6, 2, 3, dtype=torch.float64)
+
+    def tangent():
+        with torch.set_grad_enabled(grad), fwAD.dual_level():
+            return fwAD.unpack_dual(layer(fwAD.make_dual(x, t))[0]).tangent
+
+    got = tangent()
+    with bptt.reference_loop():
+        want = tangent()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
