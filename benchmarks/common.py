@@ -237,6 +237,17 @@ def run_task(
     }
 
 
+def write_tagger_result(name: str, result: dict, setting: dict) -> None:
+    """A tagger's :func:`run_task` result as benchmarks/results/tag_<name>.json, beside a summary (span F1, precision,
+    recall, token accuracy, F1 per type) that is also printed as one JSON line."""
+    metrics = result["metrics"]
+    summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
+    summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
+    path = write_result(f"tag_{name}", {"setting": machine() | setting, "valid": summary} | result)
+    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
+    print(f"written {path}")
+
+
 def rnnkit_cli(*args: str, threads: int | None = None, capture: bool = False) -> str:
     """``rnnkit ARGS`` in a subprocess, as a user runs it, on ``threads`` threads (OMP_NUM_THREADS; None: torch's
     default); its stdout when ``capture``. A failure stops the benchmark."""

@@ -15,14 +15,15 @@ benchmarks/results/tag_<config>.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import machine, run_task, write_result
+from common import run_task, write_tagger_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "conll2000"
 SPLIT = ROOT / "runs" / "bench" / "conll2000_split"
+#: the last sentences of train.txt that validate (tag_ensemble.py's conll2000 runs use the same split)
+VALID_SENTENCES = 1000
 
 
 def split(train: Path, held_out: int, folder: Path) -> tuple[Path, Path]:
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs/tag/conll2000_bilstm_crf.toml"))
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: torch's)")
     parser.add_argument("--data", default=str(DATA), help="the folder of train.txt")
-    parser.add_argument("--valid-sentences", type=int, default=1000, help="the last N sentences validate")
+    parser.add_argument("--valid-sentences", type=int, default=VALID_SENTENCES, help="the last N sentences validate")
     parser.add_argument("--name", default=None, help="the run's name (default: the config's)")
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
@@ -56,14 +57,8 @@ def main() -> None:
     train, valid = split(Path(args.data) / "train.txt", args.valid_sentences, SPLIT)
     out = ROOT / "runs" / "bench" / name
     result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
-    metrics = result["metrics"]
-    summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
-    summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
-    setting = machine() | {"config": args.config, "extra": args.extra, "valid_sentences": args.valid_sentences}
-    payload = {"setting": setting, "valid": summary} | result
-    path = write_result(f"tag_{name}", payload)
-    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
-    print(f"written {path}")
+    setting = {"config": args.config, "extra": args.extra, "valid_sentences": args.valid_sentences}
+    write_tagger_result(name, result, setting)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ held out. Writes benchmarks/results/tag_<config>.json (the configs are named con
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import machine, pretrained_encoders, run_task, write_result
+from common import pretrained_encoders, run_task, write_tagger_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "conll2003"
@@ -38,13 +37,7 @@ def main() -> None:
     out = ROOT / "runs" / "bench" / name
     train, valid = Path(args.data) / "eng.train", Path(args.data) / "eng.testa"
     result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
-    metrics = result["metrics"]
-    summary = {k: metrics.get(k) for k in ("f1", "precision", "recall", "token_accuracy")}
-    summary["per_type_f1"] = {t: s["f1"] for t, s in metrics.get("per_type", {}).items()}
-    payload = {"setting": machine() | {"config": args.config, "extra": args.extra}, "valid": summary} | result
-    path = write_result(f"tag_{name}", payload)  # tag_conll2003_bilstm_crf
-    print(json.dumps(summary | {"minutes": result["train_minutes"]}))
-    print(f"written {path}")
+    write_tagger_result(name, result, {"config": args.config, "extra": args.extra})  # tag_conll2003_bilstm_crf
 
 
 if __name__ == "__main__":

@@ -59,9 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     train_path, valid_path, default_config = SETS[args.data_set]
     if valid_path is None:  # CoNLL-2000 has no development set: tag_conll2000.py's split of its train.txt
-        from tag_conll2000 import SPLIT, split
+        from tag_conll2000 import SPLIT, VALID_SENTENCES, split
 
-        train, valid = split(Path(args.data) / train_path, 1000, SPLIT)
+        train, valid = split(Path(args.data) / train_path, VALID_SENTENCES, SPLIT)
     else:
         train, valid = Path(args.data) / train_path, Path(args.data) / valid_path
     config = args.config or str(ROOT / default_config)

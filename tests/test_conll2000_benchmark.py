@@ -1,5 +1,7 @@
 """benchmarks/tag_conll2000.py's validation split: CoNLL-2000 has none, so the end of train.txt is held out."""
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,13 @@ def sentences(path):
 
 def tokens(path):
     return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def test_a_taggers_result_is_written_with_its_summary(bench, tmp_path, capsys):
+    """common.write_tagger_result, which tag_conll2000.py and tag_conll2003.py end with."""
+    metrics = {"f1": 0.9, "precision": 0.8, "recall": 1.0, "token_accuracy": 0.95, "per_type": {"NP": {"f1": 0.9}}}
+    sys.modules["common"].write_tagger_result("x", {"metrics": metrics, "train_minutes": 1.5}, {"config": "c"})
+    written = json.loads((tmp_path / "tag_x.json").read_text())
+    summary = {"f1": 0.9, "precision": 0.8, "recall": 1.0, "token_accuracy": 0.95, "per_type_f1": {"NP": 0.9}}
+    assert written["valid"] == summary and written["setting"]["config"] == "c" and written["train_minutes"] == 1.5
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == summary | {"minutes": 1.5}
