@@ -21,18 +21,23 @@
 namespace rnnkit_native {
 namespace {
 
-void check_steps(const torch::Tensor& t, int64_t T, int64_t B, int64_t width, const char* name) {
-  TORCH_CHECK(t.dim() == 3 && t.size(0) == T && t.size(1) == B && t.size(2) == width, "rnnkit native: ", name,
-              " must be (", T, ", ", B, ", ", width, "), got ", t.sizes());
-  TORCH_CHECK(t.is_contiguous(), "rnnkit native: ", name, " must be contiguous");
-  TORCH_CHECK(t.device().is_cpu(), "rnnkit native: ", name, " must be on the CPU");
-}
-
 // a gradient arriving from the loss: the steps' shape, any strides
 void check_grads(const torch::Tensor& t, int64_t T, int64_t B, int64_t width, const char* name) {
   TORCH_CHECK(t.dim() == 3 && t.size(0) == T && t.size(1) == B && t.size(2) == width, "rnnkit native: ", name,
               " must be (", T, ", ", B, ", ", width, "), got ", t.sizes());
   TORCH_CHECK(t.device().is_cpu(), "rnnkit native: ", name, " must be on the CPU");
+}
+
+// every step's block, (T, B, width), laid out as the loops read it
+void check_steps(const torch::Tensor& t, int64_t T, int64_t B, int64_t width, const char* name) {
+  check_grads(t, T, B, width, name);
+  TORCH_CHECK(t.is_contiguous(), "rnnkit native: ", name, " must be contiguous");
+}
+
+// a (B, width) state the loop reads and writes in place as plain rows
+void check_state(const torch::Tensor& t, int64_t B, int64_t width, const char* name) {
+  check_rows(t, B, width, name);
+  TORCH_CHECK(t.is_contiguous(), "rnnkit native: ", name, " must be contiguous");
 }
 
 const bool* mask_rows(const c10::optional<torch::Tensor>& mask, int64_t T, int64_t B) {
@@ -218,8 +223,7 @@ void elman_backward(const c10::optional<torch::Tensor>& d_news, torch::Tensor ca
   const int64_t T = news.size(0), B = news.size(1), H = news.size(2);
   check_steps(news, T, B, H, "outputs");
   check_steps(dz, T, B, H, "gradients");
-  check_rows(carry, B, H, "carry");
-  TORCH_CHECK(carry.is_contiguous(), "rnnkit native: carry must be contiguous");
+  check_state(carry, B, H, "carry");
   if (d_news.has_value() && d_news->defined()) check_grads(*d_news, T, B, H, "output gradients");
   const bool* m = mask_rows(mask, T, B);
   torch::Tensor back = torch::empty_like(carry);
@@ -248,10 +252,8 @@ void lstm_inference(const torch::Tensor& xs, const c10::optional<torch::Tensor>&
   const int64_t T = xs.size(0), B = xs.size(1), H = xs.size(2) / 4;
   check_steps(xs, T, B, 4 * H, "inputs' share");
   check_steps(hs, T, B, H, "outputs");
-  for (const torch::Tensor* t : {&h, &c}) {
-    check_rows(*t, B, H, "state");
-    TORCH_CHECK(t->is_contiguous(), "rnnkit native: the state must be contiguous");
-  }
+  check_state(h, B, H, "h");
+  check_state(c, B, H, "c");
   torch::Tensor bias;
   if (b_hh.has_value() && b_hh->defined()) {
     bias = b_hh->contiguous();
@@ -338,8 +340,7 @@ void jordan_backward(const c10::optional<torch::Tensor>& d_ys, torch::Tensor car
   check_steps(ys, T, B, O, "outputs");
   check_steps(dz, T, B, H, "hidden gradients");
   check_steps(d_o, T, B, O, "output gradients");
-  check_rows(carry, B, O, "carry");
-  TORCH_CHECK(carry.is_contiguous(), "rnnkit native: carry must be contiguous");
+  check_state(carry, B, O, "carry");
   if (d_ys.has_value() && d_ys->defined()) check_grads(*d_ys, T, B, O, "gradients of the outputs");
   const bool* m = mask_rows(mask, T, B);
   torch::Tensor back = torch::empty_like(carry), tmp = torch::empty({B, H}, hs.options());
