@@ -28,10 +28,13 @@ VALID_SENTENCES = 1000
 
 def split(train: Path, held_out: int, folder: Path) -> tuple[Path, Path]:
     """train.txt's sentences but the last ``held_out`` into folder/train.txt, those into folder/valid.txt (rewritten
-    only when they differ, so that a rerun finds the same files)."""
+    only when they differ, so that a rerun finds the same files). ValueError, in one line, for a file that is not
+    there or a count that would leave one side empty."""
+    if not train.is_file():
+        raise ValueError(f"{train}: no such file (--data names the folder of CoNLL-2000's train.txt)")
     sentences = [s for s in train.read_text(encoding="utf-8").split("\n\n") if s.strip()]
     if not 0 < held_out < len(sentences):
-        raise SystemExit(f"--valid-sentences must lie in 1..{len(sentences) - 1}, got {held_out}")
+        raise ValueError(f"--valid-sentences must lie in 1..{len(sentences) - 1}, got {held_out}")
     folder.mkdir(parents=True, exist_ok=True)
     parts = {"train.txt": sentences[:-held_out], "valid.txt": sentences[-held_out:]}
     for name, part in parts.items():
@@ -54,7 +57,10 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more flags for rnnkit tag train, after --")
     args = parser.parse_args()
     name = args.name or Path(args.config).stem
-    train, valid = split(Path(args.data) / "train.txt", args.valid_sentences, SPLIT)
+    try:
+        train, valid = split(Path(args.data) / "train.txt", args.valid_sentences, SPLIT)
+    except ValueError as e:
+        parser.error(str(e))  # one line, exit 2
     out = ROOT / "runs" / "bench" / name
     result = run_task("tag", train, valid, out, ["--config", args.config, *args.extra], threads=args.threads)
     setting = {"config": args.config, "extra": args.extra, "valid_sentences": args.valid_sentences}

@@ -61,7 +61,10 @@ def main() -> None:
     if valid_path is None:  # CoNLL-2000 has no development set: tag_conll2000.py's split of its train.txt
         from tag_conll2000 import SPLIT, VALID_SENTENCES, split
 
-        train, valid = split(Path(args.data) / train_path, VALID_SENTENCES, SPLIT)
+        try:
+            train, valid = split(Path(args.data) / train_path, VALID_SENTENCES, SPLIT)
+        except ValueError as e:
+            parser.error(str(e))
     else:
         train, valid = Path(args.data) / train_path, Path(args.data) / valid_path
     config = args.config or str(ROOT / default_config)

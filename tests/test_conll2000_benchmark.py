@@ -29,8 +29,10 @@ def test_the_last_sentences_validate_and_a_rerun_rewrites_nothing(bench, tmp_pat
     bench.split(source, 2, tmp_path / "split")
     assert (train.stat().st_mtime_ns, valid.stat().st_mtime_ns) == stamps
     for bad in (0, 5):
-        with pytest.raises(SystemExit, match=r"--valid-sentences must lie in 1\.\.4"):
+        with pytest.raises(ValueError, match=r"--valid-sentences must lie in 1\.\.4, got "):
             bench.split(source, bad, tmp_path / "split")
+    with pytest.raises(ValueError, match="no such file"):
+        bench.split(tmp_path / "none.txt", 2, tmp_path / "split")
 
 
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data/conll2000 is not here")
