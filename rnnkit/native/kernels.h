@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 #include <bit>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace rnnkit_native {
@@ -138,3 +140,7 @@ void jordan_backward(const c10::optional<torch::Tensor>& d_ys, torch::Tensor car
                      const torch::Tensor& ys, const torch::Tensor& w_yh, const torch::Tensor& w_hy,
                      const c10::optional<torch::Tensor>& mask, torch::Tensor dz, torch::Tensor d_o, int64_t act_h,
                      int64_t act_y);
+
+// sampling.cpp: the default draw of rnnkit.tasks.sampling.sample_next
+torch::Tensor sample_rows(const torch::Tensor& logits, const std::vector<int64_t>& banned, double temperature,
+                          c10::optional<at::Generator> generator);

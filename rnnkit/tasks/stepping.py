@@ -35,6 +35,7 @@ from rnnkit import state as S
 from rnnkit.errors import RnnkitError
 from rnnkit.layers import Recurrent
 from rnnkit.onednn import linear_call
+from rnnkit.tasks.lstm_steps import LSTMModelStep
 
 
 class ParallelMatrix(Tensor):
@@ -189,9 +190,13 @@ class Stepper:
         self.head_weight = fast_layout(head.weight.detach())
         self.head_bias = None if head.bias is None else head.bias.detach()
         self.device = head.weight.device
+        # one step of LSTM layers in one native call (rnnkit.tasks.lstm_steps), where it applies
+        self.native = LSTMModelStep.build(self.layers, self.head_weight, self.head_bias, self.embedding)
 
     @torch.no_grad()
     def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
+        if self.native is not None and x.shape[0] == 1:
+            return self.native(x.to(self.device), state)
         h = F.embedding(x.to(self.device), self.embedding) if self.embedding is not None else x.to(self.device)
         new_state = []
         for i, layer in enumerate(self.layers):

@@ -1,5 +1,6 @@
 """Sampling: top-k / top-p filtering on hand examples, banned ids, temperature, seeds, stopping."""
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
@@ -7,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnkit import native
 from rnnkit.config import build
 from rnnkit.data import Vocabulary, tokenize
 from rnnkit.errors import RnnkitError
+from rnnkit.tasks import sampling
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.lm_run import LMDataConfig, LMRun
 from rnnkit.tasks.sampling import check_sampling, draw, filter_logits, generate, sample_next
@@ -197,3 +200,66 @@ def test_draw_at_a_uniform_number_rounded_up_to_the_total_takes_the_last_drawabl
     probs = torch.tensor([[0.25, 0.75, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
     monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw["dtype"]))
     assert draw(probs).tolist() == [1, 0]
+
+
+@pytest.fixture
+def native_draw(monkeypatch):
+    monkeypatch.setenv("RNNKIT_NATIVE", "1")
+    if native.load() is None:
+        pytest.skip("rnnkit.native is not built (python -m rnnkit.native)")
+
+
+def both_draws(logits: torch.Tensor, **options) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """sample_next through rnnkit.native and through Python (native off), each from a generator seeded alike:
+    the ids, and the generator's next number (so both used it alike)."""
+    out = []
+    for path in (contextlib.nullcontext, native.disabled):
+        g = torch.Generator().manual_seed(11)
+        with path():
+            taken = sampling._native_draw(logits, options.get("temperature", 1.0), None, None, [], g) is not None
+            assert taken == (path is contextlib.nullcontext)
+            out.append((sample_next(logits, generator=g, **options), torch.rand(1, generator=g)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.6, 3.0])
+def test_the_native_draw_draws_what_python_draws(native_draw, dtype, temperature):
+    torch.manual_seed(0)
+    logits = (torch.randn(4000, 37) * 3).to(dtype)
+    logits[::7, 3] = float("-inf")  # a masked id
+    (fast, fast_next), (slow, slow_next) = both_draws(logits, temperature=temperature, banned=[0, 36])
+    assert torch.equal(fast, slow) and torch.equal(fast_next, slow_next)
+    assert not {0, 36} & set(fast.tolist()) and len(set(fast.tolist())) > 20
+
+
+def test_the_native_draw_at_a_vocabulary_of_ten_thousand(native_draw):
+    torch.manual_seed(1)
+    logits = (torch.randn(1, 10_000) * 4).repeat(300, 1)  # one peaked row, 300 draws of it
+    (fast, _), (slow, _) = both_draws(logits, banned=[0])
+    assert torch.equal(fast, slow) and len(set(fast.tolist())) > 50
+
+
+def test_the_draw_by_hand(native_draw):
+    """p = (0.2, 0.5, 0.3): id 0 below u = 0.2, id 1 up to 0.7, id 2 above, with u the generator's next number."""
+    logits = torch.tensor([[0.2, 0.5, 0.3]]).log().repeat(500, 1)
+    u = torch.rand((500, 1), dtype=torch.float64, generator=torch.Generator().manual_seed(4)).squeeze(1)
+    want = (u >= 0.2).long() + (u >= 0.7).long()
+    for path in (contextlib.nullcontext, native.disabled):
+        with path():
+            assert torch.equal(sample_next(logits, generator=torch.Generator().manual_seed(4)), want)
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "all banned"])
+def test_nothing_to_draw_is_one_error_either_way(native_draw, case):
+    logits = torch.tensor([[0.0, 1.0, 2.0]])
+    banned = []
+    if case == "nan":
+        logits[0, 1] = float("nan")
+    elif case == "inf":
+        logits[0, 2] = float("inf")
+    else:
+        banned = [0, 1, 2]
+    for path in (contextlib.nullcontext, native.disabled):
+        with path(), pytest.raises(RnnkitError, match="no token a probability to sample from"):
+            sample_next(logits, banned=banned)
