@@ -31,7 +31,7 @@ from types import ModuleType
 
 HERE = Path(__file__).parent
 #: what is compiled (``gated_steps.cpp`` holds the module's bindings), and the header both include
-SOURCES = (HERE / "gated_steps.cpp", HERE / "loops.cpp", HERE / "sampling.cpp")
+SOURCES = (HERE / "gated_steps.cpp", HERE / "loops.cpp", HERE / "model_step.cpp", HERE / "sampling.cpp")
 HEADERS = (HERE / "kernels.h",)
 BUILD = Path(__file__).with_name("_build")
 

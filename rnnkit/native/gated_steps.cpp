@@ -1,7 +1,7 @@
 // One step's elementwise work of the gated cells, in one call each: what rnnkit.bptt's Python loop otherwise spends
 // a dozen torch operations (and their Python) on, per step; and generation's GRU step (rnnkit.tasks.stepping).
-// The matrix products stay in Python (oneDNN or MKL through torch); these kernels take the gates after the product,
-// except generation's LSTM step (lstm_model_step), which takes a model's whole step.
+// The matrix products stay in Python (oneDNN or MKL through torch); these kernels take the gates after the product.
+// Generation's whole step of a model, products included, is model_step.cpp's, and calls the step kernels here.
 //
 // LSTM equations (rnnkit/cells/lstm.py), gates z = [i f g o] of width H each, sigma the gate activation and phi
 // the cell activation:
@@ -145,75 +145,9 @@ void gru_forward_step(const torch::Tensor& x, const torch::Tensor& g, const torc
   });
 }
 
-// Generation's step of a language model or music model made of LSTM layers (rnnkit.tasks.stepping.Stepper), the
-// products included, in one call: at batch 1 the Python around a step's torch calls cost 80-90 us a layer, beside a
-// 156 us product. For layer i, w[i][k] (4H, In + H) is cell k's [W_ih W_hh] in any layout, b[i][k] its two biases
-// summed (or None), h0[i] and c0[i] (L_i, B, H_i) its state before the step, acts[2i], acts[2i + 1] its activation
-// numbers (phi, sigma) and residual[i] whether it adds each cell's input to its output from the second cell on.
-// x (B, In) are the inputs; head_w (V, H) and head_b the output layer. Returns the logits (B, V) and each layer's
-// new h and c. Every product is F.linear's (addmm of [x; h] and w^T) and each row's equations lstm_forward_step's,
-// so the numbers equal the cells' step() in Python (tests/tasks/test_stepping.py).
-//
-// With ids (B), x's rows are those of an embedding, and the first cell takes W_ih x + b from row id of table (V, 4H),
-// leaving the step only W_hh h to read: at 2 x 512 and batch 1, 4 of that cell's 8 MB.
-std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> lstm_model_step(
-    torch::Tensor x, const std::vector<std::vector<torch::Tensor>>& w,
-    const std::vector<std::vector<c10::optional<torch::Tensor>>>& b, const std::vector<torch::Tensor>& h0,
-    const std::vector<torch::Tensor>& c0, const std::vector<int64_t>& acts, const std::vector<bool>& residual,
-    const torch::Tensor& head_w, const c10::optional<torch::Tensor>& head_b, const c10::optional<torch::Tensor>& ids,
-    const c10::optional<torch::Tensor>& table) {
-  const size_t layers = w.size();
-  TORCH_CHECK(b.size() == layers && h0.size() == layers && c0.size() == layers && acts.size() == 2 * layers &&
-                  residual.size() == layers,
-              "rnnkit native: one list entry a layer (two activations)");
-  TORCH_CHECK(x.dim() == 2, "rnnkit native: x must be (B, In), got ", x.sizes());
-  const int64_t B = x.size(0);
-  const bool tabled = ids.has_value() && ids->defined();
-  if (tabled) {
-    TORCH_CHECK(ids->dim() == 1 && ids->size(0) == B && ids->scalar_type() == torch::kLong,
-                "rnnkit native: ids must be (", B, ") int64");
-    TORCH_CHECK(table.has_value() && table->dim() == 2 && table->size(1) == w.at(0).at(0).size(0),
-                "rnnkit native: ids need a table of the first cell's ", w.at(0).at(0).size(0), " gates");
-  }
-  std::vector<torch::Tensor> hs, cs;
-  for (size_t i = 0; i < layers; ++i) {
-    TORCH_CHECK(!w[i].empty(), "rnnkit native: layer ", i, " has no cells");
-    const int64_t L = static_cast<int64_t>(w[i].size()), H = w[i][0].size(0) / 4;
-    for (const torch::Tensor& t : {h0[i], c0[i]}) {
-      TORCH_CHECK(t.dim() == 3 && t.size(0) == L && t.size(1) == B && t.size(2) == H,
-                  "rnnkit native: layer ", i, "'s state must be (", L, ", ", B, ", ", H, "), got ", t.sizes());
-    }
-    TORCH_CHECK(static_cast<int64_t>(b[i].size()) == L, "rnnkit native: one bias a cell");
-    const torch::Tensor state_h = h0[i].contiguous(), state_c = c0[i].contiguous();
-    torch::Tensor h = torch::empty_like(state_h), c = torch::empty_like(state_c), phi = torch::empty({B, H}, x.options());
-    for (int64_t k = 0; k < L; ++k) {
-      const torch::Tensor& wk = w[i][k];
-      TORCH_CHECK(wk.dim() == 2 && wk.size(0) == 4 * H && wk.size(1) == x.size(1) + H, "rnnkit native: layer ", i,
-                  " cell ", k, "'s weight must be (", 4 * H, ", ", x.size(1) + H, "), got ", wk.sizes());
-      torch::Tensor z;
-      if (tabled && i == 0 && k == 0) {
-        z = table->index_select(0, *ids).addmm_(state_h[k], wk.narrow(1, x.size(1), H).t());
-      } else {
-        const torch::Tensor xh = at::cat({x, state_h[k]}, 1);
-        z = b[i][k].has_value() && b[i][k]->defined() ? at::addmm(*b[i][k], xh, wk.t()) : at::mm(xh, wk.t());
-      }
-      torch::Tensor h_k = h[k], c_k = c[k];
-      lstm_forward_step(z, c10::nullopt, state_c[k], c_k, phi, h_k, acts[2 * i], acts[2 * i + 1]);
-      x = residual[i] && k > 0 ? h_k + x : h_k;
-    }
-    hs.push_back(h);
-    cs.push_back(c);
-  }
-  TORCH_CHECK(head_w.dim() == 2 && head_w.size(1) == x.size(1), "rnnkit native: the output layer must be (V, ",
-              x.size(1), "), got ", head_w.sizes());
-  torch::Tensor logits = head_b.has_value() && head_b->defined() ? at::addmm(*head_b, x, head_w.t())
-                                                                 : at::mm(x, head_w.t());
-  return {logits, hs, cs};
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward_step", &gru_forward_step, "one GRU step forward, reset after the product (generation)");
-  m.def("lstm_model_step", &lstm_model_step, "generation's step of a model of LSTM layers, products included");
+  m.def("model_step", &model_step, "generation's step of a model of LSTM, GRU and Elman layers, products included");
   m.def("lstm_forward_step", &lstm_forward_step, "one LSTM step's elementwise forward (rnnkit.bptt)");
   m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
   m.def("elman_forward", &elman_forward, "the Elman loop h_t = g(u_t + W_hh h_{t-1}), forward (rnnkit.bptt)");

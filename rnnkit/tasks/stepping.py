@@ -17,7 +17,8 @@ torch.nn.LSTM stepped by hand (README). It takes and returns the model's own sta
 does), so either path can continue the other's state, and the two give the same numbers within float rounding:
 tests/tasks/test_stepping.py checks every cell and that sampling under a seed draws the same tokens whichever
 path runs. The copies are made once per set of weights: :func:`stepper` keeps one per model and makes a new one
-when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``).
+when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``). For models of LSTM, GRU and
+Elman layers, one step (T = 1) is one call of rnnkit.native, products included (:mod:`rnnkit.tasks.native_step`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rnnkit import state as S
 from rnnkit.errors import RnnkitError
 from rnnkit.layers import Recurrent
 from rnnkit.onednn import linear_call
-from rnnkit.tasks.lstm_steps import LSTMModelStep
+from rnnkit.tasks.native_step import NativeModelStep
 
 
 class ParallelMatrix(Tensor):
@@ -190,13 +191,16 @@ class Stepper:
         self.head_weight = fast_layout(head.weight.detach())
         self.head_bias = None if head.bias is None else head.bias.detach()
         self.device = head.weight.device
-        # one step of LSTM layers in one native call (rnnkit.tasks.lstm_steps), where it applies
-        self.native = LSTMModelStep.build(self.layers, self.head_weight, self.head_bias, self.embedding)
+        # one step of LSTM, GRU or Elman layers in one native call (rnnkit.tasks.native_step), where it applies
+        self.native = NativeModelStep.build(self.layers, self.head_weight, self.head_bias, self.embedding, SMALL_BATCH)
+
+    def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
+        if self.native is not None and x.shape[0] == 1:  # (outside no_grad: a context costs after a step)
+            return self.native(x, state)
+        return self._forward(x, state)
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
-        if self.native is not None and x.shape[0] == 1:
-            return self.native(x.to(self.device), state)
+    def _forward(self, x: Tensor, state: Any) -> tuple[Tensor, tuple]:
         h = F.embedding(x.to(self.device), self.embedding) if self.embedding is not None else x.to(self.device)
         new_state = []
         for i, layer in enumerate(self.layers):

@@ -1,5 +1,5 @@
-"""Generation's LSTM step in one native call (rnnkit.tasks.lstm_steps) against the cells' own steps in Python:
-the same numbers, the same state in the same form, whichever layers, batch and table."""
+"""Generation's step in one native call (rnnkit.tasks.native_step) against the cells' own steps in Python: the
+same numbers, the same state in the same form, whichever cells, layers, batch and table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 import rnnkit
 from rnnkit import native
-from rnnkit.tasks import lstm_steps, sampling
+from rnnkit.tasks import native_step, sampling, stepping
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.tasks.stepping import Stepper
 
@@ -45,15 +45,20 @@ def steps_agree(fast: Stepper, slow: Stepper, inputs: list[torch.Tensor], state=
             assert type(a) is type(b)
 
 
-def test_the_native_step_runs_lstm_models_only():
-    model = lm()
-    assert model.stepper().native is not None and model.stepper().native.table is not None
-    assert lm(cell="gru").stepper().native is None
-    assert lm(cell="elman").stepper().native is None
+NATIVE_CELLS = ["lstm", "gru", "rnn", "irnn"]
 
 
-def test_language_model_steps_equal_the_cells_steps_with_and_without_the_table(monkeypatch):
-    model = lm()
+def test_the_native_step_runs_lstm_gru_and_elman_models_only():
+    for cell in NATIVE_CELLS:
+        stepper = lm(cell).stepper()
+        assert stepper.native is not None and stepper.native.table is not None
+    for cell in ("jordan", "mingru", "scrn", "clockwork"):
+        assert lm(cell).stepper().native is None
+
+
+@pytest.mark.parametrize("cell", NATIVE_CELLS)
+def test_language_model_steps_equal_the_cells_steps_with_and_without_the_table(cell, monkeypatch):
+    model = lm(cell)
     args = (model.layers, model.decoder, model.embedding)
     torch.manual_seed(1)
     ids = [torch.tensor([[3, 3, 17]]), torch.tensor([[0, 39, 3]]), torch.tensor([[5, 5, 5]])]  # repeated words
@@ -61,21 +66,33 @@ def test_language_model_steps_equal_the_cells_steps_with_and_without_the_table(m
     with torch.no_grad():
         _, state = model(torch.randint(0, 40, (4, 3)))  # from the model's own state, not zeros
     steps_agree(Stepper(*args), python_stepper(*args), ids, state)
-    monkeypatch.setattr(lstm_steps, "TABLE_MAX_BYTES", 0)
+    monkeypatch.setattr(native_step, "TABLE_MAX_BYTES", 0)
     untabled = Stepper(*args)
     assert untabled.native is not None and untabled.native.table is None
     steps_agree(untabled, python_stepper(*args), ids, state)
 
 
-@pytest.mark.parametrize("layer", ["residual", "drop-in", "hard_sigmoid"])
+LAYERS = ["residual", "drop-in", "gru drop-in", "rnn drop-in", "gru, elman and lstm", "hard_sigmoid", "identity"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
 def test_feature_models_step_like_their_cells(layer):
-    """No embedding (music's models): stacked residual layers, torch's drop-in (its state a plain tuple), and an
-    LSTM with other activations."""
+    """No embedding (music's models): stacked residual layers, torch's drop-ins (their states a tuple and a bare
+    h), GRU, Elman and LSTM layers in one model, and cells with other activations."""
     torch.manual_seed(0)
     if layer == "residual":
         layers = [rnnkit.Recurrent(rnnkit.LSTMCell, 6, 6, num_layers=3, residual=True)]
     elif layer == "drop-in":
         layers = [rnnkit.LSTM(6, 5, num_layers=2), rnnkit.LSTM(5, 6)]
+    elif layer == "gru drop-in":
+        layers = [rnnkit.GRU(6, 5, num_layers=2), rnnkit.GRU(5, 6, bias=False)]
+    elif layer == "rnn drop-in":
+        layers = [rnnkit.RNN(6, 5, num_layers=2, nonlinearity="relu"), rnnkit.RNN(5, 6)]
+    elif layer == "gru, elman and lstm":
+        gru = rnnkit.Recurrent(rnnkit.GRUCell, 6, 5, num_layers=2, residual=True)
+        layers = [gru, rnnkit.Recurrent(rnnkit.ElmanCell, 5, 5, bias=False), rnnkit.LSTM(5, 6)]
+    elif layer == "identity":
+        layers = [rnnkit.Recurrent(rnnkit.ElmanCell, 6, 6, num_layers=2, nonlinearity="identity")]
     else:
         layers = [rnnkit.Recurrent(rnnkit.LSTMCell, 6, 6, recurrent_activation="hard_sigmoid", activation="relu")]
     args = (nn.ModuleList(layers).double(), nn.Linear(6, 4).double())
@@ -94,11 +111,15 @@ def test_sequences_and_other_cells_keep_the_python_steps():
     torch.manual_seed(0)
     projected = nn.ModuleList([rnnkit.LSTM(6, 8, proj_size=3)])
     assert Stepper(projected, nn.Linear(3, 4)).native is None  # a projection: the cells' steps
+    reset_before = nn.ModuleList([rnnkit.Recurrent(rnnkit.GRUCell, 6, 8, reset_after=False)])
+    assert Stepper(reset_before, nn.Linear(8, 4)).native is None
 
 
-def test_float32_samples_are_the_same_through_either_step():
+@pytest.mark.parametrize("cell", NATIVE_CELLS)
+def test_float32_samples_are_the_same_through_either_step(cell):
     torch.manual_seed(0)
-    model = LanguageModel(300, LMConfig(cell="lstm", hidden=64, layers=2, init_range=0.5)).eval()
+    scale = 0.5 if cell in ("lstm", "gru") else 0.1  # peaked distributions, and no Elman state that explodes
+    model = LanguageModel(300, LMConfig(cell=cell, hidden=64, layers=2, init_range=scale)).eval()
     args = (model.layers, model.decoder, model.embedding)
     draws = []
     for step in (Stepper(*args), python_stepper(*args), model.step):
@@ -108,10 +129,30 @@ def test_float32_samples_are_the_same_through_either_step():
     assert len(set(draws[0])) > 20
 
 
-def test_a_state_of_the_wrong_size_is_named():
-    model = lm()
+@pytest.mark.parametrize("cell", NATIVE_CELLS)
+def test_a_state_of_the_wrong_size_is_named(cell):
+    model = lm(cell)
     with torch.no_grad():
         _, (first, second) = model(torch.tensor([[1]]))
-    wrong = (first, type(second)(*(t[..., :-1] for t in second)))
+    if isinstance(second, torch.Tensor):  # torch's drop-in GRU and RNN: h alone
+        wrong = (first, second[..., :-1])
+    else:
+        wrong = (first, type(second)(*(t[..., :-1] for t in second)))
     with pytest.raises(RuntimeError, match=r"layer 1's state must be \(1, 1, 12\), got \[1, 1, 11\]"):
         model.stepper()(torch.tensor([[1]]), wrong)
+
+
+@pytest.mark.parametrize("cell", NATIVE_CELLS)
+def test_column_blocks_are_multiplied_as_in_python(cell, monkeypatch):
+    """Where rnnkit.tasks.stepping lays the large matrices out in column blocks (ParallelMatrix), the native step
+    multiplies over the blocks as Python does, at a few rows, and over the plain matrix at more."""
+    monkeypatch.setattr(stepping, "blocks_pay", lambda *shape: True)
+    monkeypatch.setattr(stepping, "PARALLEL_MIN_SIZE", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    model = lm(cell)
+    args = (model.layers, model.decoder, model.embedding)
+    fast = Stepper(*args)
+    assert fast.native is not None and isinstance(fast.head_weight, stepping.ParallelMatrix)
+    assert all(b is not None for blocks in fast.native.blocks for b in blocks)
+    for rows in (2, stepping.SMALL_BATCH + 1):
+        steps_agree(fast, python_stepper(*args), [torch.randint(0, 40, (1, rows)) for _ in range(3)])
