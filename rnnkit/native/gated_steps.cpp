@@ -147,7 +147,7 @@ void gru_forward_step(const torch::Tensor& x, const torch::Tensor& g, const torc
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward_step", &gru_forward_step, "one GRU step forward, reset after the product (generation)");
-  m.def("model_step", &model_step, "generation's step of a model of LSTM, GRU and Elman layers, products included");
+  m.def("model_step", &model_step, "generation's step of a model of recurrent layers (model_step.cpp)");
   m.def("lstm_forward_step", &lstm_forward_step, "one LSTM step's elementwise forward (rnnkit.bptt)");
   m.def("lstm_backward_step", &lstm_backward_step, "one LSTM step's elementwise backward (rnnkit.bptt)");
   m.def("elman_forward", &elman_forward, "the Elman loop h_t = g(u_t + W_hh h_{t-1}), forward (rnnkit.bptt)");

@@ -147,7 +147,7 @@ void lstm_forward_step(torch::Tensor z, const c10::optional<torch::Tensor>& zh, 
 void gru_forward_step(const torch::Tensor& x, const torch::Tensor& g, const torch::Tensor& h_prev, torch::Tensor h,
                       int64_t act, int64_t gate);
 
-// model_step.cpp: generation's whole step of a model of LSTM, GRU and Elman layers
+// model_step.cpp: generation's whole step of a model of LSTM, GRU, Elman, Jordan, minGRU and minLSTM layers
 std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> model_step(
     const torch::Tensor& step, const c10::optional<torch::Tensor>& embedding, const c10::optional<torch::Tensor>& table,
     const std::vector<int64_t>& kinds, const std::vector<std::vector<torch::Tensor>>& w,

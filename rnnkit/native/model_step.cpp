@@ -1,5 +1,5 @@
-// Generation's step of a language model or music model of LSTM, GRU and Elman layers (rnnkit.tasks.native_step), the
-// products included, in one call. At batch 1 a step is memory-bound (a 2 x 512 LSTM over 10,000 words reads 37 MB
+// Generation's step of a language model or music model of LSTM, GRU, Elman, Jordan, minGRU and minLSTM layers
+// (rnnkit.tasks.native_step), the products included, in one call. At batch 1 a step is memory-bound (a 2 x 512 LSTM over 10,000 words reads 37 MB
 // of weights a token), and the Python around a cell's half-dozen torch calls cost 80-90 us a layer beside a 156 us
 // product, measured after products that streamed megabytes through the caches.
 //
@@ -10,7 +10,7 @@
 
 namespace {
 
-enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2 };
+enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2, kJordan = 3, kMinGru = 4, kMinLstm = 5 };
 
 using OptionalTensor = c10::optional<torch::Tensor>;
 
@@ -55,19 +55,115 @@ torch::Tensor state(const OptionalTensor& t, int64_t L, int64_t B, int64_t H, si
   return t->contiguous();
 }
 
+void activate_all(torch::Tensor t, int64_t act) {  // in place, over a contiguous block
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "model_step", [&] {
+    rnnkit_native::activate(t.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), t.numel(), act);
+  });
+}
+
+// One cell's step: its matrices and biases are w[at], w[at + 1], ... (model_step's order); share, where defined,
+// is W_ih x + b read from the table. Each writes the cell's new state into h (and c), the cell's output.
+struct Cell {
+  const std::vector<torch::Tensor>& w;
+  const std::vector<OptionalTensor>& blocks;
+  const std::vector<OptionalTensor>& b;
+  size_t at;
+  int64_t block_rows;
+  size_t layer;
+  int64_t index;
+
+  Matrix matrix(size_t j) const { return Matrix{w[at + j], blocks[at + j], block_rows}; }
+
+  // [W_ih W_hh] (4H, In + H) and the biases summed; equations: gated_steps.cpp's lstm_forward_step
+  void lstm(const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& h_prev,
+            const torch::Tensor& c_prev, torch::Tensor h, torch::Tensor c, int64_t act, int64_t gate) const {
+    const int64_t H = h_prev.size(1), In = x.size(1);
+    check_matrix(w[at], 4 * H, In + H, layer, index);
+    torch::Tensor z = share.defined() ? share.add_(matrix(0).columns_times(h_prev, In, H))
+                                      : matrix(0).times(at::cat({x, h_prev}, 1), b[at]);
+    torch::Tensor phi = torch::empty_like(h);
+    lstm_forward_step(z, c10::nullopt, c_prev, c, phi, h, act, gate);
+  }
+
+  // W_ih (gH, In), W_hh (gH, H) and their biases: a GRU (reset after the product, g = 3) or an Elman cell,
+  // h = act(W_ih x + b_ih + W_hh h + b_hh) (g = 1)
+  void gru_or_elman(Kind kind, const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& h_prev,
+                    torch::Tensor h, int64_t act, int64_t gate) const {
+    const int64_t H = h_prev.size(1), gates = kind == kGru ? 3 : 1;
+    check_matrix(w[at], gates * H, x.size(1), layer, index);
+    check_matrix(w[at + 1], gates * H, H, layer, index);
+    const torch::Tensor xs = share.defined() ? share : matrix(0).times(x, b[at]);
+    const torch::Tensor hh = matrix(1).times(h_prev, b[at + 1]);
+    if (kind == kGru) {
+      gru_forward_step(xs, hh, h_prev, h, act, gate);
+    } else {
+      at::add_out(h, xs, hh);
+      activate_all(h, act);
+    }
+  }
+
+  // W_ih (H, In), W_yh (H, O), W_hy (O, H), biases b_ih, none, b_hy (rnnkit.JordanCell):
+  // h = g(W_ih x + b_ih + W_yh y), y = act_y(W_hy h + b_hy); the state and the output are y
+  void jordan(const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& y_prev, torch::Tensor y,
+              int64_t g, int64_t act_y) const {
+    const int64_t O = y_prev.size(1), H = w[at].size(0);
+    check_matrix(w[at], H, x.size(1), layer, index);
+    check_matrix(w[at + 1], H, O, layer, index);
+    check_matrix(w[at + 2], O, H, layer, index);
+    const torch::Tensor xs = share.defined() ? share : matrix(0).times(x, b[at]);
+    torch::Tensor hidden = xs + matrix(1).times(y_prev, b[at + 1]);
+    activate_all(hidden, g);
+    y.copy_(matrix(2).times(hidden, b[at + 2]));
+    activate_all(y, act_y);
+  }
+
+  // W_ih (gH, In) and b_ih of a minGRU cell (g = 2, rows [z; h]) or a minLSTM cell (g = 3, rows [f; i; h]), which
+  // have no recurrent matrix (rnnkit/cells/mingru.py): minGRU h = h_prev + z (g(k_h) - h_prev) with z = sigma(k_z);
+  // minLSTM h = (f h_prev + i g(k_h)) / (f + i) with f, i = sigma(k_f, k_i); g(x) = relu(x) + sigma(min(x, 0))
+  void min_cell(Kind kind, const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& h_prev,
+                torch::Tensor h) const {
+    const int64_t B = h_prev.size(0), H = h_prev.size(1), gates = kind == kMinGru ? 2 : 3;
+    check_matrix(w[at], gates * H, x.size(1), layer, index);
+    const torch::Tensor k = (share.defined() ? share : matrix(0).times(x, b[at])).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "model_step", [&] {
+      using T = scalar_t;
+      for (int64_t r = 0; r < B; ++r) {
+        const T *kr = k.data_ptr<T>() + r * gates * H, *hp = h_prev.data_ptr<T>() + r * H;
+        T* out = h.data_ptr<T>() + r * H;
+        const T* kh = kr + (gates - 1) * H;
+        for (int64_t j = 0; j < H; ++j) {
+          const T candidate = std::max(kh[j], T(0)) + rnnkit_native::sigmoid(std::min(kh[j], T(0)));
+          if (kind == kMinGru) {
+            const T z = rnnkit_native::sigmoid(kr[j]);
+            out[j] = hp[j] + z * (candidate - hp[j]);
+          } else {
+            const T f = rnnkit_native::sigmoid(kr[j]), i = rnnkit_native::sigmoid(kr[H + j]);
+            out[j] = (f * hp[j] + i * candidate) / (f + i);
+          }
+        }
+      }
+    });
+  }
+};
+
 }  // namespace
 
-// step: one step of ids (1, B) where there is an embedding (V, In), else of features (1, B, In). For layer i,
-// kinds[i] is its cells' kind; w[i] and b[i] its cells' matrices and biases in order: an LSTM cell's [W_ih W_hh]
-// (4H, In + H) side by side (rnnkit.LSTMCell.for_steps) and its two biases summed, a GRU cell's W_ih (3H, In) and
-// W_hh (3H, H) and their biases (reset after the product), an Elman cell's W_ih (H, In) and W_hh (H, H) and theirs;
-// any layout, a bias may be None; blocks[i] the column blocks of each matrix that has them (else None: Matrix
-// below). h0[i] (L_i, B, H_i) is its state before the step, with c0[i] for an LSTM (else
-// None); acts[2i], acts[2i + 1] its activation numbers (phi, sigma; an Elman cell's g and again g); residual[i]
-// whether each cell's input is added to its output from the second cell on. head_w (V, H), head_blocks and head_b:
-// the output layer. With a table (V, gates), the first cell takes W_ih x + b from the word's row: the step then reads W_hh
-// alone of that cell's weights (4 of the 8 MB of a 512-unit LSTM's). Returns the logits (1, B, V) and each layer's
-// new h and c (c None but for an LSTM).
+// step: one step of ids (1, B) where there is an embedding (V, In), else of features (1, B, In).
+// For layer i:
+//   kinds[i]: its cells' kind (Kind);
+//   w[i], b[i]: its cells' matrices and biases in order (any layout, a bias may be None): an LSTM cell's
+//     [W_ih W_hh] (4H, In + H) side by side (rnnkit.LSTMCell.for_steps) and its two biases summed; a GRU cell's
+//     W_ih (3H, In) and W_hh (3H, H) and their biases (reset after the product); an Elman cell's W_ih (H, In) and
+//     W_hh (H, H) and theirs; a Jordan cell's W_ih, W_yh, W_hy and b_ih, None, b_hy; a minGRU or minLSTM cell's
+//     W_ih and b_ih (Cell above);
+//   blocks[i]: the column blocks of each matrix that has them, else None (Matrix above);
+//   h0[i] (L_i, B, S_i): its state before the step (a Jordan layer's is y), with c0[i] for an LSTM (else None);
+//   acts[2i], acts[2i + 1]: its activation numbers (an LSTM's or GRU's phi and sigma, an Elman cell's g twice, a
+//     Jordan cell's g and act_y; unused for the min cells, whose activations are fixed);
+//   residual[i]: whether each cell's input is added to its output from the second cell on.
+// head_w (V, H), head_blocks and head_b: the output layer. With a table (V, gates), the first cell takes W_ih x + b
+// from the word's row: the step then reads W_hh alone of that cell's weights (4 of the 8 MB of a 512-unit LSTM's).
+// Returns the logits (1, B, V) and each layer's new state: h (or y), and c (None but for an LSTM).
 std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> model_step(
     const torch::Tensor& step, const OptionalTensor& embedding, const OptionalTensor& table,
     const std::vector<int64_t>& kinds, const std::vector<std::vector<torch::Tensor>>& w,
@@ -100,46 +196,45 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
               "rnnkit native: the table must hold the first cell's ", w.at(0).at(0).size(0), " gates a word");
   std::vector<torch::Tensor> hs, cs;
   for (size_t i = 0; i < layers; ++i) {
-    const bool lstm = kinds[i] == kLstm;
-    TORCH_CHECK(lstm || kinds[i] == kGru || kinds[i] == kElman, "rnnkit native: unknown kind of cell ", kinds[i]);
-    const size_t per_cell = lstm ? 1 : 2;
-    const int64_t gates = lstm ? 4 : kinds[i] == kGru ? 3 : 1;
+    const Kind kind = static_cast<Kind>(kinds[i]);
+    TORCH_CHECK(kind >= kLstm && kind <= kMinLstm, "rnnkit native: unknown kind of cell ", kinds[i]);
+    const bool single = kind == kLstm || kind == kMinGru || kind == kMinLstm;  // one matrix a cell
+    const size_t per_cell = single ? 1 : kind == kJordan ? 3 : 2;
     TORCH_CHECK(w[i].size() >= per_cell && w[i].size() % per_cell == 0 && b[i].size() == w[i].size() &&
                     blocks[i].size() == w[i].size(),
                 "rnnkit native: layer ", i, " must give ", per_cell, " matrices and biases a cell");
     const int64_t L = static_cast<int64_t>(w[i].size() / per_cell);
-    const int64_t H = lstm ? w[i][0].size(0) / 4 : w[i][1].size(1);
-    const torch::Tensor state_h = state(h0[i], L, B, H, i);
-    const torch::Tensor state_c = lstm ? state(c0[i], L, B, H, i) : torch::Tensor();
-    torch::Tensor h = torch::empty_like(state_h), c = lstm ? torch::empty_like(state_c) : torch::Tensor();
-    torch::Tensor phi = lstm ? torch::empty({B, H}, x.options()) : torch::Tensor();
+    // the state's width: H, or a Jordan cell's output size
+    const int64_t S = kind == kLstm     ? w[i][0].size(0) / 4
+                      : kind == kMinGru   ? w[i][0].size(0) / 2
+                      : kind == kMinLstm  ? w[i][0].size(0) / 3
+                      : kind == kJordan   ? w[i][2].size(0)
+                                          : w[i][1].size(1);
+    const torch::Tensor state_h = state(h0[i], L, B, S, i);
+    const torch::Tensor state_c = kind == kLstm ? state(c0[i], L, B, S, i) : torch::Tensor();
+    torch::Tensor h = torch::empty_like(state_h), c = kind == kLstm ? torch::empty_like(state_c) : torch::Tensor();
     for (int64_t k = 0; k < L; ++k) {
-      const bool first = tabled && i == 0 && k == 0;
-      const int64_t In = x.size(1);
+      const Cell cell{w[i], blocks[i], b[i], static_cast<size_t>(k) * per_cell, block_rows, i, k};
+      // the first cell's input share W_ih x + b: a row of the table, or undefined (the cell computes it)
+      const torch::Tensor share = tabled && i == 0 && k == 0 ? table->index_select(0, ids) : torch::Tensor();
       torch::Tensor h_k = h[k];
-      if (lstm) {
-        const torch::Tensor& wk = w[i][k];
-        check_matrix(wk, 4 * H, In + H, i, k);
-        const Matrix m{wk, blocks[i][k], block_rows};
-        torch::Tensor z = first ? table->index_select(0, ids).add_(m.columns_times(state_h[k], In, H))
-                                : m.times(at::cat({x, state_h[k]}, 1), b[i][k]);
-        torch::Tensor c_k = c[k];
-        lstm_forward_step(z, c10::nullopt, state_c[k], c_k, phi, h_k, acts[2 * i], acts[2 * i + 1]);
-      } else {
-        const torch::Tensor &w_ih = w[i][2 * k], &w_hh = w[i][2 * k + 1];
-        check_matrix(w_ih, gates * H, In, i, k);
-        check_matrix(w_hh, gates * H, H, i, k);
-        const Matrix m_ih{w_ih, blocks[i][2 * k], block_rows}, m_hh{w_hh, blocks[i][2 * k + 1], block_rows};
-        const torch::Tensor xs = first ? table->index_select(0, ids) : m_ih.times(x, b[i][2 * k]);
-        const torch::Tensor hh = m_hh.times(state_h[k], b[i][2 * k + 1]);
-        if (kinds[i] == kGru) {
-          gru_forward_step(xs, hh, state_h[k], h_k, acts[2 * i], acts[2 * i + 1]);
-        } else {  // Elman: h = g(W_ih x + b_ih + W_hh h + b_hh)
-          at::add_out(h_k, xs, hh);
-          AT_DISPATCH_FLOATING_TYPES(h_k.scalar_type(), "model_step", [&] {
-            rnnkit_native::activate(h_k.data_ptr<scalar_t>(), h_k.data_ptr<scalar_t>(), h_k.numel(), acts[2 * i]);
-          });
+      switch (kind) {
+        case kLstm: {
+          torch::Tensor c_k = c[k];
+          cell.lstm(x, share, state_h[k], state_c[k], h_k, c_k, acts[2 * i], acts[2 * i + 1]);
+          break;
         }
+        case kGru:
+        case kElman:
+          cell.gru_or_elman(kind, x, share, state_h[k], h_k, acts[2 * i], acts[2 * i + 1]);
+          break;
+        case kJordan:
+          cell.jordan(x, share, state_h[k], h_k, acts[2 * i], acts[2 * i + 1]);
+          break;
+        case kMinGru:
+        case kMinLstm:
+          cell.min_cell(kind, x, share, state_h[k], h_k);
+          break;
       }
       x = residual[i] && k > 0 ? h_k + x : h_k;
     }

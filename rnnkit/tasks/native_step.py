@@ -1,4 +1,4 @@
-"""Generation's step of a model made of LSTM, GRU or Elman layers in one call of rnnkit.native, products included.
+"""Generation's step of a model of recurrent layers in one call of rnnkit.native, products included.
 
 At batch 1 a 2 x 512 LSTM language model with 10,000 words reads 37 MB of weights a token, and this machine reads
 them at 53-60 GB/s on its 2 cores: about 0.65 ms a token. :class:`rnnkit.tasks.stepping.Stepper` runs each cell's
@@ -25,13 +25,15 @@ from torch import Tensor
 from rnnkit import bptt
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.jordan import JordanCell
 from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.mingru import MinGRUCell, MinLSTMCell
 
 #: the most memory the first cell's table of W_ih x + b may take: 82 MB for 10,000 words under 512 LSTM units
 TABLE_MAX_BYTES = 1 << 28
 
 #: model_step's numbers for the kinds of cell it runs
-LSTM, GRU, ELMAN = 0, 1, 2
+LSTM, GRU, ELMAN, JORDAN, MINGRU, MINLSTM = 0, 1, 2, 3, 4, 5
 
 
 class NativeModelStep:
@@ -46,7 +48,7 @@ class NativeModelStep:
         self.weights = [[w for cell in layer.cells for w, _ in _matrices(cell)] for layer in layers]
         self.blocks = [[_blocks(w) for w in weights] for weights in self.weights]
         self.biases = [[b for cell in layer.cells for _, b in _matrices(cell)] for layer in layers]
-        self.acts = [bptt.ACT_IDS[a] for layer in layers for a in _activations(layer.cells[0])]
+        self.acts = [bptt.ACT_IDS.get(a, 0) for layer in layers for a in _activations(layer.cells[0])]  # (0: unused)
         self.residual = [bool(layer.residual) for layer in layers]
         self.table = None if embedding is None else _table(layers[0].cells[0], embedding)
 
@@ -55,9 +57,10 @@ class NativeModelStep:
               block_rows: int) -> NativeModelStep | None:  # fmt: skip
         """A :class:`NativeModelStep` where rnnkit.native runs every cell: LSTM cells laid out by
         :meth:`rnnkit.LSTMCell.for_steps` (without a projection), GRU cells by :meth:`rnnkit.GRUCell.for_steps`
-        (reset after the product) and Elman cells (IRNN's too), with activations the kernels know, one kind and
-        one pair of activations a layer. Else None. A weight that is a :class:`~rnnkit.tasks.stepping.
-        ParallelMatrix` is multiplied over its column blocks at up to ``block_rows`` rows, as in Python."""
+        (reset after the product), Elman cells (IRNN's too), Jordan cells and the min cells, with activations
+        the kernels know, one kind and one pair of activations a layer (SCRN and Clockwork keep Python's step).
+        Else None. A weight that is a :class:`~rnnkit.tasks.stepping.ParallelMatrix` is multiplied over its
+        column blocks at up to ``block_rows`` rows, as in Python."""
         if not layers:
             return None
         for layer in layers:
@@ -74,10 +77,10 @@ class NativeModelStep:
         if state is None:
             rows = x.shape[1]
             h0 = [
-                self.head_weight.new_zeros(len(layer.cells), rows, layer.cells[0].hidden_size) for layer in self.layers
+                self.head_weight.new_zeros(len(layer.cells), rows, layer.cells[0].output_size) for layer in self.layers
             ]
             c0 = [h if kind == LSTM else None for h, kind in zip(h0, self.kinds, strict=True)]
-        else:  # an LSTM layer's (h, c); a GRU or Elman layer's state of h, or h alone from torch's drop-ins
+        else:  # an LSTM layer's (h, c); another's state of h (a Jordan layer's y), or h alone from torch's drop-ins
             h0 = [s if isinstance(s, Tensor) else s[0] for s in state]
             c0 = [s[1] if kind == LSTM else None for s, kind in zip(state, self.kinds, strict=True)]
         logits, hs, cs = self.kernels.model_step(
@@ -95,20 +98,29 @@ def _kind(cell: Any) -> int | None:
         return GRU if cell.reset_after else None
     if isinstance(cell, ElmanCell) and type(cell).step is ElmanCell.step:
         return ELMAN
+    if isinstance(cell, JordanCell) and type(cell).step is JordanCell.step:
+        return JORDAN
+    for kind, cls in ((MINGRU, MinGRUCell), (MINLSTM, MinLSTMCell)):
+        if isinstance(cell, cls) and type(cell).step is cls.step:
+            return kind
     return None
 
 
 def _kernels(cell: Any) -> Any:
     """rnnkit.native's kernels for the cell's step: those its for_steps() view holds (LSTM, GRU), else looked up."""
-    if _kind(cell) == ELMAN:
-        return bptt.step_kernels(cell.weight_hh, cell.nonlinearity)
-    return cell.__dict__.get("_kernels")
+    if _kind(cell) in (LSTM, GRU):
+        return cell.__dict__.get("_kernels")
+    return bptt.step_kernels(cell.weight_ih, *(a for a in _activations(cell) if a is not None))
 
 
 def _matrices(cell: Any) -> list[tuple[Tensor, Tensor | None]]:
     """A cell's (matrix, bias) pairs in model_step's order."""
     if _kind(cell) == LSTM:
         return [(cell.weight_xh, cell.bias_xh)]
+    if _kind(cell) in (MINGRU, MINLSTM):
+        return [(cell.weight_ih, cell.bias_ih)]
+    if _kind(cell) == JORDAN:
+        return [(cell.weight_ih, cell.bias_ih), (cell.weight_yh, None), (cell.weight_hy, cell.bias_hy)]
     return [(cell.weight_ih, cell.bias_ih), (cell.weight_hh, cell.bias_hh)]
 
 
@@ -127,9 +139,14 @@ def _table(cell: Any, embedding: Tensor) -> Tensor | None:
 
 
 def _activations(cell: Any) -> tuple[str | None, str | None]:
-    """(phi, sigma) of a gated cell; an Elman cell's g twice."""
+    """(phi, sigma) of a gated cell; an Elman cell's g twice; a Jordan cell's g and act_y; none for the min cells
+    (theirs are fixed)."""
+    if _kind(cell) in (MINGRU, MINLSTM):
+        return None, None
     if _kind(cell) == ELMAN:
         return cell.nonlinearity, cell.nonlinearity
+    if _kind(cell) == JORDAN:
+        return cell.nonlinearity, cell.output_activation
     return getattr(cell, "activation", None), getattr(cell, "recurrent_activation", None)
 
 
