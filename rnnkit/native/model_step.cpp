@@ -1,4 +1,4 @@
-// Generation's step of a language model or music model of LSTM, GRU, Elman, Jordan, minGRU and minLSTM layers
+// Generation's step of a language model or music model of LSTM, GRU, Elman, Jordan, SCRN, minGRU and minLSTM layers
 // (rnnkit.tasks.native_step), the products included, in one call. At batch 1 a step is memory-bound (a 2 x 512 LSTM over 10,000 words reads 37 MB
 // of weights a token), and the Python around a cell's half-dozen torch calls cost 80-90 us a layer beside a 156 us
 // product, measured after products that streamed megabytes through the caches.
@@ -10,7 +10,7 @@
 
 namespace {
 
-enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2, kJordan = 3, kMinGru = 4, kMinLstm = 5 };
+enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2, kJordan = 3, kMinGru = 4, kMinLstm = 5, kScrn = 6 };
 
 using OptionalTensor = c10::optional<torch::Tensor>;
 
@@ -117,6 +117,19 @@ struct Cell {
     activate_all(y, act_y);
   }
 
+  // W_ih (S + H, In) = [B; A], W_sh (H, S) = P, W_hh (H, H) = R, biases None, b, None (rnnkit.SCRNCell):
+  // s = (1 - alpha) B x + alpha s_prev, h = sigma(P s + b + A x + R h_prev); the output is [h; s]
+  void scrn(const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& h_prev,
+            const torch::Tensor& s_prev, torch::Tensor h, torch::Tensor s, double alpha) const {
+    const int64_t H = h_prev.size(1), S = s_prev.size(1);
+    check_matrix(w[at], S + H, x.size(1), layer, index);
+    check_matrix(w[at + 1], H, S, layer, index);
+    check_matrix(w[at + 2], H, H, layer, index);
+    const torch::Tensor xs = share.defined() ? share : matrix(0).times(x, b[at]);
+    s.copy_(xs.narrow(1, 0, S) * (1 - alpha) + s_prev * alpha);
+    at::sigmoid_out(h, matrix(1).times(s, b[at + 1]) + xs.narrow(1, S, H) + matrix(2).times(h_prev, b[at + 2]));
+  }
+
   // W_ih (gH, In) and b_ih of a minGRU cell (g = 2, rows [z; h]) or a minLSTM cell (g = 3, rows [f; i; h]), which
   // have no recurrent matrix (rnnkit/cells/mingru.py): minGRU h = h_prev + z (g(k_h) - h_prev) with z = sigma(k_z);
   // minLSTM h = (f h_prev + i g(k_h)) / (f + i) with f, i = sigma(k_f, k_i); g(x) = relu(x) + sigma(min(x, 0))
@@ -154,28 +167,30 @@ struct Cell {
 //   w[i], b[i]: its cells' matrices and biases in order (any layout, a bias may be None): an LSTM cell's
 //     [W_ih W_hh] (4H, In + H) side by side (rnnkit.LSTMCell.for_steps) and its two biases summed; a GRU cell's
 //     W_ih (3H, In) and W_hh (3H, H) and their biases (reset after the product); an Elman cell's W_ih (H, In) and
-//     W_hh (H, H) and theirs; a Jordan cell's W_ih, W_yh, W_hy and b_ih, None, b_hy; a minGRU or minLSTM cell's
-//     W_ih and b_ih (Cell above);
+//     W_hh (H, H) and theirs; a Jordan cell's W_ih, W_yh, W_hy and b_ih, None, b_hy; an SCRN cell's W_ih, W_sh,
+//     W_hh and None, b, None; a minGRU or minLSTM cell's W_ih and b_ih (Cell above);
 //   blocks[i]: the column blocks of each matrix that has them, else None (Matrix above);
-//   h0[i] (L_i, B, S_i): its state before the step (a Jordan layer's is y), with c0[i] for an LSTM (else None);
+//   h0[i] (L_i, B, S_i): its state before the step (a Jordan layer's is y), with c0[i] an LSTM's c or an SCRN's
+//     context s (else None);
 //   acts[2i], acts[2i + 1]: its activation numbers (an LSTM's or GRU's phi and sigma, an Elman cell's g twice, a
-//     Jordan cell's g and act_y; unused for the min cells, whose activations are fixed);
+//     Jordan cell's g and act_y; unused for the SCRN and min cells, whose activations are fixed);
+//   alphas[i]: an SCRN layer's alpha (else unused);
 //   residual[i]: whether each cell's input is added to its output from the second cell on.
 // head_w (V, H), head_blocks and head_b: the output layer. With a table (V, gates), the first cell takes W_ih x + b
 // from the word's row: the step then reads W_hh alone of that cell's weights (4 of the 8 MB of a 512-unit LSTM's).
-// Returns the logits (1, B, V) and each layer's new state: h (or y), and c (None but for an LSTM).
+// Returns the logits (1, B, V) and each layer's new state: h (or y), and c or s (None for the other kinds).
 std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> model_step(
     const torch::Tensor& step, const OptionalTensor& embedding, const OptionalTensor& table,
     const std::vector<int64_t>& kinds, const std::vector<std::vector<torch::Tensor>>& w,
     const std::vector<std::vector<OptionalTensor>>& blocks, const std::vector<std::vector<OptionalTensor>>& b,
     const std::vector<OptionalTensor>& h0, const std::vector<OptionalTensor>& c0, const std::vector<int64_t>& acts,
-    const std::vector<bool>& residual, const torch::Tensor& head_w, const OptionalTensor& head_blocks,
-    const OptionalTensor& head_b, int64_t block_rows) {
+    const std::vector<double>& alphas, const std::vector<bool>& residual, const torch::Tensor& head_w,
+    const OptionalTensor& head_blocks, const OptionalTensor& head_b, int64_t block_rows) {
   at::NoGradGuard no_grad;  // generation: nothing here is differentiated (the weights are copies)
   const size_t layers = kinds.size();
   TORCH_CHECK(w.size() == layers && blocks.size() == layers && b.size() == layers && h0.size() == layers &&
-                  c0.size() == layers &&
-                  acts.size() == 2 * layers && residual.size() == layers,
+                  c0.size() == layers && acts.size() == 2 * layers && alphas.size() == layers &&
+                  residual.size() == layers,
               "rnnkit native: one list entry a layer (two activations)");
   const bool embedded = embedding.has_value() && embedding->defined();
   TORCH_CHECK(step.dim() == (embedded ? 2 : 3) && step.size(0) == 1, "rnnkit native: one step must be (1, B",
@@ -197,9 +212,9 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
   std::vector<torch::Tensor> hs, cs;
   for (size_t i = 0; i < layers; ++i) {
     const Kind kind = static_cast<Kind>(kinds[i]);
-    TORCH_CHECK(kind >= kLstm && kind <= kMinLstm, "rnnkit native: unknown kind of cell ", kinds[i]);
+    TORCH_CHECK(kind >= kLstm && kind <= kScrn, "rnnkit native: unknown kind of cell ", kinds[i]);
     const bool single = kind == kLstm || kind == kMinGru || kind == kMinLstm;  // one matrix a cell
-    const size_t per_cell = single ? 1 : kind == kJordan ? 3 : 2;
+    const size_t per_cell = single ? 1 : kind == kJordan || kind == kScrn ? 3 : 2;
     TORCH_CHECK(w[i].size() >= per_cell && w[i].size() % per_cell == 0 && b[i].size() == w[i].size() &&
                     blocks[i].size() == w[i].size(),
                 "rnnkit native: layer ", i, " must give ", per_cell, " matrices and biases a cell");
@@ -210,9 +225,11 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
                       : kind == kMinLstm  ? w[i][0].size(0) / 3
                       : kind == kJordan   ? w[i][2].size(0)
                                           : w[i][1].size(1);
-    const torch::Tensor state_h = state(h0[i], L, B, S, i);
-    const torch::Tensor state_c = kind == kLstm ? state(c0[i], L, B, S, i) : torch::Tensor();
-    torch::Tensor h = torch::empty_like(state_h), c = kind == kLstm ? torch::empty_like(state_c) : torch::Tensor();
+    const bool two = kind == kLstm || kind == kScrn;  // a second state: an LSTM's c, an SCRN's context s
+    const int64_t S2 = kind == kScrn ? w[i][1].size(1) : S;
+    const torch::Tensor state_h = state(h0[i], L, B, kind == kScrn ? w[i][2].size(0) : S, i);
+    const torch::Tensor state_c = two ? state(c0[i], L, B, S2, i) : torch::Tensor();
+    torch::Tensor h = torch::empty_like(state_h), c = two ? torch::empty_like(state_c) : torch::Tensor();
     for (int64_t k = 0; k < L; ++k) {
       const Cell cell{w[i], blocks[i], b[i], static_cast<size_t>(k) * per_cell, block_rows, i, k};
       // the first cell's input share W_ih x + b: a row of the table, or undefined (the cell computes it)
@@ -235,8 +252,12 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
         case kMinLstm:
           cell.min_cell(kind, x, share, state_h[k], h_k);
           break;
+        case kScrn:
+          cell.scrn(x, share, state_h[k], state_c[k], h_k, c[k], alphas[i]);
+          break;
       }
-      x = residual[i] && k > 0 ? h_k + x : h_k;
+      const torch::Tensor y = kind == kScrn ? at::cat({h_k, c[k]}, 1) : h_k;
+      x = residual[i] && k > 0 ? y + x : y;
     }
     hs.push_back(h);
     cs.push_back(c);

@@ -28,12 +28,15 @@ from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.jordan import JordanCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.cells.mingru import MinGRUCell, MinLSTMCell
+from rnnkit.cells.scrn import SCRNCell
 
 #: the most memory the first cell's table of W_ih x + b may take: 82 MB for 10,000 words under 512 LSTM units
 TABLE_MAX_BYTES = 1 << 28
 
 #: model_step's numbers for the kinds of cell it runs
-LSTM, GRU, ELMAN, JORDAN, MINGRU, MINLSTM = 0, 1, 2, 3, 4, 5
+LSTM, GRU, ELMAN, JORDAN, MINGRU, MINLSTM, SCRN = 0, 1, 2, 3, 4, 5, 6
+#: the kinds whose state has a second field: an LSTM's c, an SCRN's context s
+TWO_STATES = (LSTM, SCRN)
 
 
 class NativeModelStep:
@@ -49,6 +52,7 @@ class NativeModelStep:
         self.blocks = [[_blocks(w) for w in weights] for weights in self.weights]
         self.biases = [[b for cell in layer.cells for _, b in _matrices(cell)] for layer in layers]
         self.acts = [bptt.ACT_IDS.get(a, 0) for layer in layers for a in _activations(layer.cells[0])]  # (0: unused)
+        self.alphas = [float(getattr(layer.cells[0], "alpha", 0.0)) for layer in layers]  # SCRN's
         self.residual = [bool(layer.residual) for layer in layers]
         self.table = None if embedding is None else _table(layers[0].cells[0], embedding)
 
@@ -57,8 +61,8 @@ class NativeModelStep:
               block_rows: int) -> NativeModelStep | None:  # fmt: skip
         """A :class:`NativeModelStep` where rnnkit.native runs every cell: LSTM cells laid out by
         :meth:`rnnkit.LSTMCell.for_steps` (without a projection), GRU cells by :meth:`rnnkit.GRUCell.for_steps`
-        (reset after the product), Elman cells (IRNN's too), Jordan cells and the min cells, with activations
-        the kernels know, one kind and one pair of activations a layer (SCRN and Clockwork keep Python's step).
+        (reset after the product), Elman cells (IRNN's too), Jordan, SCRN and the min cells, with activations
+        the kernels know, one kind, one pair of activations and one alpha a layer (Clockwork keeps Python's step).
         Else None. A weight that is a :class:`~rnnkit.tasks.stepping.ParallelMatrix` is multiplied over its
         column blocks at up to ``block_rows`` rows, as in Python."""
         if not layers:
@@ -66,8 +70,11 @@ class NativeModelStep:
         for layer in layers:
             first = layer.cells[0]
             for cell in layer.cells:
-                usable = _kind(cell) is not None and _kind(cell) == _kind(first)
-                if not (usable and _activations(cell) == _activations(first) and _kernels(cell) is not None):
+                usable = _kind(cell) is not None and _kind(cell) == _kind(first) and _kernels(cell) is not None
+                alike = _activations(cell) == _activations(first) and getattr(cell, "alpha", 0) == getattr(
+                    first, "alpha", 0
+                )
+                if not (usable and alike):
                     return None
         return NativeModelStep(_kernels(layers[0].cells[0]), layers, head_weight, head_bias, embedding, block_rows)
 
@@ -75,17 +82,14 @@ class NativeModelStep:
         """x (1, B) ids with an embedding, else (1, B, features); state: the model's, or None -> logits
         (1, B, V) and the new state. Nothing here is differentiated (the native call takes no gradient)."""
         if state is None:
-            rows = x.shape[1]
-            h0 = [
-                self.head_weight.new_zeros(len(layer.cells), rows, layer.cells[0].output_size) for layer in self.layers
-            ]
-            c0 = [h if kind == LSTM else None for h, kind in zip(h0, self.kinds, strict=True)]
-        else:  # an LSTM layer's (h, c); another's state of h (a Jordan layer's y), or h alone from torch's drop-ins
-            h0 = [s if isinstance(s, Tensor) else s[0] for s in state]
-            c0 = [s[1] if kind == LSTM else None for s, kind in zip(state, self.kinds, strict=True)]
+            state = [_zero_state(layer, x.shape[1], self.head_weight) for layer in self.layers]
+        # an LSTM layer's (h, c), an SCRN layer's (h, s); another's state of h (a Jordan layer's y), or h alone
+        # from torch's drop-ins
+        h0 = [s if isinstance(s, Tensor) else s[0] for s in state]
+        c0 = [s[1] if kind in TWO_STATES else None for s, kind in zip(state, self.kinds, strict=True)]
         logits, hs, cs = self.kernels.model_step(
             x, self.embedding, self.table, self.kinds, self.weights, self.blocks, self.biases, h0, c0, self.acts,
-            self.residual, self.head_weight, self.head_blocks, self.head_bias, self.block_rows,
+            self.alphas, self.residual, self.head_weight, self.head_blocks, self.head_bias, self.block_rows,
         )  # fmt: skip
         return logits, tuple(_layer_state(layer, h, c) for layer, h, c in zip(self.layers, hs, cs, strict=True))
 
@@ -100,7 +104,7 @@ def _kind(cell: Any) -> int | None:
         return ELMAN
     if isinstance(cell, JordanCell) and type(cell).step is JordanCell.step:
         return JORDAN
-    for kind, cls in ((MINGRU, MinGRUCell), (MINLSTM, MinLSTMCell)):
+    for kind, cls in ((MINGRU, MinGRUCell), (MINLSTM, MinLSTMCell), (SCRN, SCRNCell)):
         if isinstance(cell, cls) and type(cell).step is cls.step:
             return kind
     return None
@@ -119,6 +123,8 @@ def _matrices(cell: Any) -> list[tuple[Tensor, Tensor | None]]:
         return [(cell.weight_xh, cell.bias_xh)]
     if _kind(cell) in (MINGRU, MINLSTM):
         return [(cell.weight_ih, cell.bias_ih)]
+    if _kind(cell) == SCRN:
+        return [(cell.weight_ih, None), (cell.weight_sh, cell.bias), (cell.weight_hh, None)]
     if _kind(cell) == JORDAN:
         return [(cell.weight_ih, cell.bias_ih), (cell.weight_yh, None), (cell.weight_hy, cell.bias_hy)]
     return [(cell.weight_ih, cell.bias_ih), (cell.weight_hh, cell.bias_hh)]
@@ -139,15 +145,21 @@ def _table(cell: Any, embedding: Tensor) -> Tensor | None:
 
 
 def _activations(cell: Any) -> tuple[str | None, str | None]:
-    """(phi, sigma) of a gated cell; an Elman cell's g twice; a Jordan cell's g and act_y; none for the min cells
-    (theirs are fixed)."""
-    if _kind(cell) in (MINGRU, MINLSTM):
+    """(phi, sigma) of a gated cell; an Elman cell's g twice; a Jordan cell's g and act_y; none for the SCRN and
+    min cells (theirs are fixed)."""
+    if _kind(cell) in (MINGRU, MINLSTM, SCRN):
         return None, None
     if _kind(cell) == ELMAN:
         return cell.nonlinearity, cell.nonlinearity
     if _kind(cell) == JORDAN:
         return cell.nonlinearity, cell.output_activation
     return getattr(cell, "activation", None), getattr(cell, "recurrent_activation", None)
+
+
+def _zero_state(layer: Any, rows: int, like: Tensor) -> list[Tensor]:
+    """A layer's zero state, field by field (cells, rows, width), as its cells' initial_state gives it."""
+    fields = layer.cells[0].initial_state(rows, device=like.device, dtype=like.dtype)
+    return [f.new_zeros(len(layer.cells), *f.shape) for f in fields]
 
 
 def _layer_state(layer: Any, h: Tensor, c: Tensor | None) -> Any:

@@ -17,9 +17,8 @@ torch.nn.LSTM stepped by hand (README). It takes and returns the model's own sta
 does), so either path can continue the other's state, and the two give the same numbers within float rounding:
 tests/tasks/test_stepping.py checks every cell and that sampling under a seed draws the same tokens whichever
 path runs. The copies are made once per set of weights: :func:`stepper` keeps one per model and makes a new one
-when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``). For models of LSTM, GRU,
-Elman, Jordan, minGRU and minLSTM layers, one step (T = 1) is one call of rnnkit.native, products included
-(:mod:`rnnkit.tasks.native_step`).
+when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``). For models of any cells but
+Clockwork's, one step (T = 1) is one call of rnnkit.native, products included (:mod:`rnnkit.tasks.native_step`).
 """
 
 from __future__ import annotations

@@ -45,15 +45,14 @@ def steps_agree(fast: Stepper, slow: Stepper, inputs: list[torch.Tensor], state=
             assert type(a) is type(b)
 
 
-NATIVE_CELLS = ["lstm", "gru", "rnn", "irnn", "jordan", "mingru", "minlstm"]
+NATIVE_CELLS = ["lstm", "gru", "rnn", "irnn", "jordan", "scrn", "mingru", "minlstm"]
 
 
-def test_the_native_step_runs_every_cell_but_scrn_and_clockwork():
+def test_the_native_step_runs_every_cell_but_clockwork():
     for cell in NATIVE_CELLS:
         stepper = lm(cell).stepper()
         assert stepper.native is not None and stepper.native.table is not None
-    for cell in ("scrn", "clockwork"):
-        assert lm(cell).stepper().native is None
+    assert lm("clockwork").stepper().native is None
     softmax = nn.ModuleList([rnnkit.Recurrent(rnnkit.JordanCell, 6, 5, output_size=4, output_activation="softmax")])
     assert Stepper(softmax, nn.Linear(4, 3)).native is None  # an activation the kernels do not have
 
@@ -105,6 +104,8 @@ def test_feature_models_step_like_their_cells(layer):
     elif layer == "jordan":  # output size 4 fed back, sigmoid outputs, stacked with an LSTM
         jordan = rnnkit.Recurrent(rnnkit.JordanCell, 6, 5, num_layers=2, output_size=4, output_activation="sigmoid")
         layers = [jordan, rnnkit.LSTM(4, 6)]
+    elif layer == "scrn":  # output [h; s] of 5 + 3, residual, stacked with a GRU
+        layers = [rnnkit.SCRN(6, 5, num_layers=2, context_size=3, alpha=0.9, residual=True), rnnkit.GRU(8, 6)]
     elif layer == "min cells":
         layers = [rnnkit.Recurrent(rnnkit.MinGRUCell, 6, 5, num_layers=2, residual=True), rnnkit.MinLSTM(5, 6)]
     elif layer == "identity":
