@@ -147,15 +147,16 @@ void lstm_forward_step(torch::Tensor z, const c10::optional<torch::Tensor>& zh, 
 void gru_forward_step(const torch::Tensor& x, const torch::Tensor& g, const torch::Tensor& h_prev, torch::Tensor h,
                       int64_t act, int64_t gate);
 
-// model_step.cpp: generation's whole step of a model of recurrent layers (all but Clockwork's)
+// model_step.cpp: generation's whole step of a model of recurrent layers
 std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> model_step(
     const torch::Tensor& step, const c10::optional<torch::Tensor>& embedding, const c10::optional<torch::Tensor>& table,
     const std::vector<int64_t>& kinds, const std::vector<std::vector<torch::Tensor>>& w,
     const std::vector<std::vector<c10::optional<torch::Tensor>>>& blocks,
     const std::vector<std::vector<c10::optional<torch::Tensor>>>& b, const std::vector<c10::optional<torch::Tensor>>& h0,
     const std::vector<c10::optional<torch::Tensor>>& c0, const std::vector<int64_t>& acts,
-    const std::vector<double>& alphas, const std::vector<bool>& residual, const torch::Tensor& head_w,
-    const c10::optional<torch::Tensor>& head_blocks, const c10::optional<torch::Tensor>& head_b, int64_t block_rows);
+    const std::vector<double>& alphas, const std::vector<c10::optional<torch::Tensor>>& periods,
+    const std::vector<bool>& residual, const torch::Tensor& head_w, const c10::optional<torch::Tensor>& head_blocks,
+    const c10::optional<torch::Tensor>& head_b, int64_t block_rows);
 
 // sampling.cpp: the default draw of rnnkit.tasks.sampling.sample_next
 torch::Tensor sample_rows(const torch::Tensor& logits, const std::vector<int64_t>& banned, double temperature,

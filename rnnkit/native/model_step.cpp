@@ -1,4 +1,4 @@
-// Generation's step of a language model or music model of LSTM, GRU, Elman, Jordan, SCRN, minGRU and minLSTM layers
+// Generation's step of a language model or music model of recurrent layers, any of rnnkit's cells
 // (rnnkit.tasks.native_step), the products included, in one call. At batch 1 a step is memory-bound (a 2 x 512 LSTM over 10,000 words reads 37 MB
 // of weights a token), and the Python around a cell's half-dozen torch calls cost 80-90 us a layer beside a 156 us
 // product, measured after products that streamed megabytes through the caches.
@@ -10,7 +10,7 @@
 
 namespace {
 
-enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2, kJordan = 3, kMinGru = 4, kMinLstm = 5, kScrn = 6 };
+enum Kind : int64_t { kLstm = 0, kGru = 1, kElman = 2, kJordan = 3, kMinGru = 4, kMinLstm = 5, kScrn = 6, kClockwork = 7 };
 
 using OptionalTensor = c10::optional<torch::Tensor>;
 
@@ -58,6 +58,15 @@ torch::Tensor state(const OptionalTensor& t, int64_t L, int64_t B, int64_t H, si
 void activate_all(torch::Tensor t, int64_t act) {  // in place, over a contiguous block
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "model_step", [&] {
     rnnkit_native::activate(t.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), t.numel(), act);
+  });
+}
+
+void activate_rows(torch::Tensor t, int64_t act) {  // in place, over (B, n) rows of stride t.stride(0)
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "model_step", [&] {
+    for (int64_t r = 0; r < t.size(0); ++r) {
+      scalar_t* row = t.data_ptr<scalar_t>() + r * t.stride(0);
+      rnnkit_native::activate(row, row, t.size(1), act);
+    }
   });
 }
 
@@ -130,6 +139,47 @@ struct Cell {
     at::sigmoid_out(h, matrix(1).times(s, b[at + 1]) + xs.narrow(1, S, H) + matrix(2).times(h_prev, b[at + 2]));
   }
 
+  // W_ih (H, In), W_hh (H, H) already masked (rnnkit.ClockworkCell.for_steps) and b_ih, None; unit_period (H) int64,
+  // the period of each unit's module (increasing). Module i ticks where t mod T_i = 0: h = g(W_ih x + b + W_hh h_prev)
+  // there, h_prev elsewhere; t counts on. As ClockworkCell.step: where every row is at the same t and the modules
+  // that tick are the first ones, only their rows of W_hh are multiplied.
+  void clockwork(const torch::Tensor& x, const torch::Tensor& share, const torch::Tensor& h_prev,
+                 const torch::Tensor& t_prev, torch::Tensor h, torch::Tensor t, const torch::Tensor& unit_period,
+                 int64_t act) const {
+    const int64_t B = h_prev.size(0), H = h_prev.size(1);
+    check_matrix(w[at], H, x.size(1), layer, index);
+    check_matrix(w[at + 1], H, H, layer, index);
+    TORCH_CHECK(unit_period.numel() == H && unit_period.scalar_type() == torch::kLong && t_prev.numel() == B,
+                "rnnkit native: a Clockwork cell needs (H) periods and (B) steps");
+    const torch::Tensor xs = share.defined() ? share : matrix(0).times(x, b[at]);
+    const int64_t* period = unit_period.data_ptr<int64_t>();
+    const int64_t* steps = t_prev.data_ptr<int64_t>();
+    bool same = true;
+    for (int64_t r = 1; r < B; ++r) same = same && steps[r] == steps[0];
+    int64_t rows = 0;  // the leading units that tick, where every row is at one step and they are a prefix
+    bool prefix = same;
+    if (same) {
+      while (rows < H && steps[0] % period[rows] == 0) ++rows;
+      for (int64_t j = rows; j < H && prefix; ++j) prefix = steps[0] % period[j] != 0;
+    }
+    if (prefix && rows == 0) {
+      h.copy_(h_prev);
+    } else if (prefix && rows < H) {
+      torch::Tensor ticking = h.narrow(1, 0, rows);
+      ticking.copy_(xs.narrow(1, 0, rows) + at::mm(h_prev, w[at + 1].narrow(0, 0, rows).t()));
+      activate_rows(ticking, act);
+      h.narrow(1, rows, H - rows).copy_(h_prev.narrow(1, rows, H - rows));
+    } else {
+      h.copy_(xs + matrix(1).times(h_prev, b[at + 1]));
+      activate_all(h, act);
+      if (!prefix) {  // rows at different steps, or modules that tick out of order: keep those that do not tick
+        const torch::Tensor active = (t_prev.unsqueeze(1) % unit_period).eq(0);
+        h.copy_(at::where(active, h, h_prev));
+      }
+    }
+    at::add_out(t, t_prev, 1);
+  }
+
   // W_ih (gH, In) and b_ih of a minGRU cell (g = 2, rows [z; h]) or a minLSTM cell (g = 3, rows [f; i; h]), which
   // have no recurrent matrix (rnnkit/cells/mingru.py): minGRU h = h_prev + z (g(k_h) - h_prev) with z = sigma(k_z);
   // minLSTM h = (f h_prev + i g(k_h)) / (f + i) with f, i = sigma(k_f, k_i); g(x) = relu(x) + sigma(min(x, 0))
@@ -168,29 +218,30 @@ struct Cell {
 //     [W_ih W_hh] (4H, In + H) side by side (rnnkit.LSTMCell.for_steps) and its two biases summed; a GRU cell's
 //     W_ih (3H, In) and W_hh (3H, H) and their biases (reset after the product); an Elman cell's W_ih (H, In) and
 //     W_hh (H, H) and theirs; a Jordan cell's W_ih, W_yh, W_hy and b_ih, None, b_hy; an SCRN cell's W_ih, W_sh,
-//     W_hh and None, b, None; a minGRU or minLSTM cell's W_ih and b_ih (Cell above);
+//     W_hh and None, b, None; a Clockwork cell's W_ih and masked W_hh and b_ih, None; a minGRU or minLSTM cell's
+//     W_ih and b_ih (Cell above);
 //   blocks[i]: the column blocks of each matrix that has them, else None (Matrix above);
-//   h0[i] (L_i, B, S_i): its state before the step (a Jordan layer's is y), with c0[i] an LSTM's c or an SCRN's
-//     context s (else None);
+//   h0[i] (L_i, B, S_i): its state before the step (a Jordan layer's is y), with c0[i] an LSTM's c, an SCRN's
+//     context s or a Clockwork layer's steps t (L_i, B) (else None);
 //   acts[2i], acts[2i + 1]: its activation numbers (an LSTM's or GRU's phi and sigma, an Elman cell's g twice, a
-//     Jordan cell's g and act_y; unused for the SCRN and min cells, whose activations are fixed);
-//   alphas[i]: an SCRN layer's alpha (else unused);
+//     Jordan cell's g and act_y, a Clockwork cell's g twice; unused for the SCRN and min cells);
+//   alphas[i]: an SCRN layer's alpha (else unused); periods[i]: a Clockwork layer's units' periods (H) (else None);
 //   residual[i]: whether each cell's input is added to its output from the second cell on.
 // head_w (V, H), head_blocks and head_b: the output layer. With a table (V, gates), the first cell takes W_ih x + b
 // from the word's row: the step then reads W_hh alone of that cell's weights (4 of the 8 MB of a 512-unit LSTM's).
-// Returns the logits (1, B, V) and each layer's new state: h (or y), and c or s (None for the other kinds).
+// Returns the logits (1, B, V) and each layer's new state: h (or y), and c, s or t (None for the other kinds).
 std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>> model_step(
     const torch::Tensor& step, const OptionalTensor& embedding, const OptionalTensor& table,
     const std::vector<int64_t>& kinds, const std::vector<std::vector<torch::Tensor>>& w,
     const std::vector<std::vector<OptionalTensor>>& blocks, const std::vector<std::vector<OptionalTensor>>& b,
     const std::vector<OptionalTensor>& h0, const std::vector<OptionalTensor>& c0, const std::vector<int64_t>& acts,
-    const std::vector<double>& alphas, const std::vector<bool>& residual, const torch::Tensor& head_w,
-    const OptionalTensor& head_blocks, const OptionalTensor& head_b, int64_t block_rows) {
+    const std::vector<double>& alphas, const std::vector<OptionalTensor>& periods, const std::vector<bool>& residual,
+    const torch::Tensor& head_w, const OptionalTensor& head_blocks, const OptionalTensor& head_b, int64_t block_rows) {
   at::NoGradGuard no_grad;  // generation: nothing here is differentiated (the weights are copies)
   const size_t layers = kinds.size();
   TORCH_CHECK(w.size() == layers && blocks.size() == layers && b.size() == layers && h0.size() == layers &&
                   c0.size() == layers && acts.size() == 2 * layers && alphas.size() == layers &&
-                  residual.size() == layers,
+                  periods.size() == layers && residual.size() == layers,
               "rnnkit native: one list entry a layer (two activations)");
   const bool embedded = embedding.has_value() && embedding->defined();
   TORCH_CHECK(step.dim() == (embedded ? 2 : 3) && step.size(0) == 1, "rnnkit native: one step must be (1, B",
@@ -212,8 +263,10 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
   std::vector<torch::Tensor> hs, cs;
   for (size_t i = 0; i < layers; ++i) {
     const Kind kind = static_cast<Kind>(kinds[i]);
-    TORCH_CHECK(kind >= kLstm && kind <= kScrn, "rnnkit native: unknown kind of cell ", kinds[i]);
+    TORCH_CHECK(kind >= kLstm && kind <= kClockwork, "rnnkit native: unknown kind of cell ", kinds[i]);
     const bool single = kind == kLstm || kind == kMinGru || kind == kMinLstm;  // one matrix a cell
+    TORCH_CHECK(kind != kClockwork || (periods[i].has_value() && periods[i]->defined()),
+                "rnnkit native: a Clockwork layer needs its units' periods");
     const size_t per_cell = single ? 1 : kind == kJordan || kind == kScrn ? 3 : 2;
     TORCH_CHECK(w[i].size() >= per_cell && w[i].size() % per_cell == 0 && b[i].size() == w[i].size() &&
                     blocks[i].size() == w[i].size(),
@@ -228,8 +281,14 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
     const bool two = kind == kLstm || kind == kScrn;  // a second state: an LSTM's c, an SCRN's context s
     const int64_t S2 = kind == kScrn ? w[i][1].size(1) : S;
     const torch::Tensor state_h = state(h0[i], L, B, kind == kScrn ? w[i][2].size(0) : S, i);
-    const torch::Tensor state_c = two ? state(c0[i], L, B, S2, i) : torch::Tensor();
-    torch::Tensor h = torch::empty_like(state_h), c = two ? torch::empty_like(state_c) : torch::Tensor();
+    torch::Tensor state_c = two ? state(c0[i], L, B, S2, i) : torch::Tensor();
+    if (kind == kClockwork) {  // the second field is the step counter t (L, B)
+      TORCH_CHECK(c0[i].has_value() && c0[i]->defined() && c0[i]->dim() == 2 && c0[i]->size(0) == L &&
+                      c0[i]->size(1) == B && c0[i]->scalar_type() == torch::kLong,
+                  "rnnkit native: layer ", i, "'s steps must be (", L, ", ", B, ") int64");
+      state_c = c0[i]->contiguous();
+    }
+    torch::Tensor h = torch::empty_like(state_h), c = state_c.defined() ? torch::empty_like(state_c) : torch::Tensor();
     for (int64_t k = 0; k < L; ++k) {
       const Cell cell{w[i], blocks[i], b[i], static_cast<size_t>(k) * per_cell, block_rows, i, k};
       // the first cell's input share W_ih x + b: a row of the table, or undefined (the cell computes it)
@@ -254,6 +313,9 @@ std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::vector<torch::Tensor>
           break;
         case kScrn:
           cell.scrn(x, share, state_h[k], state_c[k], h_k, c[k], alphas[i]);
+          break;
+        case kClockwork:
+          cell.clockwork(x, share, state_h[k], state_c[k], h_k, c[k], *periods[i], acts[2 * i]);
           break;
       }
       const torch::Tensor y = kind == kScrn ? at::cat({h_k, c[k]}, 1) : h_k;

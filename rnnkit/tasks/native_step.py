@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import bptt
+from rnnkit.cells.clockwork import ClockworkCell
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.jordan import JordanCell
@@ -34,9 +35,9 @@ from rnnkit.cells.scrn import SCRNCell
 TABLE_MAX_BYTES = 1 << 28
 
 #: model_step's numbers for the kinds of cell it runs
-LSTM, GRU, ELMAN, JORDAN, MINGRU, MINLSTM, SCRN = 0, 1, 2, 3, 4, 5, 6
-#: the kinds whose state has a second field: an LSTM's c, an SCRN's context s
-TWO_STATES = (LSTM, SCRN)
+LSTM, GRU, ELMAN, JORDAN, MINGRU, MINLSTM, SCRN, CLOCKWORK = 0, 1, 2, 3, 4, 5, 6, 7
+#: the kinds whose state has a second field: an LSTM's c, an SCRN's context s, a Clockwork cell's step count t
+TWO_STATES = (LSTM, SCRN, CLOCKWORK)
 
 
 class NativeModelStep:
@@ -53,6 +54,7 @@ class NativeModelStep:
         self.biases = [[b for cell in layer.cells for _, b in _matrices(cell)] for layer in layers]
         self.acts = [bptt.ACT_IDS.get(a, 0) for layer in layers for a in _activations(layer.cells[0])]  # (0: unused)
         self.alphas = [float(getattr(layer.cells[0], "alpha", 0.0)) for layer in layers]  # SCRN's
+        self.periods = [getattr(layer.cells[0], "unit_period", None) for layer in layers]  # Clockwork's
         self.residual = [bool(layer.residual) for layer in layers]
         self.table = None if embedding is None else _table(layers[0].cells[0], embedding)
 
@@ -61,8 +63,9 @@ class NativeModelStep:
               block_rows: int) -> NativeModelStep | None:  # fmt: skip
         """A :class:`NativeModelStep` where rnnkit.native runs every cell: LSTM cells laid out by
         :meth:`rnnkit.LSTMCell.for_steps` (without a projection), GRU cells by :meth:`rnnkit.GRUCell.for_steps`
-        (reset after the product), Elman cells (IRNN's too), Jordan, SCRN and the min cells, with activations
-        the kernels know, one kind, one pair of activations and one alpha a layer (Clockwork keeps Python's step).
+        (reset after the product), Clockwork cells by theirs (W_H masked once), Elman (IRNN's too), Jordan, SCRN
+        and the min cells, with activations the kernels know; one kind, one pair of activations, one alpha or set
+        of periods a layer.
         Else None. A weight that is a :class:`~rnnkit.tasks.stepping.ParallelMatrix` is multiplied over its
         column blocks at up to ``block_rows`` rows, as in Python."""
         if not layers:
@@ -71,9 +74,7 @@ class NativeModelStep:
             first = layer.cells[0]
             for cell in layer.cells:
                 usable = _kind(cell) is not None and _kind(cell) == _kind(first) and _kernels(cell) is not None
-                alike = _activations(cell) == _activations(first) and getattr(cell, "alpha", 0) == getattr(
-                    first, "alpha", 0
-                )
+                alike = _activations(cell) == _activations(first) and _parameters(cell) == _parameters(first)
                 if not (usable and alike):
                     return None
         return NativeModelStep(_kernels(layers[0].cells[0]), layers, head_weight, head_bias, embedding, block_rows)
@@ -89,7 +90,8 @@ class NativeModelStep:
         c0 = [s[1] if kind in TWO_STATES else None for s, kind in zip(state, self.kinds, strict=True)]
         logits, hs, cs = self.kernels.model_step(
             x, self.embedding, self.table, self.kinds, self.weights, self.blocks, self.biases, h0, c0, self.acts,
-            self.alphas, self.residual, self.head_weight, self.head_blocks, self.head_bias, self.block_rows,
+            self.alphas, self.periods, self.residual, self.head_weight, self.head_blocks, self.head_bias,
+            self.block_rows,
         )  # fmt: skip
         return logits, tuple(_layer_state(layer, h, c) for layer, h, c in zip(self.layers, hs, cs, strict=True))
 
@@ -104,6 +106,8 @@ def _kind(cell: Any) -> int | None:
         return ELMAN
     if isinstance(cell, JordanCell) and type(cell).step is JordanCell.step:
         return JORDAN
+    if isinstance(cell, ClockworkCell) and type(cell).step is ClockworkCell.step:
+        return CLOCKWORK if cell._premasked else None  # (for_steps(): W_H masked once)
     for kind, cls in ((MINGRU, MinGRUCell), (MINLSTM, MinLSTMCell), (SCRN, SCRNCell)):
         if isinstance(cell, cls) and type(cell).step is cls.step:
             return kind
@@ -125,6 +129,8 @@ def _matrices(cell: Any) -> list[tuple[Tensor, Tensor | None]]:
         return [(cell.weight_ih, cell.bias_ih)]
     if _kind(cell) == SCRN:
         return [(cell.weight_ih, None), (cell.weight_sh, cell.bias), (cell.weight_hh, None)]
+    if _kind(cell) == CLOCKWORK:
+        return [(cell.weight_ih, cell.bias_ih), (cell.weight_hh, None)]
     if _kind(cell) == JORDAN:
         return [(cell.weight_ih, cell.bias_ih), (cell.weight_yh, None), (cell.weight_hy, cell.bias_hy)]
     return [(cell.weight_ih, cell.bias_ih), (cell.weight_hh, cell.bias_hh)]
@@ -145,15 +151,20 @@ def _table(cell: Any, embedding: Tensor) -> Tensor | None:
 
 
 def _activations(cell: Any) -> tuple[str | None, str | None]:
-    """(phi, sigma) of a gated cell; an Elman cell's g twice; a Jordan cell's g and act_y; none for the SCRN and
-    min cells (theirs are fixed)."""
+    """(phi, sigma) of a gated cell; an Elman or Clockwork cell's g twice; a Jordan cell's g and act_y; none for
+    the SCRN and min cells (theirs are fixed)."""
     if _kind(cell) in (MINGRU, MINLSTM, SCRN):
         return None, None
-    if _kind(cell) == ELMAN:
+    if _kind(cell) in (ELMAN, CLOCKWORK):
         return cell.nonlinearity, cell.nonlinearity
     if _kind(cell) == JORDAN:
         return cell.nonlinearity, cell.output_activation
     return getattr(cell, "activation", None), getattr(cell, "recurrent_activation", None)
+
+
+def _parameters(cell: Any) -> tuple:
+    """What else a layer's cells must share to run in one call: an SCRN's alpha, a Clockwork cell's periods."""
+    return getattr(cell, "alpha", None), tuple(getattr(cell, "periods", ()))
 
 
 def _zero_state(layer: Any, rows: int, like: Tensor) -> list[Tensor]:

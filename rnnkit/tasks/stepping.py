@@ -17,8 +17,8 @@ torch.nn.LSTM stepped by hand (README). It takes and returns the model's own sta
 does), so either path can continue the other's state, and the two give the same numbers within float rounding:
 tests/tasks/test_stepping.py checks every cell and that sampling under a seed draws the same tokens whichever
 path runs. The copies are made once per set of weights: :func:`stepper` keeps one per model and makes a new one
-when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``). For models of any cells but
-Clockwork's, one step (T = 1) is one call of rnnkit.native, products included (:mod:`rnnkit.tasks.native_step`).
+when a weight has changed (a training step, dynamic evaluation, ``load_state_dict``). For models of any of
+rnnkit's cells, one step (T = 1) is one call of rnnkit.native, products included (:mod:`rnnkit.tasks.native_step`).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class Stepper:
         self.head_weight = fast_layout(head.weight.detach())
         self.head_bias = None if head.bias is None else head.bias.detach()
         self.device = head.weight.device
-        # one step in one native call (rnnkit.tasks.native_step) for the cells it runs
+        # one step in one native call (rnnkit.tasks.native_step), where its kernels are built
         self.native = NativeModelStep.build(self.layers, self.head_weight, self.head_bias, self.embedding, SMALL_BATCH)
 
     def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:

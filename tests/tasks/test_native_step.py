@@ -45,14 +45,13 @@ def steps_agree(fast: Stepper, slow: Stepper, inputs: list[torch.Tensor], state=
             assert type(a) is type(b)
 
 
-NATIVE_CELLS = ["lstm", "gru", "rnn", "irnn", "jordan", "scrn", "mingru", "minlstm"]
+NATIVE_CELLS = ["lstm", "gru", "rnn", "irnn", "jordan", "scrn", "clockwork", "mingru", "minlstm"]
 
 
-def test_the_native_step_runs_every_cell_but_clockwork():
+def test_the_native_step_runs_every_cell():
     for cell in NATIVE_CELLS:
         stepper = lm(cell).stepper()
         assert stepper.native is not None and stepper.native.table is not None
-    assert lm("clockwork").stepper().native is None
     softmax = nn.ModuleList([rnnkit.Recurrent(rnnkit.JordanCell, 6, 5, output_size=4, output_activation="softmax")])
     assert Stepper(softmax, nn.Linear(4, 3)).native is None  # an activation the kernels do not have
 
@@ -82,6 +81,9 @@ LAYERS = [
     "hard_sigmoid",
     "identity",
     "jordan",
+    "scrn",
+    "clockwork",
+    "min cells",
 ]
 
 
@@ -106,6 +108,8 @@ def test_feature_models_step_like_their_cells(layer):
         layers = [jordan, rnnkit.LSTM(4, 6)]
     elif layer == "scrn":  # output [h; s] of 5 + 3, residual, stacked with a GRU
         layers = [rnnkit.SCRN(6, 5, num_layers=2, context_size=3, alpha=0.9, residual=True), rnnkit.GRU(8, 6)]
+    elif layer == "clockwork":  # periods 1, 2, 4: the first modules tick, or all, or (periods 2, 3) out of order
+        layers = [rnnkit.Clockwork(6, 6, periods=[1, 2, 4]), rnnkit.Clockwork(6, 6, num_layers=2, periods=[2, 3])]
     elif layer == "min cells":
         layers = [rnnkit.Recurrent(rnnkit.MinGRUCell, 6, 5, num_layers=2, residual=True), rnnkit.MinLSTM(5, 6)]
     elif layer == "identity":
@@ -115,7 +119,7 @@ def test_feature_models_step_like_their_cells(layer):
     args = (nn.ModuleList(layers).double(), nn.Linear(6, 4).double())
     fast = Stepper(*args)
     assert fast.native is not None
-    inputs = [torch.randn(1, 2, 6, dtype=torch.float64) for _ in range(4)]
+    inputs = [torch.randn(1, 2, 6, dtype=torch.float64) for _ in range(7)]
     steps_agree(fast, python_stepper(*args), inputs)
 
 
