@@ -69,5 +69,11 @@ def barrier() -> None:
 
 
 def teardown() -> None:
+    """End the process group, every rank first waiting for the others (a clean finish only: the train verb calls
+    it after training returned on every rank). Without the wait a rank that destroyed its group while another was
+    still finishing made that one abort at exit (CI, 2026-12-05: "terminate called without an active exception" in
+    rank 1 of a two-process music run, after its training had finished)."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
