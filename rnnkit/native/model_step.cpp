@@ -55,12 +55,6 @@ torch::Tensor state(const OptionalTensor& t, int64_t L, int64_t B, int64_t H, si
   return t->contiguous();
 }
 
-void activate_all(torch::Tensor t, int64_t act) {  // in place, over a contiguous block
-  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "model_step", [&] {
-    rnnkit_native::activate(t.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), t.numel(), act);
-  });
-}
-
 void activate_rows(torch::Tensor t, int64_t act) {  // in place, over (B, n) rows of stride t.stride(0)
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "model_step", [&] {
     for (int64_t r = 0; r < t.size(0); ++r) {
@@ -107,7 +101,7 @@ struct Cell {
       gru_forward_step(xs, hh, h_prev, h, act, gate);
     } else {
       at::add_out(h, xs, hh);
-      activate_all(h, act);
+      activate_rows(h, act);
     }
   }
 
@@ -121,9 +115,9 @@ struct Cell {
     check_matrix(w[at + 2], O, H, layer, index);
     const torch::Tensor xs = share.defined() ? share : matrix(0).times(x, b[at]);
     torch::Tensor hidden = xs + matrix(1).times(y_prev, b[at + 1]);
-    activate_all(hidden, g);
+    activate_rows(hidden, g);
     y.copy_(matrix(2).times(hidden, b[at + 2]));
-    activate_all(y, act_y);
+    activate_rows(y, act_y);
   }
 
   // W_ih (S + H, In) = [B; A], W_sh (H, S) = P, W_hh (H, H) = R, biases None, b, None (rnnkit.SCRNCell):
@@ -171,7 +165,7 @@ struct Cell {
       h.narrow(1, rows, H - rows).copy_(h_prev.narrow(1, rows, H - rows));
     } else {
       h.copy_(xs + matrix(1).times(h_prev, b[at + 1]));
-      activate_all(h, act);
+      activate_rows(h, act);
       if (!prefix) {  // rows at different steps, or modules that tick out of order: keep those that do not tick
         const torch::Tensor active = (t_prev.unsqueeze(1) % unit_period).eq(0);
         h.copy_(at::where(active, h, h_prev));
